@@ -1,0 +1,227 @@
+"""Typed experiment config: pydantic models of the YAML file, presets and dotted overrides.
+
+The YAML is parsed once, at the edge (CLI or KFP component), into :class:`ExperimentConfig`;
+everything inside takes its own section or plain arguments. Unknown keys and wrong types are
+errors with a one-line message naming the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cdarts.errors import ConfigError
+from cdarts.search_space.primitives import PARAMETER_FREE_PRIMITIVES, PRIMITIVES
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    """Where images come from and how they are batched."""
+
+    source: Literal["synthetic"] = "synthetic"
+    image_size: int = Field(32, ge=2, description="square input size in pixels")
+    channels: int = Field(3, ge=1)
+    num_classes: int = Field(10, ge=2)
+    num_train: int = Field(1024, ge=4, description="synthetic training images (split in halves)")
+    batch_size: int = Field(64, ge=1, description="per process")
+    num_workers: int = Field(0, ge=0)
+    pin_memory: bool = False
+
+
+class RegularizerConfig(_Section):
+    """L1 penalty on the raw alphas of parameter-free ops, decaying linearly to zero."""
+
+    enabled: bool = True
+    coeff: float = Field(5.0, ge=0)
+    ratio: float = Field(0.667, gt=0, description="fraction of the cycles over which it decays")
+    primitives: tuple[str, ...] = PARAMETER_FREE_PRIMITIVES
+    # The reference sums the shared alphas once per stage (three times) with shared alphas.
+    stage_repeats: int = Field(3, ge=1)
+
+    @model_validator(mode="after")
+    def _known_primitives(self) -> RegularizerConfig:
+        unknown = [p for p in self.primitives if p not in PRIMITIVES]
+        if unknown:
+            raise ValueError(f"unknown primitives {unknown}")
+        return self
+
+
+class SearchConfig(_Section):
+    """The cyclic joint search (networks, optimisers, losses, loop)."""
+
+    # networks
+    stem: Literal["cifar", "imagenet"] = "cifar"
+    init_channels: int = Field(16, ge=2)
+    stem_multiplier: int = Field(3, ge=1)
+    n_nodes: int = Field(4, ge=1)
+    search_cells: tuple[int, int, int] = (3, 3, 2)
+    eval_cells: tuple[int, int, int] = (7, 7, 6)
+    node_aggregation: Literal["mean", "sum"] = "mean"
+    pool_batchnorm: bool = False
+    head_channels: tuple[int, int] = (128, 768)
+    fix_heads: bool = True
+    learnable_ensemble: bool = True
+    pool_transfer: Literal["all", "reference"] = "all"
+    # loop
+    warmup_epochs: int = Field(2, ge=0, description="S warm-up epochs before the first cycle (P)")
+    search_iterations: int = Field(32, ge=1, description="warm-up epochs + cycles (I)")
+    epochs_per_cycle: int = Field(1, ge=1)
+    eval_warmup_epochs: int = Field(1, ge=0, description="E warm-up epochs on the val split per cycle")
+    sample_ratio: float = Field(1.0, gt=0, le=1, description="fraction of batches per epoch")
+    # optimisers
+    weight_lr: float = Field(0.08, gt=0)
+    eval_weight_lr: float = Field(0.08, gt=0)
+    weight_lr_min: float = Field(1e-3, ge=0)
+    weight_lr_schedule: Literal["constant", "cosine"] = "constant"
+    weight_momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(3e-4, ge=0)
+    arch_lr: float = Field(3e-4, gt=0)
+    arch_weight_decay: float = Field(0.0, ge=0)
+    arch_betas: tuple[float, float] = (0.5, 0.999)
+    grad_clip: float = Field(5.0, gt=0)
+    grad_clip_scope: Literal["all", "stepped"] = "all"
+    zero_grad_to_none: bool = False
+    # losses
+    distill_type: Literal["smooth_l1", "kl", "mse", "cosine"] = "smooth_l1"
+    distill_weight: float = Field(1.0, gt=0, description="lambda: CE / lambda + lambda * T^2 * D")
+    distill_temperature: float = Field(2.0, gt=0)
+    kl_reduction: Literal["elementwise_mean", "batchmean"] = "elementwise_mean"
+    regularizer: RegularizerConfig = RegularizerConfig()
+    # execution
+    bf16: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchConfig:
+        if self.warmup_epochs >= self.search_iterations:
+            raise ValueError("search_iterations must exceed warmup_epochs (at least one cycle)")
+        if self.init_channels % 2:
+            raise ValueError("init_channels must be even (factorized reduce halves it)")
+        return self
+
+    @property
+    def num_cycles(self) -> int:
+        return self.search_iterations - self.warmup_epochs
+
+
+class ExperimentConfig(_Section):
+    """A whole experiment; the YAML file's top level."""
+
+    name: str = "experiment"
+    seed: int = 0
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    deterministic: bool = True
+    data: DataConfig = DataConfig()
+    search: SearchConfig = SearchConfig()
+
+    def digest(self) -> str:
+        """A short content hash of the resolved config (same config -> same digest)."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+def config_search_dirs() -> list[Path]:
+    """Where preset names are looked up: $CDARTS_CONFIG_DIR, then ./configs."""
+    dirs = []
+    if env := os.environ.get("CDARTS_CONFIG_DIR"):
+        dirs.append(Path(env))
+    dirs.append(Path.cwd() / "configs")
+    return dirs
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """A config file path, or a preset name (``tiny``) looked up in :func:`config_search_dirs`."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if path.suffix == "" and path.parent == Path("."):
+        for directory in config_search_dirs():
+            candidate = directory / f"{name_or_path}.yaml"
+            if candidate.is_file():
+                return candidate
+    raise ConfigError(f"config {name_or_path!r} not found (neither a file nor a preset name)")
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["search.arch_lr=1e-3", "seed=3"]`` -> nested dict; values are YAML scalars."""
+    result: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} must look like key.subkey=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"override {item!r}: value is not valid YAML") from None
+        parts = key.strip().split(".")
+        node = result
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _format_validation_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif "input" in first and not isinstance(first["input"], dict | list):
+        message = f"{message} (got {first['input']!r})"
+    more = f" (+{error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"config error: {where}: {message}{more}"
+
+
+def build_config(data: dict[str, Any], overrides: list[str] | None = None) -> ExperimentConfig:
+    """Validate a raw mapping (plus dotted overrides) into an :class:`ExperimentConfig`."""
+    merged = _merge(data, parse_overrides(overrides or []))
+    try:
+        return ExperimentConfig.model_validate(merged)
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(error)) from None
+
+
+def load_config(name_or_path: str, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML config file or preset and apply ``key.subkey=value`` overrides."""
+    path = resolve_config_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config {path} is not valid YAML{where}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config {path}: {error}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping at the top level")
+    return build_config(data, overrides)

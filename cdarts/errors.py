@@ -1,0 +1,24 @@
+"""User-facing error types.
+
+Anything raised as a :class:`CdartsError` is a problem with the user's input (config, genotype,
+file, checkpoint) and is reported by the CLI as one line on stderr with exit code 2, never as a
+traceback. Programming errors stay ordinary exceptions.
+"""
+
+from __future__ import annotations
+
+
+class CdartsError(Exception):
+    """Base class of errors caused by bad input; the message is shown to the user as is."""
+
+
+class ConfigError(CdartsError):
+    """The experiment config is missing, malformed or has an unknown key or wrong type."""
+
+
+class GenotypeError(CdartsError):
+    """A genotype string, file or name could not be parsed or is not a valid cell."""
+
+
+class CheckpointError(CdartsError):
+    """A checkpoint or alphas file is missing, corrupt or does not match the config."""

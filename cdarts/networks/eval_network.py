@@ -1,0 +1,48 @@
+"""EvalNetwork (E): the deep network of discrete cells built from a genotype."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cdarts.genotype import Genotype
+from cdarts.networks.layout import CellSpec
+from cdarts.search_space.cells import DerivedCell
+
+
+class EvalNetwork(nn.Module):
+    """Stages of :class:`DerivedCell` that follow ``plan``; the genotype is fixed at build time.
+
+    During search E has the width of S and non-affine BN (``affine=False``) and is rebuilt every
+    cycle; the retrain network uses the same cells with ``affine=True``.
+    """
+
+    def __init__(self, genotype: Genotype, plan: list[list[CellSpec]], affine: bool) -> None:
+        super().__init__()
+        self.genotype = genotype
+        self.stages = nn.ModuleList()
+        for stage in plan:
+            cells = nn.ModuleList()
+            for spec in stage:
+                nodes, concat = genotype.cell(spec.reduction)
+                cells.append(
+                    DerivedCell(
+                        nodes, concat, spec.c_prev_prev, spec.c_prev, spec.channels,
+                        spec.reduction, spec.reduction_prev, affine,
+                    )
+                )
+            self.stages.append(cells)
+
+    def set_drop_path_prob(self, drop_prob: float) -> None:
+        for stage in self.stages:
+            for cell in stage:
+                cell.set_drop_path_prob(drop_prob)
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> list[torch.Tensor]:
+        """(s0, s1) from the stem -> the output of every stage (last one = final features)."""
+        outputs = []
+        for stage in self.stages:
+            for cell in stage:
+                s0, s1 = s1, cell(s0, s1)
+            outputs.append(s1)
+        return outputs

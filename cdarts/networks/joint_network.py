@@ -1,0 +1,185 @@
+"""JointNetwork: everything the cyclic search optimises, in one module.
+
+It holds the stem shared by S and E, the search network S (with the alphas) and its classifier,
+the evaluation network E (rebuilt from a genotype every cycle) and its persistent classifier,
+the weight pool E inherits from, the two distillation heads shared by S and E at aligned stage
+boundaries, and the ensemble logits that weight the three heads of each network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from cdarts.genotype import Genotype, derive_genotype
+from cdarts.networks.eval_network import EvalNetwork
+from cdarts.networks.heads import DistillationHead
+from cdarts.networks.layout import StemKind, plan_cells, required_divisor, stage_spatial_sizes
+from cdarts.networks.search_network import SearchNetwork
+from cdarts.networks.stems import build_stem
+from cdarts.networks.weight_pool import PoolTransfer, WeightPool
+from cdarts.search_space.cells import NodeAggregation
+from cdarts.search_space.primitives import PRIMITIVES
+
+Branch = Literal["search", "eval"]
+
+# Reference pooling kernels of the two distillation heads (for 32 px CIFAR / 224 px ImageNet).
+_HEAD_KERNELS: dict[StemKind, tuple[int, int]] = {"cifar": (6, 6), "imagenet": (6, 5)}
+
+
+@dataclass
+class NetworkOutput:
+    """logits: (N, K) final logits; ensemble: (3N, K) the three weighted head outputs, stacked
+    along the batch dimension (stage-0 head, stage-1 head, final classifier)."""
+
+    logits: torch.Tensor
+    ensemble: torch.Tensor | None
+
+
+class JointNetwork(nn.Module):
+    """S, E, pool and the shared parts of CDARTS.
+
+    Args:
+        stem: ``cifar`` (one 3x3 conv) or ``imagenet`` (three stride-2 convs).
+        in_channels, num_classes, image_size: the data (square images).
+        init_channels: width C of the first stage of S and of E during search.
+        stem_multiplier: the stem has ``stem_multiplier * C`` channels.
+        search_cells, eval_cells: cells per stage of S (3, 3, 2) and E (7, 7, 6).
+        fix_heads: keep the distillation heads at their random init (CIFAR scripts).
+        learnable_ensemble: learn the ensemble logits (init 0.333 * U(0, 1)); else equal weights.
+    """
+
+    def __init__(
+        self,
+        *,
+        stem: StemKind,
+        in_channels: int,
+        num_classes: int,
+        image_size: int,
+        init_channels: int,
+        stem_multiplier: int,
+        search_cells: tuple[int, ...],
+        eval_cells: tuple[int, ...],
+        n_nodes: int = 4,
+        primitives: tuple[str, ...] = PRIMITIVES,
+        aggregation: NodeAggregation = "mean",
+        pool_batchnorm: bool = False,
+        head_channels: tuple[int, int] = (128, 768),
+        fix_heads: bool = False,
+        learnable_ensemble: bool = True,
+        pool_transfer: PoolTransfer = "all",
+    ) -> None:
+        super().__init__()
+        if len(search_cells) != 3 or len(eval_cells) != 3:
+            raise ValueError("S and E need exactly three stages (heads sit after stages 0 and 1)")
+        divisor = required_divisor(len(search_cells), stem)
+        if image_size % divisor:
+            raise ValueError(f"image_size must be a multiple of {divisor} for the {stem} layout")
+        self.n_nodes = n_nodes
+        self.primitives = primitives
+        self.pool_transfer = pool_transfer
+        stem_channels = init_channels * stem_multiplier
+        search_plan = plan_cells(search_cells, init_channels, stem_channels, n_nodes, stem)
+        self.eval_plan = plan_cells(eval_cells, init_channels, stem_channels, n_nodes, stem)
+
+        self.stem = build_stem(stem, in_channels, stem_channels)
+        self.search_network = SearchNetwork(search_plan, n_nodes, primitives, aggregation, pool_batchnorm)
+        final_channels = search_plan[-1][-1].out_channels(n_nodes)
+        self.search_classifier = nn.Linear(final_channels, num_classes)
+        self.weight_pool = WeightPool(self.eval_plan, n_nodes, primitives, aggregation, pool_batchnorm)
+        self.eval_network: EvalNetwork | None = None
+        self.eval_classifier = nn.Linear(final_channels, num_classes)
+
+        sizes = stage_spatial_sizes(image_size, 3, stem)
+        self.distill_heads = nn.ModuleList(
+            DistillationHead(
+                search_plan[stage][-1].out_channels(n_nodes), num_classes, sizes[stage],
+                _HEAD_KERNELS[stem][stage], head_channels,
+            )
+            for stage in (0, 1)
+        )
+        if fix_heads:
+            self.distill_heads.requires_grad_(False)
+        self.ensemble_logits = nn.Parameter(
+            0.333 * torch.rand(3) if learnable_ensemble else torch.zeros(3),
+            requires_grad=learnable_ensemble,
+        )
+
+    # -- E and the pool ---------------------------------------------------------------------
+
+    def current_genotype(self) -> Genotype:
+        """The genotype derived from the current alphas."""
+        return derive_genotype(
+            self.search_network.alphas_normal, self.search_network.alphas_reduce,
+            self.n_nodes, self.primitives,
+        )
+
+    def rebuild_eval_network(self, genotype: Genotype) -> EvalNetwork:
+        """Build a fresh E for ``genotype`` and initialise its cells from the pool."""
+        device = self.search_classifier.weight.device
+        eval_network = EvalNetwork(genotype, self.eval_plan, affine=False).to(device)
+        self.weight_pool.inherit(eval_network, self.pool_transfer)
+        self.eval_network = eval_network
+        return eval_network
+
+    def write_back_to_pool(self) -> None:
+        """Store E's selected-op weights in the pool (end of every cycle)."""
+        self.weight_pool.write_back(self._require_eval(), self.pool_transfer)
+
+    def _require_eval(self) -> EvalNetwork:
+        if self.eval_network is None:
+            raise RuntimeError("the evaluation network has not been built yet")
+        return self.eval_network
+
+    # -- parameter groups -------------------------------------------------------------------
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return self.search_network.arch_parameters()
+
+    def _shared_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.stem.parameters()
+        yield from (p for p in self.distill_heads.parameters() if p.requires_grad)
+        if self.ensemble_logits.requires_grad:
+            yield self.ensemble_logits
+
+    def search_weight_parameters(self) -> list[nn.Parameter]:
+        """What the W_S optimiser steps: stem, S cells, S classifier, heads, ensemble."""
+        return [
+            *self.search_network.cell_parameters(), *self.search_classifier.parameters(),
+            *self._shared_parameters(),
+        ]
+
+    def eval_weight_parameters(self) -> list[nn.Parameter]:
+        """What the W_E optimiser steps: stem, E cells, E classifier, heads, ensemble."""
+        return [
+            *self._require_eval().parameters(), *self.eval_classifier.parameters(),
+            *self._shared_parameters(),
+        ]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Every parameter that is not an alpha (pool included); disjoint from the alphas."""
+        arch_ids = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch_ids]
+
+    # -- forward ----------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor, branch: Branch, with_ensemble: bool = True) -> NetworkOutput:
+        """Run S (``branch="search"``) or E (``"eval"``) on images x: (N, C, H, W)."""
+        s0, s1 = self.stem(x)
+        if branch == "search":
+            stage_outputs = self.search_network(s0, s1)
+            classifier = self.search_classifier
+        else:
+            stage_outputs = self._require_eval()(s0, s1)
+            classifier = self.eval_classifier
+        logits = classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(stage_outputs[-1], 1), 1))
+        if not with_ensemble:
+            return NetworkOutput(logits, None)
+        head_logits = [head(out) for head, out in zip(self.distill_heads, stage_outputs[:2], strict=True)]
+        weights = torch.softmax(self.ensemble_logits, dim=0)
+        ensemble = torch.cat([w * z for w, z in zip(weights, [*head_logits, logits], strict=True)], dim=0)
+        return NetworkOutput(logits, ensemble)

@@ -1,0 +1,1 @@
+"""One plain function per pipeline stage: local paths in, local paths out."""

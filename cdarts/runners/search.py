@@ -1,0 +1,131 @@
+"""Runner of the ``search`` stage: config -> checkpoints, ``alphas.pt``, per-cycle genotypes,
+``genotype.json`` and ``metrics.jsonl`` in an output directory."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import TensorDataset
+
+from cdarts.alphas_file import save_alphas
+from cdarts.config import ExperimentConfig
+from cdarts.data.sampling import build_split_loader
+from cdarts.data.splits import stratified_halves
+from cdarts.data.synthetic import make_synthetic
+from cdarts.devices import resolve_device
+from cdarts.genotype import Genotype
+from cdarts.search.build import build_joint_network
+from cdarts.search.cyclic_search import CycleReport, CyclicSearch, ProgressCallback, SearchLoaders
+from cdarts.search.distributed import device_for_rank, init_distributed
+from cdarts.seeding import seed_everything
+from cdarts.tracking import FanOutTracker, JsonlTracker, Tracker
+
+CHECKPOINT_NAME = "checkpoints/search-last.pt"
+
+
+@dataclass
+class SearchRunResult:
+    genotype: Genotype
+    completed: bool
+    out_dir: Path
+    alphas_path: Path | None
+    genotype_path: Path | None
+    cycles_run: int
+
+
+def _build_loaders(config: ExperimentConfig, rank: int, world_size: int) -> SearchLoaders:
+    data = config.data
+    images, labels = make_synthetic(
+        data.num_train, data.channels, data.image_size, data.num_classes, seed=config.seed
+    )
+    dataset = TensorDataset(images, labels)
+    train_idx, val_idx = stratified_halves(labels, seed=config.seed)
+    common = {
+        "batch_size": data.batch_size, "rank": rank, "world_size": world_size,
+        "num_workers": data.num_workers, "pin_memory": data.pin_memory,
+    }
+    return SearchLoaders(
+        train=build_split_loader(dataset, train_idx, seed=config.seed, **common),  # type: ignore[arg-type]
+        val=build_split_loader(dataset, val_idx, seed=config.seed + 1, **common),  # type: ignore[arg-type]
+    )
+
+
+def _write_cycle(out_dir: Path, report: CycleReport) -> None:
+    cycle_dir = out_dir / "genotypes"
+    cycle_dir.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "cycle": report.cycle,
+        "genotype": report.genotype.to_dict(),
+        "genotype_string": report.genotype.to_string(),
+        "alpha_probs": report.alpha_probs,
+        "metrics": report.metrics,
+    }
+    (cycle_dir / f"cycle_{report.cycle:03d}.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
+
+
+def run_search(
+    config: ExperimentConfig,
+    out_dir: Path,
+    *,
+    tracker: Tracker | None = None,
+    progress: ProgressCallback | None = None,
+    max_iterations: int | None = None,
+) -> SearchRunResult:
+    """Run (or resume) the cyclic search described by ``config`` into ``out_dir``.
+
+    Under torchrun every process calls this; only rank 0 writes files. With ``max_iterations``
+    the run stops after that many search iterations with a checkpoint; calling again resumes.
+    ``genotype.json`` and ``alphas.pt`` are written only when the whole search has finished.
+    """
+    device = resolve_device(config.device)
+    distributed = init_distributed(device)
+    device = device_for_rank(device)
+    seed_everything(config.seed, config.deterministic)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    loaders = _build_loaders(config, distributed.rank, distributed.world_size)
+    model = build_joint_network(config.data, config.search).to(device)
+    distributed.broadcast_module(model)
+
+    trackers: list[Tracker] = [JsonlTracker(out_dir / "metrics.jsonl")] if distributed.is_main else []
+    if tracker is not None:
+        trackers.append(tracker)
+
+    def on_cycle_end(report: CycleReport) -> None:
+        if distributed.is_main:
+            _write_cycle(out_dir, report)
+
+    search = CyclicSearch(
+        model, loaders, config, device, out_dir / CHECKPOINT_NAME,
+        distributed=distributed, tracker=FanOutTracker(trackers), progress=progress,
+        on_cycle_end=on_cycle_end,
+    )
+    search.try_resume()
+    if distributed.is_main:
+        (out_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+    result = search.run(max_iterations=max_iterations)
+
+    alphas_path = genotype_path = None
+    if result.completed and distributed.is_main:
+        alphas_path = out_dir / "alphas.pt"
+        save_alphas(result.alphas, model.primitives, model.n_nodes, alphas_path)
+        genotype_path = out_dir / "genotype.json"
+        genotype_path.write_text(result.genotype.to_json(), encoding="utf-8")
+    distributed.barrier()
+    return SearchRunResult(
+        genotype=result.genotype,
+        completed=result.completed,
+        out_dir=out_dir,
+        alphas_path=alphas_path,
+        genotype_path=genotype_path,
+        cycles_run=len(result.cycles),
+    )
+
+
+def destroy_process_group() -> None:
+    """Leave the torchrun process group, if any (call once at process exit)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

@@ -1,0 +1,28 @@
+"""Build the joint network from the typed config."""
+
+from __future__ import annotations
+
+from cdarts.config import DataConfig, SearchConfig
+from cdarts.networks.joint_network import JointNetwork
+from cdarts.search_space.primitives import PRIMITIVES
+
+
+def build_joint_network(data: DataConfig, search: SearchConfig) -> JointNetwork:
+    return JointNetwork(
+        stem=search.stem,
+        in_channels=data.channels,
+        num_classes=data.num_classes,
+        image_size=data.image_size,
+        init_channels=search.init_channels,
+        stem_multiplier=search.stem_multiplier,
+        search_cells=search.search_cells,
+        eval_cells=search.eval_cells,
+        n_nodes=search.n_nodes,
+        primitives=PRIMITIVES,
+        aggregation=search.node_aggregation,
+        pool_batchnorm=search.pool_batchnorm,
+        head_channels=search.head_channels,
+        fix_heads=search.fix_heads,
+        learnable_ensemble=search.learnable_ensemble,
+        pool_transfer=search.pool_transfer,
+    )

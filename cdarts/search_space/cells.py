@@ -1,0 +1,161 @@
+"""Search cells (mixed edges, shared alphas) and derived cells (discrete edges from a genotype).
+
+A cell reads the outputs of the two previous cells (``s0`` = c_{k-2}, ``s1`` = c_{k-1}),
+preprocesses both to the cell width, computes ``n_nodes`` intermediate nodes and concatenates
+them. Edges are stored node-major: node i has one edge from each of its ``2 + i`` predecessors,
+so a 4-node cell has 2 + 3 + 4 + 5 = 14 edges, and row e of the alphas belongs to edge e.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+
+from cdarts.search_space.drop_path import DropPath
+from cdarts.search_space.mixed_op import MixedOp
+from cdarts.search_space.operations import FactorizedReduce, ReLUConvBN, build_op, is_identity
+
+NodeAggregation = Literal["mean", "sum"]
+
+
+def num_edges(n_nodes: int) -> int:
+    """Edges of a cell with ``n_nodes`` intermediate nodes (14 for 4 nodes)."""
+    return sum(2 + i for i in range(n_nodes))
+
+
+def node_edge_offsets(n_nodes: int) -> list[int]:
+    """Index of the first edge of each node in the node-major edge order."""
+    offsets, start = [], 0
+    for i in range(n_nodes):
+        offsets.append(start)
+        start += 2 + i
+    return offsets
+
+
+def _preprocess(
+    c_prev_prev: int, c_prev: int, channels: int, reduction_prev: bool, affine: bool
+) -> tuple[nn.Module, nn.Module]:
+    # c_{k-2} is twice as large as c_{k-1} after a reduction cell, so it must be halved too.
+    pre0: nn.Module = (
+        FactorizedReduce(c_prev_prev, channels, affine)
+        if reduction_prev
+        else ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine)
+    )
+    pre1 = ReLUConvBN(c_prev, channels, 1, 1, 0, affine)
+    return pre0, pre1
+
+
+class SearchCell(nn.Module):
+    """A cell whose every edge is a :class:`MixedOp`, weighted by alphas passed to forward.
+
+    Args:
+        n_nodes: intermediate nodes.
+        c_prev_prev, c_prev: widths of c_{k-2} and c_{k-1}.
+        channels: the cell width C; the output has ``n_nodes * C`` channels.
+        reduction: stride 2 on the edges that leave the two cell inputs.
+        reduction_prev: the previous cell reduced (or the stem did), so c_{k-2} is halved first.
+        primitives: candidate ops, in alpha-column order.
+        aggregation: ``mean`` (CDARTS reference: fixed uniform edge weights) or ``sum`` (DARTS).
+        pool_batchnorm: DARTS-style BN after pooling ops.
+    """
+
+    def __init__(
+        self,
+        n_nodes: int,
+        c_prev_prev: int,
+        c_prev: int,
+        channels: int,
+        reduction: bool,
+        reduction_prev: bool,
+        primitives: tuple[str, ...],
+        aggregation: NodeAggregation = "mean",
+        pool_batchnorm: bool = False,
+    ) -> None:
+        super().__init__()
+        self.n_nodes = n_nodes
+        self.reduction = reduction
+        self.aggregation = aggregation
+        self.preprocess0, self.preprocess1 = _preprocess(
+            c_prev_prev, c_prev, channels, reduction_prev, affine=False
+        )
+        self.edges = nn.ModuleList()
+        for i in range(n_nodes):
+            for j in range(2 + i):
+                stride = 2 if reduction and j < 2 else 1
+                self.edges.append(MixedOp(channels, stride, primitives, pool_batchnorm))
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """s0, s1: cell inputs; weights: (num_edges, K) softmax(alphas) -> (N, n_nodes*C, H', W')."""
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        edge = 0
+        for _ in range(self.n_nodes):
+            node = self.edges[edge](states[0], weights[edge])
+            for j in range(1, len(states)):
+                node = node + self.edges[edge + j](states[j], weights[edge + j])
+            if self.aggregation == "mean":
+                node = node / len(states)
+            edge += len(states)
+            states.append(node)
+        return torch.cat(states[2:], dim=1)
+
+
+class DerivedCell(nn.Module):
+    """A discrete cell built from one half (normal or reduce) of a genotype.
+
+    Each node sums the outputs of its genotype edges; every non-identity op is followed by a
+    :class:`DropPath`. The output concatenates the nodes listed in ``concat``.
+
+    Args:
+        nodes: per node, the ``(op_name, input_index)`` pairs of the genotype, strongest first.
+        concat: state indices concatenated into the output (2..n_nodes+1 in CDARTS).
+        affine: BN affine flag (False during search, True in the retrain network).
+    """
+
+    def __init__(
+        self,
+        nodes: Sequence[Sequence[tuple[str, int]]],
+        concat: Sequence[int],
+        c_prev_prev: int,
+        c_prev: int,
+        channels: int,
+        reduction: bool,
+        reduction_prev: bool,
+        affine: bool,
+    ) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.concat = tuple(concat)
+        self.inputs = tuple(tuple(index for _, index in node) for node in nodes)
+        self.preprocess0, self.preprocess1 = _preprocess(
+            c_prev_prev, c_prev, channels, reduction_prev, affine
+        )
+        self.nodes = nn.ModuleList()
+        for node in nodes:
+            node_ops = nn.ModuleList()
+            for op_name, index in node:
+                stride = 2 if reduction and index < 2 else 1
+                op = build_op(op_name, channels, stride, affine)
+                node_ops.append(op if is_identity(op) else nn.Sequential(op, DropPath()))
+            self.nodes.append(node_ops)
+
+    def set_drop_path_prob(self, drop_prob: float) -> None:
+        for module in self.modules():
+            if isinstance(module, DropPath):
+                module.drop_prob = drop_prob
+
+    def edge_op(self, node: int, position: int) -> nn.Module:
+        """The candidate op (without its DropPath) of the ``position``-th edge of ``node``."""
+        op = self.nodes[node][position]
+        return op[0] if isinstance(op, nn.Sequential) and isinstance(op[-1], DropPath) else op
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        for node_ops, inputs in zip(self.nodes, self.inputs, strict=True):
+            out = node_ops[0](states[inputs[0]])
+            for op, index in zip(list(node_ops)[1:], inputs[1:], strict=True):
+                out = out + op(states[index])
+            states.append(out)
+        return torch.cat([states[i] for i in self.concat], dim=1)

@@ -1,0 +1,45 @@
+"""MixedOp: the continuous relaxation of one edge (softmax-weighted sum of all candidate ops)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cdarts.search_space.operations import build_op
+from cdarts.search_space.primitives import NONE_PRIMITIVE
+
+
+class MixedOp(nn.Module):
+    """One search edge: ``sum_k w_k * op_k(x)`` over every candidate op.
+
+    The ``none`` op contributes exactly zero to the sum and to every gradient, so it is kept in
+    :attr:`ops` (its column still exists in the alphas) but skipped in the forward pass.
+
+    Args:
+        channels: input and output width of the edge.
+        stride: 2 on reduction-cell edges that leave a cell input, else 1.
+        primitives: candidate op names, in alpha-column order.
+        pool_batchnorm: append a non-affine BN to the pooling ops (DARTS does; CDARTS does not).
+    """
+
+    def __init__(
+        self, channels: int, stride: int, primitives: tuple[str, ...], pool_batchnorm: bool = False
+    ) -> None:
+        super().__init__()
+        self.primitives = primitives
+        self.ops = nn.ModuleList()
+        for name in primitives:
+            op = build_op(name, channels, stride, affine=False)
+            if pool_batchnorm and "pool" in name:
+                op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
+            self.ops.append(op)
+        self._active = [k for k, name in enumerate(primitives) if name != NONE_PRIMITIVE]
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """x: (N, C, H, W); weights: (K,) softmax over the candidate ops -> (N, C, H/s, W/s)."""
+        out: torch.Tensor | None = None
+        for k in self._active:
+            term = weights[k] * self.ops[k](x)
+            out = term if out is None else out + term
+        assert out is not None, "a mixed op needs at least one op besides 'none'"
+        return out

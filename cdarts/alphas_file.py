@@ -35,8 +35,9 @@ def load_alphas(path: Path) -> tuple[dict[str, torch.Tensor], tuple[str, ...], i
         n_nodes = int(state["n_nodes"])
         alphas = {name: state[name] for name in ("alphas_normal", "alphas_reduce")}
     except (KeyError, TypeError, ValueError):
-        raise CheckpointError(f"{path} is not an alphas file (expected alphas_normal, alphas_reduce, "
-                              "primitives, n_nodes)") from None
+        raise CheckpointError(
+            f"{path} is not an alphas file (expected alphas_normal, alphas_reduce, primitives, n_nodes)"
+        ) from None
     expected = (num_edges(n_nodes), len(primitives))
     for name, tensor in alphas.items():
         if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != expected:

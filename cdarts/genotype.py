@@ -70,9 +70,7 @@ class Genotype:
             raise GenotypeError("genotype JSON must be an object")
         version = data.get("schema_version")
         if version != GENOTYPE_SCHEMA_VERSION:
-            raise GenotypeError(
-                f"unsupported genotype schema_version {version!r} (expected {GENOTYPE_SCHEMA_VERSION})"
-            )
+            raise GenotypeError(f"unsupported genotype schema_version {version!r} (expected {GENOTYPE_SCHEMA_VERSION})")
         if data.get("space", "darts") != "darts":
             raise GenotypeError(f"genotype space {data.get('space')!r} is not the DARTS cell space")
         try:
@@ -126,8 +124,7 @@ def _nodes_from_json(nodes: Any) -> tuple[Gene, ...]:
             raise GenotypeError("each node must be a list of [op, input] pairs")
         pairs = []
         for pair in node:
-            if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str)
-                    and type(pair[1]) is int):
+            if not (isinstance(pair, list) and len(pair) == 2 and isinstance(pair[0], str) and type(pair[1]) is int):
                 raise GenotypeError(f"malformed edge {pair!r}: expected [op_name, input_index]")
             pairs.append((pair[0], pair[1]))
         result.append(tuple(pairs))
@@ -144,14 +141,10 @@ def _validate_cell(cell_type: str, nodes: tuple[Gene, ...], concat: tuple[int, .
             if op not in OPS or op == NONE_PRIMITIVE:
                 raise GenotypeError(f"{cell_type} node {i}: unknown operation {op!r}")
             if not 0 <= index < 2 + i:
-                raise GenotypeError(
-                    f"{cell_type} node {i}: input index {index} out of range 0..{1 + i}"
-                )
+                raise GenotypeError(f"{cell_type} node {i}: input index {index} out of range 0..{1 + i}")
     n_states = 2 + len(nodes)
     if not concat or any(not 2 <= c < n_states for c in concat) or len(set(concat)) != len(concat):
-        raise GenotypeError(
-            f"{cell_type}_concat {list(concat)} must list distinct node indices in 2..{n_states - 1}"
-        )
+        raise GenotypeError(f"{cell_type}_concat {list(concat)} must list distinct node indices in 2..{n_states - 1}")
 
 
 # -- derivation --------------------------------------------------------------------------------
@@ -217,9 +210,7 @@ def reference_genotype(name: str) -> Genotype:
     try:
         return parse_genotype_string(table[name.upper()])
     except KeyError:
-        raise GenotypeError(
-            f"unknown genotype name {name!r}; known: {', '.join(reference_genotype_names())}"
-        ) from None
+        raise GenotypeError(f"unknown genotype name {name!r}; known: {', '.join(reference_genotype_names())}") from None
 
 
 def resolve_genotype(spec: str) -> Genotype:

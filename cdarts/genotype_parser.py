@@ -49,8 +49,7 @@ def _cell(value: Any, field: str) -> tuple[Gene, ...]:
         raise GenotypeError(f"{field} must be a non-empty list")
 
     def pair(item: Any) -> tuple[str, int]:
-        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
-                and type(item[1]) is int):
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and type(item[1]) is int):
             raise GenotypeError(f"{field}: malformed edge {item!r}, expected ('op_name', input_index)")
         return item[0], item[1]
 
@@ -117,10 +116,6 @@ def parse_genotype_file(path: Path) -> Genotype:
     if data and all(key.isdigit() and isinstance(value, str) for key, value in data.items()):
         genotypes = {parse_genotype_string(value) for value in data.values()}
         if len(genotypes) != 1:
-            raise GenotypeError(
-                f"{path} holds different genotypes per stage; only one shared genotype is supported"
-            )
+            raise GenotypeError(f"{path} holds different genotypes per stage; only one shared genotype is supported")
         return genotypes.pop()
-    raise GenotypeError(
-        f"{path} is neither a genotype JSON (schema_version) nor a stage -> Genotype(...) mapping"
-    )
+    raise GenotypeError(f"{path} is neither a genotype JSON (schema_version) nor a stage -> Genotype(...) mapping")

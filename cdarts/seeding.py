@@ -23,6 +23,7 @@ def capture_rng_state() -> dict[str, Any]:
     """Every RNG state as plain lists and tensors (loadable with ``weights_only=True``)."""
     version, internal, gauss = random.getstate()
     np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)
+    assert not isinstance(np_keys, str)
     state: dict[str, Any] = {
         "python": [version, list(internal), gauss],
         "numpy": [np_kind, torch.from_numpy(np_keys.astype(np.int64)), np_pos, np_has_gauss, np_gauss],

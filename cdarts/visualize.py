@@ -11,8 +11,12 @@ from cdarts.genotype import Genotype
 from cdarts.search_space.cells import node_edge_offsets
 
 _OP_COLOURS = {
-    "skip_connect": "#7f7f7f", "max_pool_3x3": "#1f77b4", "avg_pool_3x3": "#17becf",
-    "sep_conv_3x3": "#d62728", "sep_conv_5x5": "#ff7f0e", "dil_conv_3x3": "#2ca02c",
+    "skip_connect": "#7f7f7f",
+    "max_pool_3x3": "#1f77b4",
+    "avg_pool_3x3": "#17becf",
+    "sep_conv_3x3": "#d62728",
+    "sep_conv_5x5": "#ff7f0e",
+    "dil_conv_3x3": "#2ca02c",
     "dil_conv_5x5": "#9467bd",
 }
 
@@ -31,7 +35,7 @@ def cell_svg(genotype: Genotype, reduction: bool) -> str:
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">',
-        f'<title>{"reduction" if reduction else "normal"} cell</title>',
+        f"<title>{'reduction' if reduction else 'normal'} cell</title>",
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" '
         'markerHeight="6" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#444"/></marker></defs>',
     ]
@@ -77,9 +81,7 @@ def write_cell_diagrams(genotype: Genotype, out_dir: Path) -> list[Path]:
     return paths
 
 
-def write_alpha_heatmap(
-    alphas: dict[str, torch.Tensor], primitives: tuple[str, ...], n_nodes: int, path: Path
-) -> Path:
+def write_alpha_heatmap(alphas: dict[str, torch.Tensor], primitives: tuple[str, ...], n_nodes: int, path: Path) -> Path:
     """softmax(alphas) of the normal and reduction cells side by side, one row per edge."""
     import matplotlib
 

@@ -7,6 +7,7 @@ from torch import nn
 
 from cdarts.genotype import Genotype
 from cdarts.networks.layout import CellSpec
+from cdarts.networks.search_network import stage_last_cells
 from cdarts.search_space.cells import DerivedCell
 
 
@@ -20,29 +21,31 @@ class EvalNetwork(nn.Module):
     def __init__(self, genotype: Genotype, plan: list[list[CellSpec]], affine: bool) -> None:
         super().__init__()
         self.genotype = genotype
-        self.stages = nn.ModuleList()
-        for stage in plan:
-            cells = nn.ModuleList()
-            for spec in stage:
-                nodes, concat = genotype.cell(spec.reduction)
-                cells.append(
-                    DerivedCell(
-                        nodes, concat, spec.c_prev_prev, spec.c_prev, spec.channels,
-                        spec.reduction, spec.reduction_prev, affine,
-                    )
-                )
-            self.stages.append(cells)
+        self.derived_cells = [
+            DerivedCell(
+                *genotype.cell(spec.reduction),
+                spec.c_prev_prev,
+                spec.c_prev,
+                spec.channels,
+                spec.reduction,
+                spec.reduction_prev,
+                affine,
+            )
+            for stage in plan
+            for spec in stage
+        ]
+        self.cells = nn.ModuleList(self.derived_cells)
+        self.stage_ends = stage_last_cells(plan)
 
     def set_drop_path_prob(self, drop_prob: float) -> None:
-        for stage in self.stages:
-            for cell in stage:
-                cell.set_drop_path_prob(drop_prob)
+        for cell in self.derived_cells:
+            cell.set_drop_path_prob(drop_prob)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> list[torch.Tensor]:
         """(s0, s1) from the stem -> the output of every stage (last one = final features)."""
         outputs = []
-        for stage in self.stages:
-            for cell in stage:
-                s0, s1 = s1, cell(s0, s1)
-            outputs.append(s1)
+        for index, cell in enumerate(self.derived_cells):
+            s0, s1 = s1, cell(s0, s1)
+            if index in self.stage_ends:
+                outputs.append(s1)
         return outputs

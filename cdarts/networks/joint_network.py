@@ -97,8 +97,11 @@ class JointNetwork(nn.Module):
         sizes = stage_spatial_sizes(image_size, 3, stem)
         self.distill_heads = nn.ModuleList(
             DistillationHead(
-                search_plan[stage][-1].out_channels(n_nodes), num_classes, sizes[stage],
-                _HEAD_KERNELS[stem][stage], head_channels,
+                search_plan[stage][-1].out_channels(n_nodes),
+                num_classes,
+                sizes[stage],
+                _HEAD_KERNELS[stem][stage],
+                head_channels,
             )
             for stage in (0, 1)
         )
@@ -114,8 +117,10 @@ class JointNetwork(nn.Module):
     def current_genotype(self) -> Genotype:
         """The genotype derived from the current alphas."""
         return derive_genotype(
-            self.search_network.alphas_normal, self.search_network.alphas_reduce,
-            self.n_nodes, self.primitives,
+            self.search_network.alphas_normal,
+            self.search_network.alphas_reduce,
+            self.n_nodes,
+            self.primitives,
         )
 
     def rebuild_eval_network(self, genotype: Genotype) -> EvalNetwork:
@@ -149,14 +154,16 @@ class JointNetwork(nn.Module):
     def search_weight_parameters(self) -> list[nn.Parameter]:
         """What the W_S optimiser steps: stem, S cells, S classifier, heads, ensemble."""
         return [
-            *self.search_network.cell_parameters(), *self.search_classifier.parameters(),
+            *self.search_network.cell_parameters(),
+            *self.search_classifier.parameters(),
             *self._shared_parameters(),
         ]
 
     def eval_weight_parameters(self) -> list[nn.Parameter]:
         """What the W_E optimiser steps: stem, E cells, E classifier, heads, ensemble."""
         return [
-            *self._require_eval().parameters(), *self.eval_classifier.parameters(),
+            *self._require_eval().parameters(),
+            *self.eval_classifier.parameters(),
             *self._shared_parameters(),
         ]
 

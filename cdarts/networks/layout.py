@@ -24,7 +24,7 @@ class CellSpec:
     reduction_prev: bool
 
     def out_channels(self, n_nodes: int) -> int:
-        return n_nodes * self.channels
+        return int(n_nodes * self.channels)
 
 
 def plan_cells(
@@ -77,4 +77,4 @@ def stage_spatial_sizes(image_size: int, num_stages: int, stem: StemKind) -> lis
 def required_divisor(num_stages: int, stem: StemKind) -> int:
     """Image sizes must be a multiple of this so every stride-2 step halves an even size."""
     stem_factor = 8 if stem == "imagenet" else 1
-    return stem_factor * 2 ** max(num_stages - 1, 0)
+    return stem_factor * (1 << max(num_stages - 1, 0))

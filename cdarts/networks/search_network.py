@@ -11,24 +11,38 @@ from cdarts.networks.layout import CellSpec
 from cdarts.search_space.cells import NodeAggregation, SearchCell, num_edges
 
 
-def build_search_stages(
+def build_search_cells(
     plan: list[list[CellSpec]],
     n_nodes: int,
     primitives: tuple[str, ...],
     aggregation: NodeAggregation,
     pool_batchnorm: bool,
-) -> nn.ModuleList:
-    """A ModuleList of stages, each a ModuleList of :class:`SearchCell` following ``plan``."""
-    return nn.ModuleList(
-        nn.ModuleList(
-            SearchCell(
-                n_nodes, spec.c_prev_prev, spec.c_prev, spec.channels, spec.reduction,
-                spec.reduction_prev, primitives, aggregation, pool_batchnorm,
-            )
-            for spec in stage
+) -> list[SearchCell]:
+    """The :class:`SearchCell` of every spec in ``plan``, stages flattened in order."""
+    return [
+        SearchCell(
+            n_nodes,
+            spec.c_prev_prev,
+            spec.c_prev,
+            spec.channels,
+            spec.reduction,
+            spec.reduction_prev,
+            primitives,
+            aggregation,
+            pool_batchnorm,
         )
         for stage in plan
-    )
+        for spec in stage
+    ]
+
+
+def stage_last_cells(plan: list[list[CellSpec]]) -> tuple[int, ...]:
+    """Flat index of the last cell of every stage (where stage outputs are taken)."""
+    ends, total = [], 0
+    for stage in plan:
+        total += len(stage)
+        ends.append(total - 1)
+    return tuple(ends)
 
 
 class SearchNetwork(nn.Module):
@@ -49,7 +63,8 @@ class SearchNetwork(nn.Module):
         super().__init__()
         self.n_nodes = n_nodes
         self.primitives = primitives
-        self.stages = build_search_stages(plan, n_nodes, primitives, aggregation, pool_batchnorm)
+        self.cells = nn.ModuleList(build_search_cells(plan, n_nodes, primitives, aggregation, pool_batchnorm))
+        self.stage_ends = stage_last_cells(plan)
         shape = (num_edges(n_nodes), len(primitives))
         self.alphas_normal = nn.Parameter(1e-3 * torch.randn(shape))
         self.alphas_reduce = nn.Parameter(1e-3 * torch.randn(shape))
@@ -58,16 +73,16 @@ class SearchNetwork(nn.Module):
         return [self.alphas_normal, self.alphas_reduce]
 
     def cell_parameters(self) -> Iterator[nn.Parameter]:
-        return self.stages.parameters()
+        return self.cells.parameters()
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> list[torch.Tensor]:
         """(s0, s1) from the stem -> the output of every stage (last one = final features)."""
         weights_normal = torch.softmax(self.alphas_normal, dim=-1)
         weights_reduce = torch.softmax(self.alphas_reduce, dim=-1)
         outputs = []
-        for stage in self.stages:
-            for cell in stage:
-                weights = weights_reduce if cell.reduction else weights_normal
-                s0, s1 = s1, cell(s0, s1, weights)
-            outputs.append(s1)
+        for index, cell in enumerate(self.cells):
+            weights = weights_reduce if cell.reduction else weights_normal
+            s0, s1 = s1, cell(s0, s1, weights)
+            if index in self.stage_ends:
+                outputs.append(s1)
         return outputs

@@ -18,8 +18,8 @@ from torch import nn
 from cdarts.genotype import Genotype
 from cdarts.networks.eval_network import EvalNetwork
 from cdarts.networks.layout import CellSpec
-from cdarts.networks.search_network import build_search_stages
-from cdarts.search_space.cells import DerivedCell, NodeAggregation, SearchCell, node_edge_offsets
+from cdarts.networks.search_network import build_search_cells
+from cdarts.search_space.cells import NodeAggregation, node_edge_offsets
 from cdarts.search_space.operations import is_identity
 
 PoolTransfer = Literal["all", "reference"]
@@ -42,26 +42,24 @@ class WeightPool(nn.Module):
         super().__init__()
         self.n_nodes = n_nodes
         self.primitives = primitives
-        self.stages = build_search_stages(plan, n_nodes, primitives, aggregation, pool_batchnorm)
+        self.pool_cells = build_search_cells(plan, n_nodes, primitives, aggregation, pool_batchnorm)
+        self.cells = nn.ModuleList(self.pool_cells)
 
     def _module_pairs(
         self, eval_network: EvalNetwork, genotype: Genotype, mode: PoolTransfer
     ) -> Iterator[tuple[nn.Module, nn.Module]]:
         """(E module, pool module) pairs whose parameters correspond one to one."""
         offsets = node_edge_offsets(self.n_nodes)
-        for eval_stage, pool_stage in zip(eval_network.stages, self.stages, strict=True):
-            for eval_cell, pool_cell in zip(eval_stage, pool_stage, strict=True):
-                assert isinstance(eval_cell, DerivedCell) and isinstance(pool_cell, SearchCell)
-                yield eval_cell.preprocess0, pool_cell.preprocess0
-                yield eval_cell.preprocess1, pool_cell.preprocess1
-                nodes, _ = genotype.cell(eval_cell.reduction)
-                for i, node in enumerate(nodes):
-                    for position, (op_name, index) in enumerate(node):
-                        eval_op = eval_cell.edge_op(i, position)
-                        if mode == "reference" and is_identity(eval_op):
-                            break
-                        pool_edge = pool_cell.edges[offsets[i] + index]
-                        yield eval_op, pool_edge.ops[self.primitives.index(op_name)]
+        for eval_cell, pool_cell in zip(eval_network.derived_cells, self.pool_cells, strict=True):
+            yield eval_cell.preprocess0, pool_cell.preprocess0
+            yield eval_cell.preprocess1, pool_cell.preprocess1
+            nodes, _ = genotype.cell(eval_cell.reduction)
+            for i, node in enumerate(nodes):
+                for position, (op_name, index) in enumerate(node):
+                    eval_op = eval_cell.edge_op(i, position)
+                    if mode == "reference" and is_identity(eval_op):
+                        break
+                    yield eval_op, pool_cell.edge(offsets[i] + index).op(self.primitives.index(op_name))
 
     @torch.no_grad()
     def inherit(self, eval_network: EvalNetwork, mode: PoolTransfer = "all") -> None:

@@ -38,14 +38,15 @@ class SearchRunResult:
 
 def _build_loaders(config: ExperimentConfig, rank: int, world_size: int) -> SearchLoaders:
     data = config.data
-    images, labels = make_synthetic(
-        data.num_train, data.channels, data.image_size, data.num_classes, seed=config.seed
-    )
+    images, labels = make_synthetic(data.num_train, data.channels, data.image_size, data.num_classes, seed=config.seed)
     dataset = TensorDataset(images, labels)
     train_idx, val_idx = stratified_halves(labels, seed=config.seed)
     common = {
-        "batch_size": data.batch_size, "rank": rank, "world_size": world_size,
-        "num_workers": data.num_workers, "pin_memory": data.pin_memory,
+        "batch_size": data.batch_size,
+        "rank": rank,
+        "world_size": world_size,
+        "num_workers": data.num_workers,
+        "pin_memory": data.pin_memory,
     }
     return SearchLoaders(
         train=build_split_loader(dataset, train_idx, seed=config.seed, **common),  # type: ignore[arg-type]
@@ -99,8 +100,14 @@ def run_search(
             _write_cycle(out_dir, report)
 
     search = CyclicSearch(
-        model, loaders, config, device, out_dir / CHECKPOINT_NAME,
-        distributed=distributed, tracker=FanOutTracker(trackers), progress=progress,
+        model,
+        loaders,
+        config,
+        device,
+        out_dir / CHECKPOINT_NAME,
+        distributed=distributed,
+        tracker=FanOutTracker(trackers),
+        progress=progress,
         on_cycle_end=on_cycle_end,
     )
     search.try_resume()

@@ -16,10 +16,11 @@ from cdarts.data.sampling import SplitLoader
 from cdarts.errors import CheckpointError
 from cdarts.genotype import Genotype
 from cdarts.metrics import MeanTracker
-from cdarts.networks.joint_network import JointNetwork
+from cdarts.networks.joint_network import Branch, JointNetwork
 from cdarts.search.distributed import DistributedContext
 from cdarts.search.losses import regularizer_coefficient
 from cdarts.search.optimizers import (
+    CycleOptimizers,
     build_cycle_optimizers,
     build_search_weight_optimizer,
     cosine_lr,
@@ -128,10 +129,7 @@ class CyclicSearch:
             "genotype": self.genotype.to_dict(),
             "model": model_state_for_checkpoint(self.model),
             "warmup_optimizer": self.warmup_optimizer.state_dict(),
-            "cycles": [
-                {"cycle": c.cycle, "genotype": c.genotype.to_dict(), "metrics": c.metrics}
-                for c in self.cycles
-            ],
+            "cycles": [{"cycle": c.cycle, "genotype": c.genotype.to_dict(), "metrics": c.metrics} for c in self.cycles],
             "rng": capture_rng_state(),
         }
 
@@ -160,8 +158,7 @@ class CyclicSearch:
             self.next_iteration = int(state["next_iteration"])
             self.global_step = int(state["global_step"])
             self.cycles = [
-                CycleReport(c["cycle"], Genotype.from_dict(c["genotype"]), {}, c["metrics"])
-                for c in state["cycles"]
+                CycleReport(c["cycle"], Genotype.from_dict(c["genotype"]), {}, c["metrics"]) for c in state["cycles"]
             ]
         except (KeyError, RuntimeError, ValueError) as error:
             raise CheckpointError(f"{self.checkpoint_path} does not match this model: {error}") from None
@@ -170,7 +167,7 @@ class CyclicSearch:
 
     # -- epochs ----------------------------------------------------------------------------------
 
-    def _log(self, metrics: dict[str, torch.Tensor], prefix_step: bool = True) -> dict[str, float]:
+    def _log(self, metrics: dict[str, torch.Tensor]) -> dict[str, float]:
         averaged = self.distributed.average_values(metrics)
         values = {name: float(value) for name, value in averaged.items()}
         if self.distributed.is_main:
@@ -181,26 +178,37 @@ class CyclicSearch:
         if self.progress is not None and self.distributed.is_main:
             self.progress(description, done, self.steps_per_epoch)
 
-    def _warmup_epoch(self, description: str, loader: SplitLoader, epoch_key: int, branch: str,
-                      optimizer: torch.optim.SGD, prefix: str) -> dict[str, float]:
+    def _warmup_epoch(
+        self, description: str, loader: SplitLoader, epoch_key: int, branch: Branch, optimizer: torch.optim.SGD
+    ) -> dict[str, float]:
+        """One epoch of plain cross-entropy training of S or E (no alphas, no distillation)."""
+        prefix = f"warmup_{branch}"
         self.model.train()
         meter = MeanTracker()
         for step, batch in enumerate(loader.epoch(epoch_key)):
             if step >= self.steps_per_epoch:
                 break
-            result = self.stepper.warmup_step(batch, "search" if branch == "search" else "eval", optimizer)
+            result = self.stepper.warmup_step(batch, branch, optimizer)
             meter.update({f"{prefix}/{k}": v for k, v in result.items()})
             self.global_step += 1
             self._report_progress(description, step + 1)
         return self._log({f"{k}_epoch": v for k, v in meter.mean_tensors().items()})
 
-    def _joint_epoch(self, description: str, search_epoch: int, optimizers: Any) -> dict[str, float]:
+    def _joint_epoch(self, description: str, search_epoch: int, optimizers: CycleOptimizers) -> dict[str, float]:
         cfg = self.config
         self.model.train()
-        coefficient = regularizer_coefficient(
-            search_epoch, cfg.regularizer.coeff, cfg.warmup_epochs, cfg.search_iterations,
-            cfg.epochs_per_cycle, cfg.regularizer.ratio,
-        ) if cfg.regularizer.enabled else 0.0
+        coefficient = (
+            regularizer_coefficient(
+                search_epoch,
+                cfg.regularizer.coeff,
+                cfg.warmup_epochs,
+                cfg.search_iterations,
+                cfg.epochs_per_cycle,
+                cfg.regularizer.ratio,
+            )
+            if cfg.regularizer.enabled
+            else 0.0
+        )
         if cfg.weight_lr_schedule == "cosine":
             total = cfg.search_iterations * cfg.epochs_per_cycle
             set_lr(optimizers.search_weights, cosine_lr(cfg.weight_lr, cfg.weight_lr_min, search_epoch, total))
@@ -232,15 +240,20 @@ class CyclicSearch:
             set_lr(optimizers.eval_weights, cfg.eval_weight_lr)
         for warm in range(cfg.eval_warmup_epochs):
             self._warmup_epoch(
-                f"cycle {cycle + 1}/{cfg.num_cycles}: E warm-up", self.loaders.val,
-                _EVAL_WARMUP_KEY + cycle * 100 + warm, "eval", optimizers.eval_weights, "warmup_eval",
+                f"cycle {cycle + 1}/{cfg.num_cycles}: E warm-up",
+                self.loaders.val,
+                _EVAL_WARMUP_KEY + cycle * 100 + warm,
+                "eval",
+                optimizers.eval_weights,
             )
         metrics: dict[str, float] = {}
         for sub_epoch in range(cfg.epochs_per_cycle):
             search_epoch = iteration * cfg.epochs_per_cycle + sub_epoch
             if cfg.weight_lr_schedule == "cosine":
-                set_lr(optimizers.eval_weights,
-                       cosine_lr(cfg.eval_weight_lr, cfg.weight_lr_min, sub_epoch, cfg.epochs_per_cycle))
+                set_lr(
+                    optimizers.eval_weights,
+                    cosine_lr(cfg.eval_weight_lr, cfg.weight_lr_min, sub_epoch, cfg.epochs_per_cycle),
+                )
             metrics = self._joint_epoch(f"cycle {cycle + 1}/{cfg.num_cycles}: joint", search_epoch, optimizers)
         # The newly derived genotype replaces the old one unconditionally; E goes back to the pool.
         self.genotype = self.model.current_genotype()
@@ -260,8 +273,11 @@ class CyclicSearch:
             iteration = self.next_iteration
             if iteration < cfg.warmup_epochs:
                 self._warmup_epoch(
-                    f"S warm-up {iteration + 1}/{cfg.warmup_epochs}", self.loaders.train,
-                    iteration * cfg.epochs_per_cycle, "search", self.warmup_optimizer, "warmup_search",
+                    f"S warm-up {iteration + 1}/{cfg.warmup_epochs}",
+                    self.loaders.train,
+                    iteration * cfg.epochs_per_cycle,
+                    "search",
+                    self.warmup_optimizer,
                 )
             else:
                 report = self._cycle(iteration)

@@ -9,6 +9,7 @@ so every rank takes the same step and the alphas stay identical everywhere.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -60,7 +61,7 @@ class DistributedContext:
         for tensor in [*module.parameters(), *module.buffers()]:
             dist.broadcast(tensor.data, src=0)
 
-    def max_difference_from_main(self, tensors: list[torch.Tensor]) -> float:
+    def max_difference_from_main(self, tensors: Sequence[torch.Tensor]) -> float:
         """Largest absolute difference between this rank's tensors and rank 0's (0 when equal)."""
         if not self.enabled:
             return 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -62,7 +63,7 @@ def regularizer_coefficient(
     return max(coeff * (1.0 - (epoch - warmup_epochs) / span), 0.0)
 
 
-def alpha_l1_penalty(alphas: list[torch.Tensor], columns: list[int]) -> torch.Tensor:
+def alpha_l1_penalty(alphas: Sequence[torch.Tensor], columns: list[int]) -> torch.Tensor:
     """Sum of |alpha| over the given op columns of every edge of every alpha tensor.
 
     Penalising the raw logits pulls them towards 0 (negative values are penalised too), which

@@ -23,8 +23,10 @@ class CycleOptimizers:
 
 def build_search_weight_optimizer(model: JointNetwork, config: SearchConfig) -> torch.optim.SGD:
     return torch.optim.SGD(
-        model.search_weight_parameters(), lr=config.weight_lr,
-        momentum=config.weight_momentum, weight_decay=config.weight_decay,
+        model.search_weight_parameters(),
+        lr=config.weight_lr,
+        momentum=config.weight_momentum,
+        weight_decay=config.weight_decay,
     )
 
 
@@ -35,11 +37,15 @@ def build_cycle_optimizers(model: JointNetwork, config: SearchConfig) -> CycleOp
     same tensors), as in the reference.
     """
     eval_weights = torch.optim.SGD(
-        model.eval_weight_parameters(), lr=config.eval_weight_lr,
-        momentum=config.weight_momentum, weight_decay=config.weight_decay,
+        model.eval_weight_parameters(),
+        lr=config.eval_weight_lr,
+        momentum=config.weight_momentum,
+        weight_decay=config.weight_decay,
     )
     arch = torch.optim.Adam(
-        model.arch_parameters(), lr=config.arch_lr, betas=config.arch_betas,
+        model.arch_parameters(),
+        lr=config.arch_lr,
+        betas=config.arch_betas,
         weight_decay=config.arch_weight_decay,
     )
     return CycleOptimizers(build_search_weight_optimizer(model, config), eval_weights, arch)

@@ -48,7 +48,7 @@ class SearchStepper:
             optimizer.zero_grad(set_to_none=self.config.zero_grad_to_none)
 
     def _backward_and_clip(self, loss: torch.Tensor, stepped: Iterable[nn.Parameter]) -> None:
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         self.distributed.average_gradients(self.model)
         # The reference clips the global norm over the whole module, stale gradients included.
         params = self.model.parameters() if self.config.grad_clip_scope == "all" else stepped
@@ -78,27 +78,37 @@ class SearchStepper:
         ``search/loss_arch`` (their sum), ``search/loss_weight`` (Step B), ``search/top1_search``
         and ``search/top1_eval`` (on the val batch).
         """
-        cfg = self.config
-        val_images, val_labels = self._to_device(val_batch)
-        train_images, train_labels = self._to_device(train_batch)
-        lam, temperature = cfg.distill_weight, cfg.distill_temperature
+        metrics = self.arch_step(val_batch, optimizers, reg_coefficient)
+        metrics.update(self.search_weight_step(train_batch, optimizers))
+        return metrics
 
-        # 1. Step A: forward S and E on the same val batch.
+    def arch_step(
+        self, val_batch: Batch, optimizers: CycleOptimizers, reg_coefficient: float
+    ) -> dict[str, torch.Tensor]:
+        """Step A: ``[CE(S) + CE(E)] / lambda + lambda * T^2 * D(ens_S, ens_E) + L_reg`` on a val
+        batch, then a W_E step and an alpha step."""
+        cfg = self.config
+        images, labels = self._to_device(val_batch)
+        lam = cfg.distill_weight
+
+        # 1. Forward S and E on the same val batch.
         self._zero_grad(optimizers.eval_weights, optimizers.arch)
         with autocast(self.device, cfg.bf16):
-            out_search = self.model(val_images, "search")
-            out_eval = self.model(val_images, "eval")
+            out_search = self.model(images, "search")
+            out_eval = self.model(images, "eval")
         assert out_search.ensemble is not None and out_eval.ensemble is not None
 
-        # 2. Loss terms: classification of both networks, distillation between their
-        #    ensembles (E is the teacher, not detached), and the L1 regulariser on the alphas.
+        # 2. Loss terms: classification of both networks, distillation between their ensembles
+        #    (E is the teacher and is not detached), the L1 regulariser on the alphas.
         loss_cls = (
-            F.cross_entropy(out_search.logits.float(), val_labels)
-            + F.cross_entropy(out_eval.logits.float(), val_labels)
+            F.cross_entropy(out_search.logits.float(), labels) + F.cross_entropy(out_eval.logits.float(), labels)
         ) / lam
         loss_distill = lam * distillation_loss(
-            out_search.ensemble.float(), out_eval.ensemble.float(), cfg.distill_type,
-            temperature, cfg.kl_reduction,
+            out_search.ensemble.float(),
+            out_eval.ensemble.float(),
+            cfg.distill_type,
+            cfg.distill_temperature,
+            cfg.kl_reduction,
         )
         loss_reg = torch.zeros((), device=self.device)
         if cfg.regularizer.enabled and reg_coefficient > 0:
@@ -106,30 +116,31 @@ class SearchStepper:
             loss_reg = reg_coefficient * cfg.regularizer.stage_repeats * penalty
         loss_arch = loss_cls + loss_distill + loss_reg
 
-        # 3. Update E's weights and the alphas (S's gradients from this step are discarded
-        #    when W_S zeroes them in Step B).
-        arch_params = self.model.arch_parameters()
-        self._backward_and_clip(loss_arch, [*_params(optimizers.eval_weights), *arch_params])
+        # 3. Update E's weights and the alphas. S's gradients from this step are discarded when
+        #    W_S zeroes them in Step B.
+        stepped = [*_params(optimizers.eval_weights), *self.model.arch_parameters()]
+        self._backward_and_clip(loss_arch, stepped)
         optimizers.eval_weights.step()
         optimizers.arch.step()
-
-        # 4. Step B: S's weights on a train batch with plain cross-entropy.
-        self._zero_grad(optimizers.search_weights)
-        with autocast(self.device, cfg.bf16):
-            train_logits = self.model(train_images, "search", with_ensemble=False).logits
-            loss_weight = F.cross_entropy(train_logits.float(), train_labels)
-        self._backward_and_clip(loss_weight, _params(optimizers.search_weights))
-        optimizers.search_weights.step()
-
         return {
             "search/loss_cls": loss_cls.detach(),
             "search/loss_distill": loss_distill.detach(),
             "search/loss_reg": loss_reg.detach(),
             "search/loss_arch": loss_arch.detach(),
-            "search/loss_weight": loss_weight.detach(),
-            "search/top1_search": topk_accuracy(out_search.logits.detach(), val_labels),
-            "search/top1_eval": topk_accuracy(out_eval.logits.detach(), val_labels),
+            "search/top1_search": topk_accuracy(out_search.logits.detach(), labels),
+            "search/top1_eval": topk_accuracy(out_eval.logits.detach(), labels),
         }
+
+    def search_weight_step(self, train_batch: Batch, optimizers: CycleOptimizers) -> dict[str, torch.Tensor]:
+        """Step B: plain cross-entropy of S on a train batch, then a W_S step."""
+        images, labels = self._to_device(train_batch)
+        self._zero_grad(optimizers.search_weights)
+        with autocast(self.device, self.config.bf16):
+            logits = self.model(images, "search", with_ensemble=False).logits
+            loss_weight = F.cross_entropy(logits.float(), labels)
+        self._backward_and_clip(loss_weight, _params(optimizers.search_weights))
+        optimizers.search_weights.step()
+        return {"search/loss_weight": loss_weight.detach()}
 
 
 def _params(optimizer: torch.optim.Optimizer) -> list[nn.Parameter]:

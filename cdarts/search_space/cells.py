@@ -78,23 +78,26 @@ class SearchCell(nn.Module):
         self.n_nodes = n_nodes
         self.reduction = reduction
         self.aggregation = aggregation
-        self.preprocess0, self.preprocess1 = _preprocess(
-            c_prev_prev, c_prev, channels, reduction_prev, affine=False
-        )
-        self.edges = nn.ModuleList()
-        for i in range(n_nodes):
-            for j in range(2 + i):
-                stride = 2 if reduction and j < 2 else 1
-                self.edges.append(MixedOp(channels, stride, primitives, pool_batchnorm))
+        self.preprocess0, self.preprocess1 = _preprocess(c_prev_prev, c_prev, channels, reduction_prev, affine=False)
+        self.mixed_ops = [
+            MixedOp(channels, 2 if reduction and j < 2 else 1, primitives, pool_batchnorm)
+            for i in range(n_nodes)
+            for j in range(2 + i)
+        ]
+        self.edges = nn.ModuleList(self.mixed_ops)
+
+    def edge(self, index: int) -> MixedOp:
+        """The mixed op of edge ``index`` (node-major order)."""
+        return self.mixed_ops[index]
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """s0, s1: cell inputs; weights: (num_edges, K) softmax(alphas) -> (N, n_nodes*C, H', W')."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         edge = 0
         for _ in range(self.n_nodes):
-            node = self.edges[edge](states[0], weights[edge])
+            node = self.mixed_ops[edge](states[0], weights[edge])
             for j in range(1, len(states)):
-                node = node + self.edges[edge + j](states[j], weights[edge + j])
+                node = node + self.mixed_ops[edge + j](states[j], weights[edge + j])
             if self.aggregation == "mean":
                 node = node / len(states)
             edge += len(states)
@@ -129,17 +132,15 @@ class DerivedCell(nn.Module):
         self.reduction = reduction
         self.concat = tuple(concat)
         self.inputs = tuple(tuple(index for _, index in node) for node in nodes)
-        self.preprocess0, self.preprocess1 = _preprocess(
-            c_prev_prev, c_prev, channels, reduction_prev, affine
-        )
-        self.nodes = nn.ModuleList()
+        self.preprocess0, self.preprocess1 = _preprocess(c_prev_prev, c_prev, channels, reduction_prev, affine)
+        # Per node, per edge: the op itself (for pool transfers) and the op + drop-path (to run).
+        self.edge_ops: list[list[nn.Module]] = []
+        self.edge_paths: list[list[nn.Module]] = []
         for node in nodes:
-            node_ops = nn.ModuleList()
-            for op_name, index in node:
-                stride = 2 if reduction and index < 2 else 1
-                op = build_op(op_name, channels, stride, affine)
-                node_ops.append(op if is_identity(op) else nn.Sequential(op, DropPath()))
-            self.nodes.append(node_ops)
+            ops = [build_op(op_name, channels, 2 if reduction and index < 2 else 1, affine) for op_name, index in node]
+            self.edge_ops.append(ops)
+            self.edge_paths.append([op if is_identity(op) else nn.Sequential(op, DropPath()) for op in ops])
+        self.nodes = nn.ModuleList(nn.ModuleList(paths) for paths in self.edge_paths)
 
     def set_drop_path_prob(self, drop_prob: float) -> None:
         for module in self.modules():
@@ -148,14 +149,13 @@ class DerivedCell(nn.Module):
 
     def edge_op(self, node: int, position: int) -> nn.Module:
         """The candidate op (without its DropPath) of the ``position``-th edge of ``node``."""
-        op = self.nodes[node][position]
-        return op[0] if isinstance(op, nn.Sequential) and isinstance(op[-1], DropPath) else op
+        return self.edge_ops[node][position]
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        for node_ops, inputs in zip(self.nodes, self.inputs, strict=True):
-            out = node_ops[0](states[inputs[0]])
-            for op, index in zip(list(node_ops)[1:], inputs[1:], strict=True):
-                out = out + op(states[index])
+        for paths, inputs in zip(self.edge_paths, self.inputs, strict=True):
+            out = paths[0](states[inputs[0]])
+            for path, index in zip(paths[1:], inputs[1:], strict=True):
+                out = out + path(states[index])
             states.append(out)
         return torch.cat([states[i] for i in self.concat], dim=1)

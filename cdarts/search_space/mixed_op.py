@@ -22,24 +22,27 @@ class MixedOp(nn.Module):
         pool_batchnorm: append a non-affine BN to the pooling ops (DARTS does; CDARTS does not).
     """
 
-    def __init__(
-        self, channels: int, stride: int, primitives: tuple[str, ...], pool_batchnorm: bool = False
-    ) -> None:
+    def __init__(self, channels: int, stride: int, primitives: tuple[str, ...], pool_batchnorm: bool = False) -> None:
         super().__init__()
         self.primitives = primitives
-        self.ops = nn.ModuleList()
+        self.candidates: list[nn.Module] = []
         for name in primitives:
             op = build_op(name, channels, stride, affine=False)
             if pool_batchnorm and "pool" in name:
                 op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
-            self.ops.append(op)
+            self.candidates.append(op)
+        self.ops = nn.ModuleList(self.candidates)
         self._active = [k for k, name in enumerate(primitives) if name != NONE_PRIMITIVE]
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """x: (N, C, H, W); weights: (K,) softmax over the candidate ops -> (N, C, H/s, W/s)."""
         out: torch.Tensor | None = None
         for k in self._active:
-            term = weights[k] * self.ops[k](x)
+            term = weights[k] * self.candidates[k](x)
             out = term if out is None else out + term
         assert out is not None, "a mixed op needs at least one op besides 'none'"
         return out
+
+    def op(self, index: int) -> nn.Module:
+        """The candidate op in alpha column ``index``."""
+        return self.candidates[index]

@@ -16,9 +16,7 @@ from torch import nn
 class ReLUConvBN(nn.Sequential):
     """ReLU -> conv (no bias) -> BN; used as the 1x1 cell-input preprocessing."""
 
-    def __init__(
-        self, c_in: int, c_out: int, kernel_size: int, stride: int, padding: int, affine: bool
-    ) -> None:
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, padding: int, affine: bool) -> None:
         super().__init__(
             nn.ReLU(inplace=False),
             nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=padding, bias=False),
@@ -42,8 +40,14 @@ class DilConv(nn.Sequential):
         super().__init__(
             nn.ReLU(inplace=False),
             nn.Conv2d(
-                c_in, c_in, kernel_size, stride=stride, padding=padding,
-                dilation=dilation, groups=c_in, bias=False,
+                c_in,
+                c_in,
+                kernel_size,
+                stride=stride,
+                padding=padding,
+                dilation=dilation,
+                groups=c_in,
+                bias=False,
             ),
             nn.Conv2d(c_in, c_out, 1, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
@@ -53,9 +57,7 @@ class DilConv(nn.Sequential):
 class SepConv(nn.Sequential):
     """Two stacked :class:`DilConv` units with dilation 1; only the first one strides."""
 
-    def __init__(
-        self, c_in: int, c_out: int, kernel_size: int, stride: int, padding: int, affine: bool
-    ) -> None:
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, padding: int, affine: bool) -> None:
         super().__init__(
             DilConv(c_in, c_in, kernel_size, stride, padding, 1, affine),
             DilConv(c_in, c_out, kernel_size, 1, padding, 1, affine),
@@ -95,7 +97,8 @@ class FactorizedReduce(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
         out = torch.cat([self.conv_even(x), self.conv_odd(x[:, :, 1:, 1:])], dim=1)
-        return self.bn(out)
+        normalised: torch.Tensor = self.bn(out)
+        return normalised
 
 
 class Zero(nn.Module):
@@ -121,9 +124,7 @@ def _skip(channels: int, stride: int, affine: bool) -> nn.Module:
 OPS: dict[str, OpFactory] = {
     "none": lambda C, stride, affine: Zero(stride),
     "max_pool_3x3": lambda C, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1),
-    "avg_pool_3x3": lambda C, stride, affine: nn.AvgPool2d(
-        3, stride=stride, padding=1, count_include_pad=False
-    ),
+    "avg_pool_3x3": lambda C, stride, affine: nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False),
     "skip_connect": _skip,
     "sep_conv_3x3": lambda C, stride, affine: SepConv(C, C, 3, stride, 1, affine),
     "sep_conv_5x5": lambda C, stride, affine: SepConv(C, C, 5, stride, 2, affine),

@@ -1,0 +1,1 @@
+"""The ``cdarts`` command line (typer)."""

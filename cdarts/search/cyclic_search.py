@@ -129,6 +129,13 @@ class CyclicSearch:
             "genotype": self.genotype.to_dict(),
             "model": model_state_for_checkpoint(self.model),
             "warmup_optimizer": self.warmup_optimizer.state_dict(),
+            # Stale gradients enter the global clipping norm (alphas accumulate them during the
+            # S warm-up), so an exact resume needs them too.
+            "grads": {
+                name: p.grad
+                for name, p in self.model.named_parameters()
+                if p.grad is not None and not name.startswith("eval_network.")
+            },
             "cycles": [{"cycle": c.cycle, "genotype": c.genotype.to_dict(), "metrics": c.metrics} for c in self.cycles],
             "rng": capture_rng_state(),
         }
@@ -154,6 +161,9 @@ class CyclicSearch:
         try:
             self.model.load_state_dict(state["model"], strict=True)
             self.warmup_optimizer.load_state_dict(state["warmup_optimizer"])
+            params = dict(self.model.named_parameters())
+            for name, grad in state["grads"].items():
+                params[name].grad = grad.to(params[name].device)
             self.genotype = Genotype.from_dict(state["genotype"])
             self.next_iteration = int(state["next_iteration"])
             self.global_step = int(state["global_step"])
@@ -233,6 +243,8 @@ class CyclicSearch:
         cfg = self.config
         cycle = iteration - cfg.warmup_epochs
         # Rebuild E for the current genotype, inherit its weights from the pool, fresh optimisers.
+        # The reference deep-copies the whole module here, which drops every gradient.
+        self.model.zero_grad(set_to_none=True)
         self.model.rebuild_eval_network(self.genotype)
         optimizers = build_cycle_optimizers(self.model, cfg)
         if cfg.weight_lr_schedule == "cosine":

@@ -33,8 +33,9 @@ def distillation_loss(
     if distill_type == "kl":
         log_student = F.log_softmax(student / temperature, dim=1)
         log_teacher = F.log_softmax(teacher / temperature, dim=1)
-        reduction = "mean" if kl_reduction == "elementwise_mean" else "batchmean"
-        loss = F.kl_div(log_student, log_teacher, reduction=reduction, log_target=True)
+        total = F.kl_div(log_student, log_teacher, reduction="sum", log_target=True)
+        # Explicit divisors: PyTorch's "mean" is the element mean today but is slated to change.
+        loss = total / (student.numel() if kl_reduction == "elementwise_mean" else student.shape[0])
     elif distill_type == "cosine":
         loss = -F.cosine_similarity(student, teacher, dim=1, eps=1e-6).mean()
     elif distill_type == "mse":

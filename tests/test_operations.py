@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cdarts.search_space.cells import DerivedCell, SearchCell, num_edges
+from cdarts.search_space.drop_path import DropPath
+from cdarts.search_space.mixed_op import MixedOp
+from cdarts.search_space.operations import OPS, FactorizedReduce, build_op
+from cdarts.search_space.primitives import PRIMITIVES
+
+
+def test_primitives_are_the_cdarts_order_with_none_last() -> None:
+    assert PRIMITIVES == (
+        "max_pool_3x3",
+        "avg_pool_3x3",
+        "skip_connect",
+        "sep_conv_3x3",
+        "sep_conv_5x5",
+        "dil_conv_3x3",
+        "dil_conv_5x5",
+        "none",
+    )
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("affine", [False, True])
+def test_every_op_keeps_width_and_strides(name: str, stride: int, affine: bool) -> None:
+    op = build_op(name, 6, stride, affine)
+    out = op(torch.randn(2, 6, 8, 8))
+    assert out.shape == (2, 6, 8 // stride, 8 // stride)
+    assert torch.isfinite(out).all()
+    for module in op.modules():
+        if isinstance(module, nn.Conv2d):
+            assert module.bias is None
+        if isinstance(module, nn.BatchNorm2d):
+            assert module.affine is affine
+
+
+def test_unknown_op_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown operation"):
+        build_op("conv_9x9", 4, 1, False)
+
+
+def test_factorized_reduce_sees_the_shifted_input() -> None:
+    reduce = FactorizedReduce(2, 4, affine=False).eval()
+    x = torch.zeros(1, 2, 4, 4)
+    x[:, :, 1, 1] = 1.0  # only the shifted (odd) branch samples pixel (1, 1)
+    with torch.no_grad():
+        reduce.conv_even.weight.fill_(1.0)
+        reduce.conv_odd.weight.fill_(1.0)
+        pre_bn = torch.cat([reduce.conv_even(x), reduce.conv_odd(x[:, :, 1:, 1:])], dim=1)
+    assert pre_bn[:, :2].abs().sum() == 0
+    assert pre_bn[:, 2:, 0, 0].sum() > 0
+
+
+def test_none_op_is_zero_and_subsamples() -> None:
+    out = build_op("none", 3, 2, False)(torch.randn(1, 3, 8, 8))
+    assert out.shape == (1, 3, 4, 4) and out.abs().sum() == 0
+
+
+def test_mixed_op_is_the_weighted_sum_of_its_ops() -> None:
+    torch.manual_seed(0)
+    mixed = MixedOp(4, 1, PRIMITIVES).eval()
+    x = torch.randn(2, 4, 6, 6)
+    weights = torch.softmax(torch.randn(len(PRIMITIVES)), dim=0)
+    expected = sum(w * op(x) for w, op in zip(weights, mixed.ops, strict=True))
+    assert torch.allclose(mixed(x, weights), expected, atol=1e-6)
+
+
+def test_search_pools_have_no_batchnorm_unless_asked() -> None:
+    plain = MixedOp(4, 1, PRIMITIVES, pool_batchnorm=False)
+    darts = MixedOp(4, 1, PRIMITIVES, pool_batchnorm=True)
+    pool_index = PRIMITIVES.index("max_pool_3x3")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.op(pool_index).modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in darts.op(pool_index).modules())
+
+
+def test_search_cell_mean_is_sum_divided_by_in_degree() -> None:
+    torch.manual_seed(0)
+    mean_cell = SearchCell(2, 4, 4, 4, False, False, PRIMITIVES, "mean").eval()
+    sum_cell = SearchCell(2, 4, 4, 4, False, False, PRIMITIVES, "sum").eval()
+    sum_cell.load_state_dict(mean_cell.state_dict())
+    # One-hot weights on skip_connect make node values easy to follow.
+    weights = torch.zeros(num_edges(2), len(PRIMITIVES))
+    weights[:, PRIMITIVES.index("skip_connect")] = 1.0
+    s0, s1 = torch.randn(1, 4, 4, 4), torch.randn(1, 4, 4, 4)
+    mean_out = mean_cell(s0, s1, weights)
+    sum_out = sum_cell(s0, s1, weights)
+    p0, p1 = mean_cell.preprocess0(s0), mean_cell.preprocess1(s1)
+    node0_mean = (p0 + p1) / 2
+    assert torch.allclose(mean_out[:, :4], node0_mean, atol=1e-6)
+    assert torch.allclose(mean_out[:, 4:], (p0 + p1 + node0_mean) / 3, atol=1e-6)
+    assert torch.allclose(sum_out[:, :4], p0 + p1, atol=1e-6)
+
+
+def test_reduction_search_cell_halves_and_widens() -> None:
+    cell = SearchCell(4, 12, 12, 8, reduction=True, reduction_prev=False, primitives=PRIMITIVES)
+    out = cell(torch.randn(2, 12, 8, 8), torch.randn(2, 12, 8, 8), torch.ones(14, 8) / 8)
+    assert out.shape == (2, 32, 4, 4)
+
+
+def test_derived_cell_sums_genotype_edges_and_concats() -> None:
+    nodes = [[("skip_connect", 0), ("skip_connect", 1)], [("skip_connect", 2), ("max_pool_3x3", 0)]]
+    cell = DerivedCell(nodes, [2, 3], 4, 4, 4, reduction=False, reduction_prev=False, affine=True).eval()
+    s0, s1 = torch.randn(1, 4, 6, 6), torch.randn(1, 4, 6, 6)
+    out = cell(s0, s1)
+    p0, p1 = cell.preprocess0(s0), cell.preprocess1(s1)
+    node0 = p0 + p1
+    node1 = node0 + nn.functional.max_pool2d(p0, 3, 1, 1)
+    assert torch.allclose(out, torch.cat([node0, node1], dim=1), atol=1e-6)
+
+
+def test_derived_cell_puts_drop_path_on_non_identity_ops_only() -> None:
+    nodes = [[("skip_connect", 0), ("sep_conv_3x3", 1)]]
+    cell = DerivedCell(nodes, [2], 4, 4, 4, reduction=False, reduction_prev=False, affine=True)
+    drop_paths = [m for m in cell.modules() if isinstance(m, DropPath)]
+    assert len(drop_paths) == 1
+    cell.set_drop_path_prob(0.3)
+    assert drop_paths[0].drop_prob == 0.3
+
+
+def test_drop_path_drops_whole_samples_and_rescales() -> None:
+    torch.manual_seed(0)
+    drop = DropPath(0.5)
+    x = torch.ones(400, 2, 3, 3)
+    out = drop(x)
+    per_sample = out.flatten(1)
+    kept = per_sample[:, 0] > 0
+    assert set(per_sample.unique().tolist()) <= {0.0, 2.0}
+    assert (per_sample == per_sample[:, :1]).all()  # a sample is dropped as a whole
+    assert 120 < int(kept.sum()) < 280
+    assert torch.equal(drop.eval()(x), x)

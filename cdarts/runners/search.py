@@ -29,6 +29,7 @@ CHECKPOINT_NAME = "checkpoints/search-last.pt"
 @dataclass
 class SearchRunResult:
     genotype: Genotype
+    alphas: dict[str, torch.Tensor]
     completed: bool
     out_dir: Path
     alphas_path: Path | None
@@ -124,6 +125,7 @@ def run_search(
     distributed.barrier()
     return SearchRunResult(
         genotype=result.genotype,
+        alphas=result.alphas,
         completed=result.completed,
         out_dir=out_dir,
         alphas_path=alphas_path,

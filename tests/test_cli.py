@@ -1,0 +1,119 @@
+"""The ``cdarts`` command line: outputs, and one-line errors with exit code 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cdarts.cli.main import app
+from cdarts.genotype import Genotype, reference_genotype
+from tests.conftest import CONFIGS, REPO_ROOT
+
+runner = CliRunner()
+TINY = str(CONFIGS / "tiny.yaml")
+
+
+def _assert_one_line_error(result, fragment: str) -> None:  # type: ignore[no-untyped-def]
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cdarts: error: "), result.stderr
+    assert fragment in lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["stage", "search", "--config", "no/such.yaml", "--out", "x"], "not found"),
+        (["stage", "search", "--config", TINY, "--set", "search.nope=1", "--out", "x"], "search.nope: unknown key"),
+        (["stage", "search", "--config", TINY, "--set", "data.batch_size=big", "--out", "x"], "data.batch_size"),
+        pytest.param(
+            ["stage", "search", "--config", TINY, "--set", "device=cuda:0", "--out", "x"],
+            "CUDA is not available",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA"),
+        ),
+        (["stage", "derive-genotype", "--alphas", "missing.pt", "--out", "x"], "does not exist"),
+        (["genotype", "show", "Genotype(normal=exec('x'))"], "Genotype(...) needs exactly the keywords"),
+        (["genotype", "show", "NO_SUCH_CELL"], "neither a known genotype name"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(
+    args: list[str], fragment: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _assert_one_line_error(runner.invoke(app, args), fragment)
+
+
+def test_search_on_a_batch_larger_than_the_split_is_a_clear_error(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["stage", "search", "-c", TINY, "-s", "data.batch_size=64", "-o", str(tmp_path), "--no-progress"]
+    )
+    _assert_one_line_error(result, "fewer than batch_size 64")
+
+
+def test_corrupt_alphas_file_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "alphas.pt"
+    bad.write_bytes(b"\x00garbage")
+    _assert_one_line_error(
+        runner.invoke(app, ["stage", "derive-genotype", "-a", str(bad), "-o", str(tmp_path)]), "cannot read checkpoint"
+    )
+
+
+def test_genotype_show_json_convert_and_diff(tmp_path: Path) -> None:
+    shown = runner.invoke(app, ["genotype", "show", "CDARTS_CIFAR", "--json"])
+    assert shown.exit_code == 0
+    assert Genotype.from_dict(json.loads(shown.stdout)) == reference_genotype("CDARTS_CIFAR")
+    flat_file = tmp_path / "flat.txt"
+    converted = runner.invoke(app, ["genotype", "convert", "DARTS_V2", "--to", "flat", "--out", str(flat_file)])
+    assert converted.exit_code == 0 and flat_file.read_text().startswith("Genotype(normal=[('sep_conv_3x3', 0),")
+    same = runner.invoke(app, ["genotype", "diff", "DARTS_V2", str(flat_file)])
+    assert same.exit_code == 0 and "identical" in same.stdout
+    different = runner.invoke(app, ["genotype", "diff", "DARTS_V1", "DARTS_V2", "--json"])
+    assert different.exit_code == 1
+    report = json.loads(different.stdout)
+    assert not report["identical"] and {d["cell"] for d in report["differences"]} == {"normal", "reduce"}
+
+
+def test_genotype_list_names_the_reference_cells() -> None:
+    result = runner.invoke(app, ["genotype", "list"])
+    assert result.exit_code == 0 and {"DARTS_V2", "CDARTS_CIFAR", "CDARTS_IMAGENET"} <= set(result.stdout.split())
+
+
+@pytest.mark.slow
+def test_console_script_searches_then_derives_a_valid_genotype(tmp_path: Path) -> None:
+    cdarts = Path(sys.executable).parent / "cdarts"
+    search = subprocess.run(
+        [str(cdarts), "stage", "search", "--config", "configs/tiny.yaml", "--out", str(tmp_path / "search")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert search.returncode == 0, search.stderr
+    derive = subprocess.run(
+        [
+            str(cdarts),
+            "stage",
+            "derive-genotype",
+            "--alphas",
+            str(tmp_path / "search" / "alphas.pt"),
+            "--out",
+            str(tmp_path / "derived"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert derive.returncode == 0, derive.stderr
+    derived = Genotype.from_dict(json.loads((tmp_path / "derived" / "genotype.json").read_text()))
+    searched = Genotype.from_dict(json.loads((tmp_path / "search" / "genotype.json").read_text()))
+    assert derived == searched  # deriving from the final alphas reproduces the search's genotype
+    for name in ("normal.svg", "reduce.svg"):
+        assert (tmp_path / "derived" / name).read_text().startswith("<svg")
+    assert (tmp_path / "derived" / "alphas.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

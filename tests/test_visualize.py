@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import torch
+
+from cdarts.genotype import reference_genotype
+from cdarts.search_space.primitives import PRIMITIVES
+from cdarts.visualize import cell_svg, write_alpha_heatmap
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def test_cell_diagram_is_valid_svg_with_one_labelled_edge_per_genotype_edge() -> None:
+    genotype = reference_genotype("CDARTS_IMAGENET")
+    root = ET.fromstring(cell_svg(genotype, reduction=True))
+    labels = [t.text for t in root.iter(f"{SVG}text")]
+    ops = [op for node in genotype.reduce for op, _ in node]
+    assert sorted(label for label in labels if label in ops) == sorted(ops)
+    assert {"c_{k-2}", "c_{k-1}", "c_k", "0", "3"} <= set(labels)
+
+
+def test_alpha_heatmap_is_a_png(tmp_path: Path) -> None:
+    alphas = {"alphas_normal": torch.randn(14, 8), "alphas_reduce": torch.randn(14, 8)}
+    path = write_alpha_heatmap(alphas, PRIMITIVES, 4, tmp_path / "alphas.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000

@@ -92,7 +92,8 @@ def write_alpha_heatmap(alphas: dict[str, torch.Tensor], primitives: tuple[str, 
     figure, axes = plt.subplots(1, 2, figsize=(12, 0.35 * len(edge_labels) + 2), constrained_layout=True)
     for axis, name in zip(axes, ("alphas_normal", "alphas_reduce"), strict=True):
         probs = torch.softmax(alphas[name].detach().float(), dim=-1).numpy()
-        image = axis.imshow(probs, cmap="viridis", vmin=0, aspect="auto")
+        # Colour by the data's own range: early in a search every weight is close to 1/K.
+        image = axis.imshow(probs, cmap="viridis", aspect="auto")
         axis.set_title(name.replace("alphas_", "") + " cell: softmax(alphas)")
         axis.set_xticks(range(len(primitives)), primitives, rotation=45, ha="right")
         axis.set_yticks(range(len(edge_labels)), edge_labels)

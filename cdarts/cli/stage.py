@@ -36,10 +36,10 @@ def search(
             result = run_search(experiment, out, progress=callback, max_iterations=max_iterations)
     finally:
         destroy_process_group()
-    if result.completed:
+    if result.genotype_path is not None:  # only the main process writes and reports
         typer.echo(f"genotype: {result.genotype.to_string()}")
         typer.echo(f"written: {result.genotype_path} {result.alphas_path}")
-    else:
+    elif not result.completed:
         typer.echo(f"stopped after {result.cycles_run} cycle(s) this run; rerun the same command to resume")
 
 

@@ -254,7 +254,7 @@ class CyclicSearch:
             self._warmup_epoch(
                 f"cycle {cycle + 1}/{cfg.num_cycles}: E warm-up",
                 self.loaders.val,
-                _EVAL_WARMUP_KEY + cycle * 100 + warm,
+                _EVAL_WARMUP_KEY + cycle * cfg.eval_warmup_epochs + warm,
                 "eval",
                 optimizers.eval_weights,
             )

@@ -11,6 +11,7 @@ FLOP/s measured in the same run on the same device.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
@@ -55,10 +56,8 @@ def _reset_peak_memory(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
     else:
         # Linux: writing 5 to clear_refs resets the peak resident set size (VmHWM).
-        try:
+        with contextlib.suppress(OSError):
             Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            pass
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -70,7 +69,9 @@ def _peak_memory_mb(device: torch.device) -> float:
     return float("nan")
 
 
-def bench_batch_size(config_path: str, batch_size: int, steps: int, warmup: int, device: torch.device) -> dict[str, Any]:
+def bench_batch_size(
+    config_path: str, batch_size: int, steps: int, warmup: int, device: torch.device
+) -> dict[str, Any]:
     experiment = load_config(config_path)
     torch.manual_seed(0)
     model = build_joint_network(experiment.data, experiment.search).to(device)

@@ -13,7 +13,7 @@ def topk_accuracy(logits: torch.Tensor, targets: torch.Tensor, k: int = 1) -> to
 
 
 class MeanTracker:
-    """Running means of named 0-d tensors, kept on-device until :meth:`means` is read."""
+    """Running means of named 0-d tensors, kept on the device (no per-step synchronisation)."""
 
     def __init__(self) -> None:
         self._sums: dict[str, torch.Tensor] = {}
@@ -25,12 +25,5 @@ class MeanTracker:
             self._sums[name] = self._sums[name] + value if name in self._sums else value.clone()
         self._count += 1
 
-    @property
-    def count(self) -> int:
-        return self._count
-
     def mean_tensors(self) -> dict[str, torch.Tensor]:
         return {name: total / max(self._count, 1) for name, total in self._sums.items()}
-
-    def means(self) -> dict[str, float]:
-        return {name: float(value) for name, value in self.mean_tensors().items()}

@@ -74,15 +74,16 @@ def bench_batch_size(
 ) -> dict[str, Any]:
     experiment = load_config(config_path)
     torch.manual_seed(0)
-    model = build_joint_network(experiment.data, experiment.search).to(device)
+    data = experiment.data
+    num_classes = data.num_classes or 10
+    model = build_joint_network(experiment.search, 3, num_classes, data.image_size).to(device)
     model.rebuild_eval_network(model.current_genotype())
     model.train()
     stepper = SearchStepper(model, experiment.search, device, DistributedContext())
     optimizers = build_cycle_optimizers(model, experiment.search)
-    data = experiment.data
-    shape = (batch_size, data.channels, data.image_size, data.image_size)
-    val = (torch.randn(shape, device=device), torch.randint(0, data.num_classes, (batch_size,), device=device))
-    train = (torch.randn(shape, device=device), torch.randint(0, data.num_classes, (batch_size,), device=device))
+    shape = (batch_size, 3, data.image_size, data.image_size)
+    val = (torch.randn(shape, device=device), torch.randint(0, num_classes, (batch_size,), device=device))
+    train = (torch.randn(shape, device=device), torch.randint(0, num_classes, (batch_size,), device=device))
 
     for _ in range(warmup):
         stepper.joint_step(val, train, optimizers, 1.0)
@@ -112,7 +113,7 @@ def bench_batch_size(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(REPO_ROOT / "configs" / "cifar10-search.yaml"))
+    parser.add_argument("--config", default=str(REPO_ROOT / "configs" / "cifar10.yaml"))
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--steps", type=int, default=3, help="timed joint steps per batch size")
     parser.add_argument("--warmup", type=int, default=1, help="untimed joint steps first")

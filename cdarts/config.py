@@ -24,17 +24,41 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DataConfig(_Section):
-    """Where images come from and how they are batched."""
+DataSource = Literal["synthetic", "digits", "cifar10", "cifar100", "imagefolder"]
 
-    source: Literal["synthetic"] = "synthetic"
-    image_size: int = Field(32, ge=2, description="square input size in pixels")
-    channels: int = Field(3, ge=1)
-    num_classes: int = Field(10, ge=2)
-    num_train: int = Field(1024, ge=4, description="synthetic training images (split in halves)")
-    batch_size: int = Field(64, ge=1, description="per process")
+
+class DataConfig(_Section):
+    """Where images come from, how they are prepared and augmented."""
+
+    source: DataSource = "digits"
+    location: str | None = Field(
+        None, description="cifar10/cifar100: directory or .tar.gz archive; imagefolder: directory"
+    )
+    image_size: int = Field(
+        32, ge=2, description="network input size: stored size (synthetic, digits), crop size (imagefolder)"
+    )
+    num_classes: int | None = Field(
+        None, ge=2, description="synthetic: class count (default 10); others: checked against the data"
+    )
+    channels: int = Field(3, ge=1, description="synthetic only")
+    num_train: int = Field(1024, ge=4, description="synthetic only: training images")
+    num_test: int = Field(256, ge=2, description="synthetic only: test images")
+    test_fraction: float = Field(
+        0.2, gt=0, lt=1, description="digits, and image folders without a val/ split: held-out share"
+    )
+    augmentation: Literal["cifar", "imagenet", "none"] = "cifar"
+    crop_padding: int = Field(4, ge=0, description="cifar augmentation: zero padding before the random crop")
+    random_flip: bool = True
+    stats_sample: int = Field(5000, ge=1, description="image folders: images sampled for mean/std")
     num_workers: int = Field(0, ge=0)
     pin_memory: bool = False
+
+    @model_validator(mode="after")
+    def _location_matches_source(self) -> DataConfig:
+        needs_location = self.source in ("cifar10", "cifar100", "imagefolder")
+        if needs_location and not self.location:
+            raise ValueError(f"source {self.source!r} needs a location (directory or archive)")
+        return self
 
 
 class RegularizerConfig(_Section):
@@ -77,6 +101,7 @@ class SearchConfig(_Section):
     epochs_per_cycle: int = Field(1, ge=1)
     eval_warmup_epochs: int = Field(1, ge=0, description="E warm-up epochs on the val split per cycle")
     sample_ratio: float = Field(1.0, gt=0, le=1, description="fraction of batches per epoch")
+    batch_size: int = Field(64, ge=2, description="per process, for each of the two splits")
     # optimisers
     weight_lr: float = Field(0.08, gt=0)
     eval_weight_lr: float = Field(0.08, gt=0)
@@ -112,6 +137,50 @@ class SearchConfig(_Section):
         return self.search_iterations - self.warmup_epochs
 
 
+class RetrainConfig(_Section):
+    """Training the discrete network from scratch (the paper's "augment" stage)."""
+
+    stem: Literal["cifar", "imagenet"] = "cifar"
+    init_channels: int = Field(36, ge=2)
+    cells: int = Field(20, ge=3, description="cells in total; reductions at cells/3 and 2*cells/3")
+    stem_multiplier: int = Field(3, ge=1)
+    auxiliary_weight: float = Field(0.4, ge=0, description="0 disables the auxiliary head")
+    drop_path_prob: float = Field(0.3, ge=0, lt=1, description="final value of the linear ramp")
+    epochs: int = Field(600, ge=1)
+    batch_size: int = Field(128, ge=2, description="per process")
+    eval_batch_size: int = Field(256, ge=1)
+    weight_lr: float = Field(0.025, gt=0)
+    weight_lr_min: float = Field(0.0, ge=0)
+    warmup_epochs: int = Field(0, ge=0, description="linear learning-rate warm-up before the cosine")
+    weight_momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(3e-4, ge=0)
+    param_count_rule: bool = Field(
+        True, description="CIFAR reference rule: weight decay and drop-path chosen by parameter count"
+    )
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    grad_clip: float = Field(5.0, gt=0)
+    cutout: int = Field(16, ge=0, description="cutout square side in pixels (cifar augmentation); 0 = off")
+    bf16: bool = False
+    channels_last: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RetrainConfig:
+        if self.init_channels % 2:
+            raise ValueError("init_channels must be even (factorized reduce halves it)")
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError("warmup_epochs must be smaller than epochs")
+        return self
+
+
+class EvaluateConfig(_Section):
+    """Held-out metrics, model size and speed of the retrained network."""
+
+    batch_size: int = Field(256, ge=1)
+    throughput_batch_size: int = Field(64, ge=1)
+    timing_repeats: int = Field(20, ge=1, description="timed runs (median reported) after the warm-up runs")
+    timing_warmup: int = Field(3, ge=0)
+
+
 class ExperimentConfig(_Section):
     """A whole experiment; the YAML file's top level."""
 
@@ -121,6 +190,8 @@ class ExperimentConfig(_Section):
     deterministic: bool = True
     data: DataConfig = DataConfig()
     search: SearchConfig = SearchConfig()
+    retrain: RetrainConfig = RetrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
 
     def digest(self) -> str:
         """A short content hash of the resolved config (same config -> same digest)."""

@@ -22,3 +22,7 @@ class GenotypeError(CdartsError):
 
 class CheckpointError(CdartsError):
     """A checkpoint or alphas file is missing, corrupt or does not match the config."""
+
+
+class DataError(CdartsError):
+    """A data source or prepared dataset is missing, corrupt or inconsistent with the config."""

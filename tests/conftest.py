@@ -20,10 +20,27 @@ def tiny_config() -> ExperimentConfig:
     return load_config(str(CONFIGS / "tiny.yaml"))
 
 
+def tiny_network(config: ExperimentConfig) -> JointNetwork:
+    """The tiny joint network for the tiny config's synthetic images (4 classes, 3 x 8 x 8)."""
+    assert config.data.num_classes is not None
+    return build_joint_network(config.search, config.data.channels, config.data.num_classes, config.data.image_size)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny config's synthetic data, prepared once per test session."""
+    from cdarts.runners.data_prep import run_data_prep
+
+    config = load_config(str(CONFIGS / "tiny.yaml"))
+    out = tmp_path_factory.mktemp("prepared") / "tiny"
+    run_data_prep(config.data, config.seed, out)
+    return out
+
+
 @pytest.fixture
 def tiny_model(tiny_config: ExperimentConfig) -> JointNetwork:
     torch.manual_seed(0)
-    model = build_joint_network(tiny_config.data, tiny_config.search)
+    model = tiny_network(tiny_config)
     model.rebuild_eval_network(model.current_genotype())
     return model
 

@@ -12,9 +12,9 @@ from cdarts.config import load_config
 from cdarts.runners.search import destroy_process_group, run_search
 
 if __name__ == "__main__":
-    config_path, out_dir, record_dir = sys.argv[1:4]
+    config_path, dataset_dir, out_dir, record_dir = sys.argv[1:5]
     torch.set_num_threads(1)
-    result = run_search(load_config(config_path), Path(out_dir))
+    result = run_search(load_config(config_path), Path(dataset_dir), Path(out_dir))
     rank = int(os.environ["RANK"])
     torch.save({**result.alphas, "completed": result.completed}, Path(record_dir) / f"rank{rank}.pt")
     destroy_process_group()

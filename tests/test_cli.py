@@ -30,11 +30,22 @@ def _assert_one_line_error(result, fragment: str) -> None:  # type: ignore[no-un
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["stage", "search", "--config", "no/such.yaml", "--out", "x"], "not found"),
-        (["stage", "search", "--config", TINY, "--set", "search.nope=1", "--out", "x"], "search.nope: unknown key"),
-        (["stage", "search", "--config", TINY, "--set", "data.batch_size=big", "--out", "x"], "data.batch_size"),
+        (["stage", "search", "--config", "no/such.yaml", "--data", "d", "--out", "x"], "not found"),
+        (
+            ["stage", "search", "-c", TINY, "-d", "d", "--set", "search.nope=1", "--out", "x"],
+            "search.nope: unknown key",
+        ),
+        (["stage", "search", "-c", TINY, "-d", "d", "--set", "search.batch_size=big", "-o", "x"], "search.batch_size"),
+        (["stage", "search", "-c", TINY, "-d", "no_such_dir", "-o", "x"], "not a prepared dataset"),
+        (["stage", "data-prep", "-c", TINY, "--source", "cifar10", "-o", "x"], "needs a location"),
+        (["stage", "data-prep", "-c", TINY, "--source", "mnist:/x", "-o", "x"], "unknown source 'mnist'"),
+        (["stage", "data-prep", "-c", TINY, "--source", "cifar10:/no/such/dir", "-o", "x"], "does not exist"),
+        (["stage", "data-prep", "-c", TINY, "--source", "imagefolder:/no/dir", "-o", "x"], "does not exist"),
+        (["stage", "retrain", "-c", TINY, "-d", "d", "-g", "NOPE", "-o", "x"], "neither a known genotype name"),
+        (["stage", "evaluate", "-c", TINY, "-d", "d", "-m", "m", "-o", "x"], "not a prepared dataset"),
+        (["model", "summary", "-g", "NOPE", "--dataset", "cifar10"], "neither a known genotype name"),
         pytest.param(
-            ["stage", "search", "--config", TINY, "--set", "device=cuda:0", "--out", "x"],
+            ["stage", "search", "--config", TINY, "--data", "d", "--set", "device=cuda:0", "--out", "x"],
             "CUDA is not available",
             marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA"),
         ),
@@ -50,11 +61,46 @@ def test_bad_input_is_one_line_and_exit_code_2(
     _assert_one_line_error(runner.invoke(app, args), fragment)
 
 
-def test_search_on_a_batch_larger_than_the_split_is_a_clear_error(tmp_path: Path) -> None:
+def test_search_on_a_batch_larger_than_the_split_is_a_clear_error(tmp_path: Path, tiny_dataset: Path) -> None:
     result = runner.invoke(
-        app, ["stage", "search", "-c", TINY, "-s", "data.batch_size=64", "-o", str(tmp_path), "--no-progress"]
+        app,
+        [
+            "stage",
+            "search",
+            "-c",
+            TINY,
+            "-d",
+            str(tiny_dataset),
+            "-s",
+            "search.batch_size=64",
+            "-o",
+            str(tmp_path),
+            "--no-progress",
+        ],
     )
     _assert_one_line_error(result, "fewer than batch_size 64")
+
+
+def test_model_summary_reports_the_darts_v2_paper_size() -> None:
+    result = runner.invoke(app, ["model", "summary", "-g", "DARTS_V2", "--dataset", "cifar10", "--json"])
+    assert result.exit_code == 0
+    summary = json.loads(result.stdout)
+    # DARTS reports 3.3 M parameters (without the auxiliary head) and FairDARTS 528 M multiply-adds.
+    assert 3.25e6 < summary["params_without_aux"] < 3.40e6 < summary["params"]
+    assert 520e6 < summary["multiply_adds"] < 540e6
+    smaller = runner.invoke(
+        app,
+        ["model", "summary", "-g", "DARTS_V2", "--dataset", "cifar10", "--channels", "16", "--cells", "8", "--json"],
+    )
+    assert json.loads(smaller.stdout)["params"] < summary["params"] / 5
+
+
+def test_model_summary_of_the_cdarts_imagenet_cell_matches_the_paper_range() -> None:
+    result = runner.invoke(app, ["model", "summary", "-g", "CDARTS_IMAGENET", "--dataset", "imagenet", "--json"])
+    summary = json.loads(result.stdout)
+    # Paper: 6.1 +- 0.2 M parameters and 701 +- 32 M multiply-adds for its ImageNet cells.
+    assert 5.9e6 < summary["params_without_aux"] < 6.4e6
+    assert 669e6 < summary["multiply_adds"] < 733e6
 
 
 def test_corrupt_alphas_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -85,30 +131,33 @@ def test_genotype_list_names_the_reference_cells() -> None:
     assert result.exit_code == 0 and {"DARTS_V2", "CDARTS_CIFAR", "CDARTS_IMAGENET"} <= set(result.stdout.split())
 
 
-@pytest.mark.slow
-def test_console_script_searches_then_derives_a_valid_genotype(tmp_path: Path) -> None:
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
     cdarts = Path(sys.executable).parent / "cdarts"
-    search = subprocess.run(
-        [str(cdarts), "stage", "search", "--config", "configs/tiny.yaml", "--out", str(tmp_path / "search")],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    return subprocess.run([str(cdarts), *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_console_script_runs_every_stage_on_the_tiny_config(tmp_path: Path) -> None:
+    prep = _run("stage", "data-prep", "--config", "configs/tiny.yaml", "--out", str(tmp_path / "data"))
+    assert prep.returncode == 0, prep.stderr
+    search = _run(
+        "stage",
+        "search",
+        "--config",
+        "configs/tiny.yaml",
+        "--data",
+        str(tmp_path / "data"),
+        "--out",
+        str(tmp_path / "search"),
     )
     assert search.returncode == 0, search.stderr
-    derive = subprocess.run(
-        [
-            str(cdarts),
-            "stage",
-            "derive-genotype",
-            "--alphas",
-            str(tmp_path / "search" / "alphas.pt"),
-            "--out",
-            str(tmp_path / "derived"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    derive = _run(
+        "stage",
+        "derive-genotype",
+        "--alphas",
+        str(tmp_path / "search" / "alphas.pt"),
+        "--out",
+        str(tmp_path / "derived"),
     )
     assert derive.returncode == 0, derive.stderr
     derived = Genotype.from_dict(json.loads((tmp_path / "derived" / "genotype.json").read_text()))
@@ -117,3 +166,32 @@ def test_console_script_searches_then_derives_a_valid_genotype(tmp_path: Path) -
     for name in ("normal.svg", "reduce.svg"):
         assert (tmp_path / "derived" / name).read_text().startswith("<svg")
     assert (tmp_path / "derived" / "alphas.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    retrain = _run(
+        "stage",
+        "retrain",
+        "--config",
+        "configs/tiny.yaml",
+        "--data",
+        str(tmp_path / "data"),
+        "--genotype",
+        str(tmp_path / "derived" / "genotype.json"),
+        "--out",
+        str(tmp_path / "model"),
+    )
+    assert retrain.returncode == 0, retrain.stderr
+    assert "final test top-1" in retrain.stdout
+    evaluate = _run(
+        "stage",
+        "evaluate",
+        "--config",
+        "configs/tiny.yaml",
+        "--data",
+        str(tmp_path / "data"),
+        "--model",
+        str(tmp_path / "model"),
+        "--out",
+        str(tmp_path / "eval"),
+    )
+    assert evaluate.returncode == 0, evaluate.stderr
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["genotype"] == derived.to_string() and metrics["same_dataset_as_training"]

@@ -15,11 +15,11 @@ def test_every_shipped_config_is_valid(path: Path) -> None:
 
 
 def test_official_presets_follow_the_reference_scripts() -> None:
-    cifar = load_config(str(CONFIGS / "cifar10-search.yaml")).search
+    cifar = load_config(str(CONFIGS / "cifar10.yaml")).search
     assert (cifar.warmup_epochs, cifar.search_iterations, cifar.eval_warmup_epochs) == (2, 32, 1)
     assert (cifar.weight_lr, cifar.arch_lr, cifar.distill_type, cifar.fix_heads) == (0.08, 3e-4, "smooth_l1", True)
     assert cifar.regularizer.ratio == 0.667 and cifar.num_cycles == 30
-    imagenet = load_config(str(CONFIGS / "imagenet-search.yaml")).search
+    imagenet = load_config(str(CONFIGS / "imagenet.yaml")).search
     assert (imagenet.warmup_epochs, imagenet.eval_warmup_epochs, imagenet.sample_ratio) == (10, 3, 0.2)
     assert (imagenet.distill_type, imagenet.fix_heads, imagenet.weight_lr) == ("kl", False, 0.8)
     assert imagenet.eval_cells == (5, 5, 4) and imagenet.stem == "imagenet"

@@ -15,9 +15,8 @@ from cdarts.config import load_config
 from cdarts.data.sampling import ShardedSampler
 from cdarts.data.splits import stratified_halves
 from cdarts.genotype import Genotype
-from cdarts.search.build import build_joint_network
 from cdarts.seeding import seed_everything
-from tests.conftest import CONFIGS, REPO_ROOT
+from tests.conftest import CONFIGS, REPO_ROOT, tiny_network
 
 
 def test_sharded_sampler_gives_disjoint_equal_shards_per_epoch() -> None:
@@ -48,7 +47,7 @@ def test_stratified_halves_keep_every_class_in_both_halves() -> None:
 
 
 @pytest.mark.slow
-def test_two_process_search_keeps_alphas_identical_and_writes_once(tmp_path: Path) -> None:
+def test_two_process_search_keeps_alphas_identical_and_writes_once(tmp_path: Path, tiny_dataset: Path) -> None:
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     assert torchrun is not None
     out_dir, records = tmp_path / "search", tmp_path / "records"
@@ -61,6 +60,7 @@ def test_two_process_search_keeps_alphas_identical_and_writes_once(tmp_path: Pat
             "2",
             str(REPO_ROOT / "tests" / "distributed_worker.py"),
             str(CONFIGS / "tiny.yaml"),
+            str(tiny_dataset),
             str(out_dir),
             str(records),
         ],
@@ -75,7 +75,7 @@ def test_two_process_search_keeps_alphas_identical_and_writes_once(tmp_path: Pat
     assert rank0["completed"] and rank1["completed"]
     config = load_config(str(CONFIGS / "tiny.yaml"))
     seed_everything(config.seed)
-    initial = build_joint_network(config.data, config.search)
+    initial = tiny_network(config)
     for name in ("alphas_normal", "alphas_reduce"):
         assert torch.equal(rank0[name], rank1[name])
         assert not torch.equal(rank0[name], getattr(initial.search_network, name).detach())  # it did search

@@ -11,7 +11,7 @@ from cdarts.networks.eval_network import EvalNetwork
 from cdarts.networks.joint_network import JointNetwork
 from cdarts.networks.layout import plan_cells
 from cdarts.networks.stems import CifarStem
-from tests.conftest import tiny_batch
+from tests.conftest import tiny_batch, tiny_network
 
 
 def test_cifar_search_layout_reduces_at_cells_2_and_5() -> None:
@@ -87,9 +87,8 @@ def test_arch_and_weight_parameters_are_disjoint_and_complete(tiny_model: JointN
 
 def test_every_trainable_parameter_receives_a_gradient(tiny_config: ExperimentConfig) -> None:
     config = tiny_config.search.model_copy(update={"fix_heads": False})
-    from cdarts.search.build import build_joint_network
 
-    model = build_joint_network(tiny_config.data, config)
+    model = tiny_network(tiny_config.model_copy(update={"search": config}))
     model.rebuild_eval_network(model.current_genotype())
     images, labels = tiny_batch(tiny_config)
     out_s, out_e = model(images, "search"), model(images, "eval")

@@ -13,6 +13,7 @@ from cdarts.checkpoint import load_checkpoint
 from cdarts.config import ExperimentConfig
 from cdarts.errors import CheckpointError
 from cdarts.genotype import Genotype
+from cdarts.runners.data_prep import run_data_prep
 from cdarts.runners.search import CHECKPOINT_NAME, run_search
 
 
@@ -20,8 +21,10 @@ def _alphas(out_dir: Path) -> dict[str, torch.Tensor]:
     return load_alphas(out_dir / "alphas.pt")[0]
 
 
-def test_search_writes_genotypes_alphas_metrics_and_checkpoint(tiny_config: ExperimentConfig, tmp_path: Path) -> None:
-    result = run_search(tiny_config, tmp_path)
+def test_search_writes_genotypes_alphas_metrics_and_checkpoint(
+    tiny_config: ExperimentConfig, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    result = run_search(tiny_config, tiny_dataset, tmp_path)
     assert result.completed and result.cycles_run == tiny_config.search.num_cycles
     genotype = Genotype.from_dict(json.loads((tmp_path / "genotype.json").read_text()))
     assert genotype == result.genotype
@@ -50,11 +53,11 @@ def test_search_writes_genotypes_alphas_metrics_and_checkpoint(tiny_config: Expe
     assert not any(k.startswith("eval_network.") for k in state["model"])
 
 
-def test_same_seed_gives_identical_alphas(tiny_config: ExperimentConfig, tmp_path: Path) -> None:
-    run_search(tiny_config, tmp_path / "a")
-    run_search(tiny_config, tmp_path / "b")
+def test_same_seed_gives_identical_alphas(tiny_config: ExperimentConfig, tiny_dataset: Path, tmp_path: Path) -> None:
+    run_search(tiny_config, tiny_dataset, tmp_path / "a")
+    run_search(tiny_config, tiny_dataset, tmp_path / "b")
     other = tiny_config.model_copy(update={"seed": 1})
-    run_search(other, tmp_path / "c")
+    run_search(other, tiny_dataset, tmp_path / "c")
     a, b, c = _alphas(tmp_path / "a"), _alphas(tmp_path / "b"), _alphas(tmp_path / "c")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["alphas_normal"], c["alphas_normal"])
@@ -62,16 +65,16 @@ def test_same_seed_gives_identical_alphas(tiny_config: ExperimentConfig, tmp_pat
 
 @pytest.mark.parametrize("stop_after", [1, 2])
 def test_interrupted_and_resumed_search_equals_an_uninterrupted_one(
-    tiny_config: ExperimentConfig, tmp_path: Path, stop_after: int
+    tiny_config: ExperimentConfig, tiny_dataset: Path, tmp_path: Path, stop_after: int
 ) -> None:
     config = tiny_config.model_copy(update={"search": tiny_config.search.model_copy(update={"search_iterations": 4})})
-    run_search(config, tmp_path / "straight")
-    partial = run_search(config, tmp_path / "resumed", max_iterations=stop_after)
+    run_search(config, tiny_dataset, tmp_path / "straight")
+    partial = run_search(config, tiny_dataset, tmp_path / "resumed", max_iterations=stop_after)
     assert not partial.completed
     # Nothing is marked complete before the search has finished.
     assert not (tmp_path / "resumed" / "genotype.json").exists()
     assert not (tmp_path / "resumed" / "alphas.pt").exists()
-    resumed = run_search(config, tmp_path / "resumed")
+    resumed = run_search(config, tiny_dataset, tmp_path / "resumed")
     assert resumed.completed
     straight, again = _alphas(tmp_path / "straight"), _alphas(tmp_path / "resumed")
     assert all(torch.equal(straight[k], again[k]) for k in straight)
@@ -80,31 +83,45 @@ def test_interrupted_and_resumed_search_equals_an_uninterrupted_one(
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)  # pool and S weights too
 
 
-def test_resume_with_a_different_config_is_refused(tiny_config: ExperimentConfig, tmp_path: Path) -> None:
-    run_search(tiny_config, tmp_path, max_iterations=1)
+def test_resume_with_a_different_config_is_refused(
+    tiny_config: ExperimentConfig, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    run_search(tiny_config, tiny_dataset, tmp_path, max_iterations=1)
     changed = tiny_config.model_copy(update={"seed": 5})
     with pytest.raises(CheckpointError, match="different config"):
-        run_search(changed, tmp_path)
+        run_search(changed, tiny_dataset, tmp_path)
 
 
-def test_corrupt_checkpoint_is_reported(tiny_config: ExperimentConfig, tmp_path: Path) -> None:
+def test_corrupt_checkpoint_is_reported(tiny_config: ExperimentConfig, tiny_dataset: Path, tmp_path: Path) -> None:
     path = tmp_path / CHECKPOINT_NAME
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
-        run_search(tiny_config, tmp_path)
+        run_search(tiny_config, tiny_dataset, tmp_path)
 
 
 def test_search_accuracy_rises_above_chance(tiny_config: ExperimentConfig, tmp_path: Path) -> None:
     # Synthetic classes are separable: a few epochs must beat the 25 % chance level clearly.
     config = tiny_config.model_copy(
         update={
-            "data": tiny_config.data.model_copy(update={"num_train": 160, "batch_size": 16}),
-            "search": tiny_config.search.model_copy(update={"search_iterations": 4, "sample_ratio": 1.0}),
+            "data": tiny_config.data.model_copy(update={"num_train": 160}),
+            "search": tiny_config.search.model_copy(
+                update={"search_iterations": 4, "sample_ratio": 1.0, "batch_size": 16}
+            ),
         }
     )
-    run_search(config, tmp_path)
-    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    dataset = run_data_prep(config.data, config.seed, tmp_path / "data")
+    run_search(config, dataset.root, tmp_path / "search")
+    records = [json.loads(line) for line in (tmp_path / "search" / "metrics.jsonl").read_text().splitlines()]
     last_joint = [r for r in records if "search/top1_eval_epoch" in r][-1]
     assert last_joint["search/top1_search_epoch"] > 0.5
     assert last_joint["search/top1_eval_epoch"] > 0.5
+
+
+def test_resume_on_a_different_dataset_is_refused(
+    tiny_config: ExperimentConfig, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    run_search(tiny_config, tiny_dataset, tmp_path / "search", max_iterations=1)
+    other = run_data_prep(tiny_config.data, tiny_config.seed + 1, tmp_path / "other")  # another split
+    with pytest.raises(CheckpointError, match="different dataset"):
+        run_search(tiny_config, other.root, tmp_path / "search")

@@ -11,7 +11,7 @@ from cdarts.networks.joint_network import JointNetwork
 from cdarts.search.distributed import DistributedContext
 from cdarts.search.optimizers import build_cycle_optimizers
 from cdarts.search.steps import SearchStepper
-from tests.conftest import tiny_batch
+from tests.conftest import tiny_batch, tiny_network
 
 
 def _snapshot(module: nn.Module | list[nn.Parameter]) -> list[torch.Tensor]:
@@ -69,10 +69,9 @@ def test_step_b_updates_search_weights_only(stepper: SearchStepper, tiny_config:
 
 
 def test_trainable_heads_are_updated_by_step_a(tiny_config: ExperimentConfig) -> None:
-    from cdarts.search.build import build_joint_network
 
     search = tiny_config.search.model_copy(update={"fix_heads": False})
-    model = build_joint_network(tiny_config.data, search)
+    model = tiny_network(tiny_config.model_copy(update={"search": search}))
     model.rebuild_eval_network(model.current_genotype())
     stepper = SearchStepper(model, search, torch.device("cpu"), DistributedContext())
     optimizers = build_cycle_optimizers(model, search)

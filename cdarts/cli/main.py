@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cdarts import __version__
-from cdarts.cli import genotype, stage
+from cdarts.cli import genotype, model, stage
 
 app = typer.Typer(
     name="cdarts",
@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 app.add_typer(stage.app, name="stage")
 app.add_typer(genotype.app, name="genotype")
+app.add_typer(model.app, name="model")
 
 
 def _version(value: bool) -> None:

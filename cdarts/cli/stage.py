@@ -10,21 +10,68 @@ import typer
 from cdarts.cli.errors import handles_user_errors
 from cdarts.cli.options import ConfigOption, OutDirOption, SetOption
 from cdarts.cli.progress import progress_display
+from cdarts.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True, help="Run one stage of the pipeline locally.")
+
+DataOption = Annotated[Path, typer.Option("--data", "-d", help="Prepared dataset directory (from data-prep).")]
+ProgressOption = Annotated[bool, typer.Option(help="Show progress bars.")]
+SOURCES_WITH_LOCATION = ("cifar10", "cifar100", "imagefolder")
+
+
+def source_overrides(source: str | None) -> list[str]:
+    """``digits`` / ``cifar10:PATH`` / ``imagefolder:DIR`` -> config overrides of the data section."""
+    if source is None:
+        return []
+    name, _, location = source.partition(":")
+    if name in ("digits", "synthetic"):
+        if location:
+            raise ConfigError(f"source {name!r} takes no location")
+        return [f"data.source={name}", "data.location=null"]
+    if name not in SOURCES_WITH_LOCATION:
+        raise ConfigError(
+            f"unknown source {name!r}; use digits, synthetic, cifar10:PATH, cifar100:PATH or imagefolder:DIR"
+        )
+    if not location:
+        raise ConfigError(f"source {name!r} needs a location: {name}:PATH")
+    return [f"data.source={name}", f"data.location={location}"]
+
+
+@app.command("data-prep")
+@handles_user_errors
+def data_prep(
+    config: ConfigOption,
+    out: OutDirOption,
+    overrides: SetOption = None,
+    source: Annotated[
+        str | None, typer.Option(help="Override the data source: digits, cifar10:PATH, cifar100:PATH, imagefolder:DIR.")
+    ] = None,
+) -> None:
+    """Validate a data source and write a prepared dataset directory (manifest + arrays or shards)."""
+    from cdarts.config import load_config
+    from cdarts.runners.data_prep import run_data_prep
+
+    experiment = load_config(config, [*(overrides or []), *source_overrides(source)])
+    prepared = run_data_prep(experiment.data, experiment.seed, out)
+    counts = prepared.manifest["counts"]
+    typer.echo(
+        f"prepared {experiment.data.source}: {counts['train']} train / {counts['test']} test images, "
+        f"{prepared.num_classes} classes, digest {prepared.digest} -> {out}"
+    )
 
 
 @app.command("search")
 @handles_user_errors
 def search(
     config: ConfigOption,
+    data: DataOption,
     out: OutDirOption,
     overrides: SetOption = None,
     max_iterations: Annotated[
         int | None,
         typer.Option(min=1, help="Stop after this many search iterations (checkpointed); rerun to resume."),
     ] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: ProgressOption = True,
 ) -> None:
     """Run (or resume) the cyclic joint search. Works under torchrun for several processes."""
     from cdarts.config import load_config
@@ -33,7 +80,7 @@ def search(
     experiment = load_config(config, overrides)
     try:
         with progress_display(progress) as callback:
-            result = run_search(experiment, out, progress=callback, max_iterations=max_iterations)
+            result = run_search(experiment, data, out, progress=callback, max_iterations=max_iterations)
     finally:
         destroy_process_group()
     if result.genotype_path is not None:  # only the main process writes and reports
@@ -55,3 +102,59 @@ def derive_genotype(
     result = run_derive_genotype(alphas, out)
     typer.echo(f"genotype: {result.genotype.to_string()}")
     typer.echo(f"written: {result.genotype_path} {' '.join(str(p) for p in result.diagrams)} {result.heatmap_path}")
+
+
+@app.command("retrain")
+@handles_user_errors
+def retrain(
+    config: ConfigOption,
+    data: DataOption,
+    genotype: Annotated[str, typer.Option("--genotype", "-g", help="Genotype name, file or Genotype(...) string.")],
+    out: OutDirOption,
+    overrides: SetOption = None,
+    max_epochs: Annotated[
+        int | None, typer.Option(min=1, help="Stop after this many epochs (checkpointed); rerun to resume.")
+    ] = None,
+    progress: ProgressOption = True,
+) -> None:
+    """Train the genotype's network from scratch (resumes from the checkpoint in --out)."""
+    from cdarts.config import load_config
+    from cdarts.genotype import resolve_genotype
+    from cdarts.runners.retrain import run_retrain
+
+    experiment = load_config(config, overrides)
+    parsed = resolve_genotype(genotype)
+    with progress_display(progress) as callback:
+        result = run_retrain(experiment, data, parsed, out, progress=callback, max_epochs=max_epochs)
+    if not result.completed:
+        typer.echo(f"stopped after {result.epochs_run} epoch(s) this run; rerun the same command to resume")
+        return
+    summary = result.summary
+    typer.echo(
+        f"final test top-1 {summary['final_test_top1']:.4f} (best over epochs, selected on the test set: "
+        f"{summary['best_test_top1_selected_on_test']:.4f}); params {summary['params_without_aux']:,} "
+        f"without aux -> {result.model_path}"
+    )
+
+
+@app.command("evaluate")
+@handles_user_errors
+def evaluate(
+    config: ConfigOption,
+    data: DataOption,
+    model: Annotated[Path, typer.Option("--model", "-m", help="Retrain output directory or model.pt.")],
+    out: OutDirOption,
+    overrides: SetOption = None,
+) -> None:
+    """Test-split metrics, confusion matrix, size and speed of a retrained model (metrics.json)."""
+    from cdarts.config import load_config
+    from cdarts.runners.evaluate import run_evaluate
+
+    experiment = load_config(config, overrides)
+    metrics = run_evaluate(experiment, data, model, out)
+    typer.echo(
+        f"top-1 {metrics['top1']:.4f}  top-5 {metrics['top5']:.4f}  loss {metrics['loss']:.4f}  "
+        f"params {metrics['params_without_aux']:,} (+aux {metrics['params']:,})  "
+        f"multiply-adds {metrics['multiply_adds']:,}  latency {metrics['latency_ms_batch1']:.1f} ms  "
+        f"-> {out / 'metrics.json'}"
+    )

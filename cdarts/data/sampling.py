@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from cdarts.data.datasets import Sample
 from cdarts.errors import ConfigError
 
 
@@ -45,10 +46,10 @@ class ShardedSampler(torch.utils.data.Sampler[int]):
 class SplitLoader:
     """A loader over one half of the search split, with its sampler (for set_epoch)."""
 
-    loader: DataLoader[tuple[torch.Tensor, torch.Tensor]]
+    loader: DataLoader[Sample]
     sampler: ShardedSampler
 
-    def epoch(self, epoch: int) -> DataLoader[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, epoch: int) -> DataLoader[Sample]:
         self.sampler.set_epoch(epoch)
         return self.loader
 
@@ -57,7 +58,7 @@ class SplitLoader:
 
 
 def build_split_loader(
-    dataset: Dataset[tuple[torch.Tensor, torch.Tensor]],
+    dataset: Dataset[Sample],
     indices: torch.Tensor,
     *,
     batch_size: int,
@@ -72,7 +73,7 @@ def build_split_loader(
     if len(sampler) < batch_size:
         raise ConfigError(
             f"a search split has {len(indices)} images ({len(sampler)} per process), fewer than "
-            f"batch_size {batch_size}; lower data.batch_size or use more data"
+            f"batch_size {batch_size}; lower the batch size or use more data"
         )
     loader = DataLoader(
         Subset(dataset, indices.tolist()),

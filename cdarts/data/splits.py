@@ -30,3 +30,15 @@ def stratified_halves(labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, to
         train_size += cut
         val_size += len(members) - cut
     return torch.cat(train_parts).sort().values, torch.cat(val_parts).sort().values
+
+
+def stratified_fraction(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """Sorted indices of a seeded ``fraction`` of every class (at least one image per class)."""
+    generator = torch.Generator().manual_seed(seed)
+    picked = []
+    for cls in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == cls).flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        count = max(1, round(len(members) * fraction)) if len(members) > 1 else 0
+        picked.append(members[:count])
+    return torch.cat(picked).sort().values

@@ -1,4 +1,4 @@
-"""Synthetic image classification data, for tests and the search demo.
+"""Synthetic image classification data, for tests.
 
 Each class has a fixed random prototype image; a sample is its class prototype plus Gaussian
 noise, so the task is learnable (accuracy rises above chance) yet costs nothing to make.
@@ -15,14 +15,14 @@ def make_synthetic(
     image_size: int,
     num_classes: int,
     seed: int,
-    noise: float = 1.0,
+    noise: float = 48.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (N, C, H, W) float32 and labels (N,) int64, balanced over classes."""
+    """Images (N, C, H, W) uint8 and labels (N,) int64, balanced over classes."""
     generator = torch.Generator().manual_seed(seed)
-    prototypes = torch.randn(num_classes, channels, image_size, image_size, generator=generator)
+    prototypes = torch.randint(32, 224, (num_classes, channels, image_size, image_size), generator=generator)
     labels = torch.arange(num_samples) % num_classes
     labels = labels[torch.randperm(num_samples, generator=generator)]
-    images = prototypes[labels] + noise * torch.randn(
+    noisy = prototypes[labels].float() + noise * torch.randn(
         num_samples, channels, image_size, image_size, generator=generator
     )
-    return images, labels
+    return noisy.round().clamp(0, 255).to(torch.uint8), labels

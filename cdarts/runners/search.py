@@ -8,13 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import TensorDataset
 
 from cdarts.alphas_file import save_alphas
 from cdarts.config import ExperimentConfig
-from cdarts.data.sampling import build_split_loader
-from cdarts.data.splits import stratified_halves
-from cdarts.data.synthetic import make_synthetic
+from cdarts.data.datasets import split_dataset
+from cdarts.data.prepared import PreparedDataset
+from cdarts.data.sampling import SplitLoader, build_split_loader
 from cdarts.devices import resolve_device
 from cdarts.genotype import Genotype
 from cdarts.search.build import build_joint_network
@@ -37,22 +36,25 @@ class SearchRunResult:
     cycles_run: int
 
 
-def _build_loaders(config: ExperimentConfig, rank: int, world_size: int) -> SearchLoaders:
+def _build_loaders(config: ExperimentConfig, prepared: PreparedDataset, rank: int, world_size: int) -> SearchLoaders:
+    """Both halves of the search split use the training augmentation (no cutout)."""
+    dataset = split_dataset(prepared, "train", config.data, train=True)
+    train_idx, val_idx = prepared.search_split()
     data = config.data
-    images, labels = make_synthetic(data.num_train, data.channels, data.image_size, data.num_classes, seed=config.seed)
-    dataset = TensorDataset(images, labels)
-    train_idx, val_idx = stratified_halves(labels, seed=config.seed)
-    common = {
-        "batch_size": data.batch_size,
-        "rank": rank,
-        "world_size": world_size,
-        "num_workers": data.num_workers,
-        "pin_memory": data.pin_memory,
-    }
-    return SearchLoaders(
-        train=build_split_loader(dataset, train_idx, seed=config.seed, **common),  # type: ignore[arg-type]
-        val=build_split_loader(dataset, val_idx, seed=config.seed + 1, **common),  # type: ignore[arg-type]
-    )
+
+    def loader(indices: torch.Tensor, seed: int) -> SplitLoader:
+        return build_split_loader(
+            dataset,
+            indices,
+            batch_size=config.search.batch_size,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            num_workers=data.num_workers,
+            pin_memory=data.pin_memory,
+        )
+
+    return SearchLoaders(train=loader(train_idx, config.seed), val=loader(val_idx, config.seed + 1))
 
 
 def _write_cycle(out_dir: Path, report: CycleReport) -> None:
@@ -70,26 +72,29 @@ def _write_cycle(out_dir: Path, report: CycleReport) -> None:
 
 def run_search(
     config: ExperimentConfig,
+    dataset_dir: Path,
     out_dir: Path,
     *,
     tracker: Tracker | None = None,
     progress: ProgressCallback | None = None,
     max_iterations: int | None = None,
 ) -> SearchRunResult:
-    """Run (or resume) the cyclic search described by ``config`` into ``out_dir``.
+    """Run (or resume) the cyclic search of ``config`` on a prepared dataset into ``out_dir``.
 
     Under torchrun every process calls this; only rank 0 writes files. With ``max_iterations``
     the run stops after that many search iterations with a checkpoint; calling again resumes.
     ``genotype.json`` and ``alphas.pt`` are written only when the whole search has finished.
     """
     device = resolve_device(config.device)
+    prepared = PreparedDataset.load(dataset_dir)
     distributed = init_distributed(device)
     device = device_for_rank(device)
     seed_everything(config.seed, config.deterministic)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    loaders = _build_loaders(config, distributed.rank, distributed.world_size)
-    model = build_joint_network(config.data, config.search).to(device)
+    loaders = _build_loaders(config, prepared, distributed.rank, distributed.world_size)
+    model = build_joint_network(config.search, prepared.channels, prepared.num_classes, config.data.image_size)
+    model = model.to(device)
     distributed.broadcast_module(model)
 
     trackers: list[Tracker] = [JsonlTracker(out_dir / "metrics.jsonl")] if distributed.is_main else []
@@ -110,6 +115,7 @@ def run_search(
         tracker=FanOutTracker(trackers),
         progress=progress,
         on_cycle_end=on_cycle_end,
+        dataset_digest=prepared.digest,
     )
     search.try_resume()
     if distributed.is_main:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from cdarts.config import DataConfig, SearchConfig
+from cdarts.config import SearchConfig
 from cdarts.networks.joint_network import JointNetwork
 from cdarts.search_space.primitives import PRIMITIVES
 
 
-def build_joint_network(data: DataConfig, search: SearchConfig) -> JointNetwork:
+def build_joint_network(search: SearchConfig, in_channels: int, num_classes: int, image_size: int) -> JointNetwork:
+    """The joint network for images of ``in_channels`` x ``image_size`` x ``image_size``."""
     return JointNetwork(
         stem=search.stem,
-        in_channels=data.channels,
-        num_classes=data.num_classes,
-        image_size=data.image_size,
+        in_channels=in_channels,
+        num_classes=num_classes,
+        image_size=image_size,
         init_channels=search.init_channels,
         stem_multiplier=search.stem_multiplier,
         search_cells=search.search_cells,

@@ -82,6 +82,7 @@ class CyclicSearch:
         checkpoint_path: where the per-iteration checkpoint lives; resumed from when present.
         tracker: receives per-step (every ``log_interval`` steps) and per-epoch metrics.
         on_cycle_end: called (on every rank) with each cycle's report.
+        dataset_digest: the prepared dataset's digest; a resume on other data is refused.
     """
 
     def __init__(
@@ -97,6 +98,7 @@ class CyclicSearch:
         progress: ProgressCallback | None = None,
         on_cycle_end: Callable[[CycleReport], None] | None = None,
         log_interval: int = 10,
+        dataset_digest: str = "",
     ) -> None:
         self.model = model
         self.loaders = loaders
@@ -109,6 +111,7 @@ class CyclicSearch:
         self.progress = progress
         self.on_cycle_end = on_cycle_end
         self.log_interval = log_interval
+        self.dataset_digest = dataset_digest
         self.stepper = SearchStepper(model, self.config, device, self.distributed)
         self.steps_per_epoch = max(1, int(min(len(loaders.train), len(loaders.val)) * self.config.sample_ratio))
         self.global_step = 0
@@ -124,6 +127,7 @@ class CyclicSearch:
             "format": CHECKPOINT_FORMAT,
             "config_digest": self.experiment.digest(),
             "config": self.experiment.model_dump(mode="json"),
+            "dataset_digest": self.dataset_digest,
             "next_iteration": self.next_iteration,
             "global_step": self.global_step,
             "genotype": self.genotype.to_dict(),
@@ -157,6 +161,10 @@ class CyclicSearch:
                 f"{self.checkpoint_path} was written with a different config "
                 f"(digest {state.get('config_digest')} vs {self.experiment.digest()}); "
                 "use a new output directory or the original config"
+            )
+        if state.get("dataset_digest") != self.dataset_digest:
+            raise CheckpointError(
+                f"{self.checkpoint_path} was written for a different dataset; use a new output directory"
             )
         try:
             self.model.load_state_dict(state["model"], strict=True)

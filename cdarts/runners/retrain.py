@@ -1,0 +1,226 @@
+"""Runner of the ``retrain`` stage: a genotype + a prepared dataset -> a trained ``model.pt``.
+
+Checkpoints after every epoch and resumes exactly. The reported result is the **final** epoch's
+test accuracy; the best test accuracy over all epochs (how the reference reports) is logged too,
+labelled as selected on the test set.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from cdarts.checkpoint import load_checkpoint, save_checkpoint
+from cdarts.config import ExperimentConfig
+from cdarts.data.datasets import evaluation_loader, split_dataset
+from cdarts.data.prepared import PreparedDataset
+from cdarts.data.sampling import ShardedSampler
+from cdarts.devices import resolve_device
+from cdarts.errors import CheckpointError
+from cdarts.genotype import Genotype
+from cdarts.model_file import MODEL_FILE, save_model
+from cdarts.networks.retrain_network import RetrainNetwork, RetrainSpec
+from cdarts.search.cyclic_search import ProgressCallback
+from cdarts.seeding import capture_rng_state, restore_rng_state, seed_everything
+from cdarts.tracking import FanOutTracker, JsonlTracker, Tracker
+from cdarts.train.loops import TrainSettings, evaluate, train_one_epoch
+from cdarts.train.recipe import cifar_param_count_rule, drop_path_probability, learning_rate
+
+CHECKPOINT_NAME = "checkpoints/retrain-last.pt"
+SUMMARY_NAME = "retrain_summary.json"
+
+
+@dataclass
+class RetrainResult:
+    completed: bool
+    epochs_run: int
+    summary: dict[str, Any]
+    model_path: Path | None
+
+
+def _train_loader(
+    dataset: Any, batch_size: int, seed: int, config: ExperimentConfig
+) -> tuple[DataLoader[Any], ShardedSampler]:
+    sampler = ShardedSampler(len(dataset), seed)
+    if len(sampler) < batch_size:
+        from cdarts.errors import ConfigError
+
+        raise ConfigError(f"the training split has {len(sampler)} images, fewer than retrain.batch_size {batch_size}")
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=config.data.num_workers,
+        pin_memory=config.data.pin_memory,
+        persistent_workers=config.data.num_workers > 0,
+    )
+    return loader, sampler
+
+
+def _step_reporter(progress: ProgressCallback | None, description: str, total: int) -> Callable[[int], None] | None:
+    if progress is None:
+        return None
+    return lambda done: progress(description, done, total)
+
+
+def run_retrain(
+    config: ExperimentConfig,
+    dataset_dir: Path,
+    genotype: Genotype,
+    out_dir: Path,
+    *,
+    tracker: Tracker | None = None,
+    progress: ProgressCallback | None = None,
+    max_epochs: int | None = None,
+) -> RetrainResult:
+    """Train the genotype's network on the prepared dataset (resuming from ``out_dir`` if a
+    checkpoint is there); ``max_epochs`` stops early with a checkpoint."""
+    cfg = config.retrain
+    device = resolve_device(config.device)
+    prepared = PreparedDataset.load(dataset_dir)
+    seed_everything(config.seed, config.deterministic)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    cutout = cfg.cutout if config.data.augmentation == "cifar" else 0
+    train_set = split_dataset(prepared, "train", config.data, train=True, cutout=cutout)
+    test_set = split_dataset(prepared, "test", config.data, train=False)
+    train_loader, sampler = _train_loader(train_set, cfg.batch_size, config.seed, config)
+    test_loader = evaluation_loader(test_set, cfg.eval_batch_size, config.data)
+
+    spec = RetrainSpec(
+        cfg.stem,
+        prepared.channels,
+        prepared.num_classes,
+        config.data.image_size,
+        cfg.init_channels,
+        cfg.cells,
+        cfg.stem_multiplier,
+        cfg.auxiliary_weight > 0,
+    )
+    model = RetrainNetwork(genotype, spec)
+    params, params_without_aux = model.parameter_counts()
+    weight_decay, max_drop_path = cfg.weight_decay, cfg.drop_path_prob
+    if cfg.param_count_rule:
+        weight_decay, max_drop_path = cifar_param_count_rule(params_without_aux)
+    model = model.to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=cfg.weight_lr, momentum=cfg.weight_momentum, weight_decay=weight_decay
+    )
+    settings = TrainSettings(cfg.auxiliary_weight, cfg.label_smoothing, cfg.grad_clip, cfg.bf16, cfg.channels_last)
+
+    trackers: list[Tracker] = [JsonlTracker(out_dir / "metrics.jsonl")]
+    if tracker is not None:
+        trackers.append(tracker)
+    log = FanOutTracker(trackers)
+    checkpoint_path = out_dir / CHECKPOINT_NAME
+    next_epoch, history = 0, []
+    if checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path)
+        if state.get("config_digest") != config.digest() or state.get("dataset_digest") != prepared.digest:
+            raise CheckpointError(f"{checkpoint_path} was written with another config or dataset; use a new --out")
+        if Genotype.from_dict(state["genotype"]) != genotype:
+            raise CheckpointError(f"{checkpoint_path} was written for another genotype; use a new --out")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        next_epoch, history = int(state["next_epoch"]), list(state["history"])
+        restore_rng_state(state["rng"])
+    else:
+        log.log_metrics(
+            {
+                "retrain/params": params,
+                "retrain/params_without_aux": params_without_aux,
+                "retrain/weight_decay": weight_decay,
+                "retrain/drop_path_prob_max": max_drop_path,
+            },
+            0,
+        )
+
+    epochs_run = 0
+    steps_per_epoch = len(train_loader)
+    while next_epoch < cfg.epochs and (max_epochs is None or epochs_run < max_epochs):
+        epoch = next_epoch
+        lr = learning_rate(epoch, cfg.weight_lr, cfg.weight_lr_min, cfg.epochs, cfg.warmup_epochs)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        model.set_drop_path_prob(drop_path_probability(epoch, max_drop_path, cfg.epochs))
+        sampler.set_epoch(epoch)
+        description = f"retrain epoch {epoch + 1}/{cfg.epochs}"
+        train_metrics = train_one_epoch(
+            model,
+            train_loader,
+            optimizer,
+            device,
+            settings,
+            on_step=_step_reporter(progress, description, steps_per_epoch),
+        )
+        test = evaluate(model, test_loader, device, prepared.num_classes, cfg.bf16, cfg.channels_last)
+        record = {
+            "epoch": epoch,
+            "lr": lr,
+            **{f"train_{k}": v for k, v in train_metrics.items()},
+            **{f"test_{k}": v for k, v in test.metrics().items()},
+        }
+        history.append(record)
+        log.log_metrics({f"retrain/{k}": float(v) for k, v in record.items() if k != "epoch"}, epoch + 1)
+        next_epoch += 1
+        epochs_run += 1
+        save_checkpoint(
+            {
+                "config_digest": config.digest(),
+                "dataset_digest": prepared.digest,
+                "genotype": genotype.to_dict(),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "next_epoch": next_epoch,
+                "history": history,
+                "rng": capture_rng_state(),
+            },
+            checkpoint_path,
+        )
+
+    completed = next_epoch >= cfg.epochs
+    if not completed:
+        return RetrainResult(False, epochs_run, {}, None)
+    final = history[-1]
+    best = max(history, key=lambda r: r["test_top1"])
+    summary = {
+        "final_test_top1": final["test_top1"],
+        "final_test_top5": final["test_top5"],
+        "final_test_loss": final["test_loss"],
+        "best_test_top1_selected_on_test": best["test_top1"],
+        "best_epoch_selected_on_test": best["epoch"],
+        "epochs": cfg.epochs,
+        "params": params,
+        "params_without_aux": params_without_aux,
+        "weight_decay": weight_decay,
+        "drop_path_prob_max": max_drop_path,
+        "genotype": genotype.to_string(),
+        "dataset_digest": prepared.digest,
+    }
+    log.log_metrics(
+        {"retrain/final_test_top1": final["test_top1"], "retrain/best_test_top1_selected_on_test": best["test_top1"]},
+        cfg.epochs,
+    )
+    model_path = out_dir / MODEL_FILE
+    save_model(
+        model,
+        model_path,
+        extra={
+            "classes": prepared.classes,
+            "normalization": prepared.manifest["normalization"],
+            "dataset_digest": prepared.digest,
+            "summary": summary,
+        },
+    )
+    # Written last: the summary marks the stage as complete.
+    (out_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return RetrainResult(True, epochs_run, summary, model_path)

@@ -1,0 +1,1 @@
+"""Training and evaluation loops of the retrain and evaluate stages."""

@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+CDARTS := $(VENV)/bin/cdarts
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+DEMO := .cdarts/demo
 
 .PHONY: setup test test-fast demo bench lint clean
 
@@ -21,12 +23,20 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# The whole workflow on the embedded default (real digits, CPU): prepare, search, derive,
+# retrain, evaluate. Until the pipeline lands, the stages run one after another from here.
 demo: setup
-	$(VENV)/bin/cdarts stage search --config configs/demo.yaml --out .cdarts/demo/search
-	$(VENV)/bin/cdarts stage derive-genotype --alphas .cdarts/demo/search/alphas.pt --out .cdarts/demo/genotype
+	$(CDARTS) stage data-prep --config configs/demo.yaml --out $(DEMO)/data
+	$(CDARTS) stage search --config configs/demo.yaml --data $(DEMO)/data --out $(DEMO)/search
+	$(CDARTS) stage derive-genotype --alphas $(DEMO)/search/alphas.pt --out $(DEMO)/genotype
+	$(CDARTS) stage retrain --config configs/demo.yaml --data $(DEMO)/data \
+		--genotype $(DEMO)/genotype/genotype.json --out $(DEMO)/retrain
+	$(CDARTS) stage evaluate --config configs/demo.yaml --data $(DEMO)/data \
+		--model $(DEMO)/retrain --out $(DEMO)/evaluate
 
 bench: setup
 	$(PY) bench/search_step.py --json bench/results/search_step.json
+	$(PY) bench/retrain_step.py --json bench/results/retrain_step.json
 
 lint: setup
 	$(VENV)/bin/ruff check cdarts tests bench

@@ -7,6 +7,7 @@ list of image files, which the data-prep stage validates and packs into shards.
 from __future__ import annotations
 
 import tarfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,9 +138,9 @@ class _CifarFiles:
         if location.is_file():
             try:
                 self._tar = tarfile.open(location, "r:*")  # noqa: SIM115 - closed by __exit__
-            except (tarfile.TarError, OSError) as error:
-                raise DataError(f"{location} is not a readable tar archive: {error}") from None
-            self._members = {m.name.lstrip("./"): m for m in self._tar.getmembers() if m.isfile()}
+                self._members = {m.name.lstrip("./"): m for m in self._tar.getmembers() if m.isfile()}
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
+                raise DataError(f"{location} is not a readable tar archive ({type(error).__name__})") from None
         else:
             self.root = location / folder if (location / folder).is_dir() else location
 

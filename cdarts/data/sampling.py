@@ -72,7 +72,7 @@ def build_split_loader(
     sampler = ShardedSampler(len(indices), seed, rank, world_size)
     if len(sampler) < batch_size:
         raise ConfigError(
-            f"a search split has {len(indices)} images ({len(sampler)} per process), fewer than "
+            f"a training split has {len(indices)} images ({len(sampler)} per process), fewer than "
             f"batch_size {batch_size}; lower the batch size or use more data"
         )
     loader = DataLoader(

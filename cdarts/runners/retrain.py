@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
 from cdarts.checkpoint import load_checkpoint, save_checkpoint
 from cdarts.config import ExperimentConfig
 from cdarts.data.datasets import evaluation_loader, split_dataset
 from cdarts.data.prepared import PreparedDataset
-from cdarts.data.sampling import ShardedSampler
+from cdarts.data.sampling import build_split_loader
 from cdarts.devices import resolve_device
 from cdarts.errors import CheckpointError
 from cdarts.genotype import Genotype
@@ -42,26 +41,6 @@ class RetrainResult:
     epochs_run: int
     summary: dict[str, Any]
     model_path: Path | None
-
-
-def _train_loader(
-    dataset: Any, batch_size: int, seed: int, config: ExperimentConfig
-) -> tuple[DataLoader[Any], ShardedSampler]:
-    sampler = ShardedSampler(len(dataset), seed)
-    if len(sampler) < batch_size:
-        from cdarts.errors import ConfigError
-
-        raise ConfigError(f"the training split has {len(sampler)} images, fewer than retrain.batch_size {batch_size}")
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        drop_last=True,
-        num_workers=config.data.num_workers,
-        pin_memory=config.data.pin_memory,
-        persistent_workers=config.data.num_workers > 0,
-    )
-    return loader, sampler
 
 
 def _step_reporter(progress: ProgressCallback | None, description: str, total: int) -> Callable[[int], None] | None:
@@ -91,7 +70,14 @@ def run_retrain(
     cutout = cfg.cutout if config.data.augmentation == "cifar" else 0
     train_set = split_dataset(prepared, "train", config.data, train=True, cutout=cutout)
     test_set = split_dataset(prepared, "test", config.data, train=False)
-    train_loader, sampler = _train_loader(train_set, cfg.batch_size, config.seed, config)
+    train_split = build_split_loader(
+        train_set,
+        torch.arange(len(prepared.labels("train"))),
+        batch_size=cfg.batch_size,
+        seed=config.seed,
+        num_workers=config.data.num_workers,
+        pin_memory=config.data.pin_memory,
+    )
     test_loader = evaluation_loader(test_set, cfg.eval_batch_size, config.data)
 
     spec = RetrainSpec(
@@ -145,18 +131,18 @@ def run_retrain(
         )
 
     epochs_run = 0
-    steps_per_epoch = len(train_loader)
+    steps_per_epoch = len(train_split)
     while next_epoch < cfg.epochs and (max_epochs is None or epochs_run < max_epochs):
         epoch = next_epoch
         lr = learning_rate(epoch, cfg.weight_lr, cfg.weight_lr_min, cfg.epochs, cfg.warmup_epochs)
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.set_drop_path_prob(drop_path_probability(epoch, max_drop_path, cfg.epochs))
-        sampler.set_epoch(epoch)
+
         description = f"retrain epoch {epoch + 1}/{cfg.epochs}"
         train_metrics = train_one_epoch(
             model,
-            train_loader,
+            train_split.epoch(epoch),
             optimizer,
             device,
             settings,

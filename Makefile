@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 DEMO := .cdarts/demo
 
-.PHONY: setup test test-fast demo bench lint clean
+.PHONY: setup test test-fast demo bench lint clean golden
 
 setup: $(STAMP)
 
@@ -44,3 +44,8 @@ lint: setup
 
 clean:
 	rm -rf .cdarts bench/results .pytest_cache .mypy_cache .ruff_cache
+
+# Regenerate the compiled-pipeline golden files after an intended change to stages/ or pipelines/.
+golden: setup
+	$(CDARTS) compile --pipeline search --out tests/golden/cdarts-search.yaml
+	$(CDARTS) compile --pipeline retrain --out tests/golden/cdarts-retrain.yaml

@@ -296,3 +296,52 @@ def load_config(name_or_path: str, overrides: list[str] | None = None) -> Experi
     if not isinstance(data, dict):
         raise ConfigError(f"config {path} must be a mapping at the top level")
     return build_config(data, overrides)
+
+
+def load_config_spec(spec: str, overrides: list[str] | None = None) -> ExperimentConfig:
+    """A config from a preset name, a file path, or YAML text (what a pipeline parameter holds)."""
+    text = spec.strip()
+    if "\n" in text or text.startswith("{"):
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError("the config text is not valid YAML") from None
+        if not isinstance(data, dict):
+            raise ConfigError("the config text must be a YAML mapping")
+        return build_config(data, overrides)
+    return load_config(text, overrides)
+
+
+SOURCES_WITH_LOCATION = ("cifar10", "cifar100", "imagefolder")
+
+
+def source_overrides(source: str | None) -> list[str]:
+    """``digits`` / ``cifar10:PATH`` / ``imagefolder:DIR`` -> overrides of the data section."""
+    if not source:
+        return []
+    name, _, location = source.partition(":")
+    if name in ("digits", "synthetic"):
+        if location:
+            raise ConfigError(f"source {name!r} takes no location")
+        return [f"data.source={name}", "data.location=null"]
+    if name not in SOURCES_WITH_LOCATION:
+        raise ConfigError(
+            f"unknown source {name!r}; use digits, synthetic, cifar10:PATH, cifar100:PATH or imagefolder:DIR"
+        )
+    if not location:
+        raise ConfigError(f"source {name!r} needs a location: {name}:PATH")
+    return [f"data.source={name}", f"data.location={json.dumps(location)}"]
+
+
+def pipeline_overrides(
+    data_source: str = "", seed: int = -1, search_iterations: int = 0, retrain_epochs: int = 0
+) -> list[str]:
+    """Overrides from the pipeline's UI parameters; empty / negative / zero values keep the config's."""
+    overrides = source_overrides(data_source)
+    if seed >= 0:
+        overrides.append(f"seed={seed}")
+    if search_iterations > 0:
+        overrides.append(f"search.search_iterations={search_iterations}")
+    if retrain_epochs > 0:
+        overrides.append(f"retrain.epochs={retrain_epochs}")
+    return overrides

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cdarts import __version__
-from cdarts.cli import genotype, model, stage
+from cdarts.cli import genotype, model, pipeline, stage
 
 app = typer.Typer(
     name="cdarts",
@@ -19,6 +19,9 @@ app = typer.Typer(
 app.add_typer(stage.app, name="stage")
 app.add_typer(genotype.app, name="genotype")
 app.add_typer(model.app, name="model")
+app.command("run")(pipeline.run)
+app.command("compile")(pipeline.compile_command)
+app.command("submit")(pipeline.submit)
 
 
 def _version(value: bool) -> None:

@@ -10,31 +10,12 @@ import typer
 from cdarts.cli.errors import handles_user_errors
 from cdarts.cli.options import ConfigOption, OutDirOption, SetOption
 from cdarts.cli.progress import progress_display
-from cdarts.errors import ConfigError
+from cdarts.config import source_overrides
 
 app = typer.Typer(no_args_is_help=True, help="Run one stage of the pipeline locally.")
 
 DataOption = Annotated[Path, typer.Option("--data", "-d", help="Prepared dataset directory (from data-prep).")]
 ProgressOption = Annotated[bool, typer.Option(help="Show progress bars.")]
-SOURCES_WITH_LOCATION = ("cifar10", "cifar100", "imagefolder")
-
-
-def source_overrides(source: str | None) -> list[str]:
-    """``digits`` / ``cifar10:PATH`` / ``imagefolder:DIR`` -> config overrides of the data section."""
-    if source is None:
-        return []
-    name, _, location = source.partition(":")
-    if name in ("digits", "synthetic"):
-        if location:
-            raise ConfigError(f"source {name!r} takes no location")
-        return [f"data.source={name}", "data.location=null"]
-    if name not in SOURCES_WITH_LOCATION:
-        raise ConfigError(
-            f"unknown source {name!r}; use digits, synthetic, cifar10:PATH, cifar100:PATH or imagefolder:DIR"
-        )
-    if not location:
-        raise ConfigError(f"source {name!r} needs a location: {name}:PATH")
-    return [f"data.source={name}", f"data.location={location}"]
 
 
 @app.command("data-prep")

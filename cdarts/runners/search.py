@@ -34,6 +34,7 @@ class SearchRunResult:
     alphas_path: Path | None
     genotype_path: Path | None
     cycles_run: int
+    final_metrics: dict[str, float]  # the last cycle's epoch means
 
 
 def _build_loaders(config: ExperimentConfig, prepared: PreparedDataset, rank: int, world_size: int) -> SearchLoaders:
@@ -137,6 +138,7 @@ def run_search(
         alphas_path=alphas_path,
         genotype_path=genotype_path,
         cycles_run=len(result.cycles),
+        final_metrics=result.cycles[-1].metrics if result.cycles else {},
     )
 
 

@@ -1,0 +1,187 @@
+"""``cdarts run`` (local pipeline run), ``cdarts compile`` and ``cdarts submit``.
+
+The only CLI module that touches kfp and the ``pipelines`` package, always lazily, so that the
+stage commands start fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cdarts.cli.errors import fail, handles_user_errors
+from cdarts.cli.options import SetOption
+from cdarts.config import load_config, source_overrides
+
+PipelineOption = Annotated[str, typer.Option("--pipeline", "-p", help="search (the full workflow) or retrain.")]
+GenotypeOption = Annotated[
+    str, typer.Option("--genotype", "-g", help="retrain pipeline: genotype name, JSON file or Genotype(...) string.")
+]
+
+
+def _check_pipeline(name: str) -> None:
+    if name not in ("search", "retrain"):
+        raise fail(f"unknown pipeline {name!r}; choose search or retrain")
+
+
+def _genotype_argument(spec: str) -> str:
+    """Resolve a genotype name/file/string here, so the pipeline gets self-contained JSON."""
+    from cdarts.genotype import resolve_genotype
+
+    return resolve_genotype(spec).to_json()
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    console = Console()
+    table = Table(title="cdarts run", show_header=False)
+    table.add_row("genotype", summary["genotype"])
+    table.add_row("test top-1 / top-5", f"{summary['top1']:.4f} / {summary['top5']:.4f}")
+    table.add_row("params / without aux head", f"{summary['params']:,} / {summary['params_without_aux']:,}")
+    table.add_row("multiply-adds", f"{summary['multiply_adds']:,}")
+    for stage, seconds in summary["stage_seconds"].items():
+        table.add_row(f"time: {stage}", f"{seconds:.1f} s")
+    table.add_row("wall time", f"{summary['wall_seconds']:.1f} s")
+    table.add_row("cell diagrams", "\n".join(summary["cell_diagrams"]))
+    table.add_row("summary", str(Path(summary["run_dir"]) / "summary.json"))
+    console.print(table)
+
+
+@handles_user_errors
+def run(
+    config: Annotated[str, typer.Option("--config", "-c", help="YAML config file or preset name.")] = "demo",
+    overrides: SetOption = None,
+    pipeline: PipelineOption = "search",
+    genotype: GenotypeOption = "CDARTS_CIFAR",
+    source: Annotated[str | None, typer.Option(help="Data source override: digits, cifar10:PATH, ...")] = None,
+    runs_root: Annotated[Path, typer.Option(help="Where run directories are created.")] = Path(".cdarts/runs"),
+    progress: Annotated[bool, typer.Option(help="Show a line per stage.")] = True,
+) -> None:
+    """Run a whole pipeline on this machine with kfp.local (no cluster, no services)."""
+    _check_pipeline(pipeline)
+    from pipelines.local_run import LocalRunError, new_run_dir, run_locally
+
+    experiment = load_config(config, [*(overrides or []), *source_overrides(source)])
+    arguments: dict[str, Any] = {"config": experiment.to_yaml(), "overrides": []}
+    if pipeline == "retrain":
+        arguments["genotype"] = _genotype_argument(genotype)
+    run_dir = new_run_dir(runs_root)
+    typer.echo(f"running cdarts-{pipeline} locally; task logs: {run_dir / 'pipeline.log'}", err=True)
+    try:
+        summary = run_locally(pipeline, arguments, run_dir, show_progress=progress)
+    except LocalRunError as error:
+        raise fail(str(error)) from None
+    _print_summary(summary)
+    typer.echo(str(run_dir))
+
+
+@handles_user_errors
+def compile_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the pipeline YAML.")],
+    pipeline: PipelineOption = "search",
+    image: Annotated[
+        list[str] | None, typer.Option(help="gpu=REF or cpu=REF: image for the GPU or CPU steps (repeatable).")
+    ] = None,
+    accelerator_type: Annotated[str, typer.Option(help="Kubernetes GPU resource name.")] = "nvidia.com/gpu",
+    node_selector: Annotated[list[str] | None, typer.Option(help="label=value for GPU steps (repeatable).")] = None,
+    toleration: Annotated[
+        list[str] | None, typer.Option(help="Taint key tolerated by GPU steps, key or key=value (repeatable).")
+    ] = None,
+    s3_secret: Annotated[str, typer.Option(help="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.")] = "cdarts-s3",
+    mlflow_secret: Annotated[str, typer.Option(help="Secret with MLflow credentials.")] = "cdarts-mlflow",
+    pipeline_root: Annotated[
+        str | None, typer.Option(help="Pipeline root, e.g. minio://mlpipeline/v2/artifacts.")
+    ] = None,
+) -> None:
+    """Compile a pipeline to KFP IR YAML for ``kfp run create -f``."""
+    _check_pipeline(pipeline)
+    from pipelines.compile import compile_pipeline
+
+    options = _pipeline_options(
+        image or [], accelerator_type, node_selector or [], toleration or [], s3_secret, mlflow_secret, pipeline_root
+    )
+    compile_pipeline(pipeline, out, options)
+    typer.echo(str(out))
+
+
+def _pairs(values: list[str], what: str) -> dict[str, str]:
+    result = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key or not rest:
+            raise fail(f"{what} {value!r} must look like key=value")
+        result[key] = rest
+    return result
+
+
+def _pipeline_options(
+    images: list[str],
+    accelerator_type: str,
+    node_selector: list[str],
+    tolerations: list[str],
+    s3_secret: str,
+    mlflow_secret: str,
+    pipeline_root: str | None,
+) -> Any:
+    from pipelines.options import PipelineOptions, Toleration
+
+    chosen = _pairs(images, "--image")
+    unknown = set(chosen) - {"gpu", "cpu"}
+    if unknown:
+        raise fail(f"--image takes gpu=REF or cpu=REF, not {sorted(unknown)[0]}=...")
+    defaults = PipelineOptions()
+    parsed_tolerations = tuple(
+        Toleration(key, "Equal", value) if value else Toleration(key)
+        for key, _, value in (t.partition("=") for t in tolerations)
+    )
+    return PipelineOptions(
+        gpu_image=chosen.get("gpu", defaults.gpu_image),
+        cpu_image=chosen.get("cpu", defaults.cpu_image),
+        accelerator_type=accelerator_type,
+        node_selector=_pairs(node_selector, "--node-selector"),
+        tolerations=parsed_tolerations or defaults.tolerations,
+        s3_secret=s3_secret or None,
+        mlflow_secret=mlflow_secret or None,
+        pipeline_root=pipeline_root,
+    )
+
+
+@handles_user_errors
+def submit(
+    host: Annotated[str, typer.Option(help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline.")],
+    experiment: Annotated[str, typer.Option(help="KFP experiment name.")] = "cdarts",
+    pipeline: PipelineOption = "search",
+    config: Annotated[str, typer.Option("--config", "-c", help="YAML config file or preset name.")] = "demo",
+    overrides: SetOption = None,
+    genotype: GenotypeOption = "CDARTS_CIFAR",
+    namespace: Annotated[str | None, typer.Option(help="Kubernetes namespace (multi-user KFP).")] = None,
+    run_name: Annotated[str | None, typer.Option(help="Run name (default: cdarts-<pipeline>-<time>).")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the run to finish.")] = False,
+    image: Annotated[list[str] | None, typer.Option(help="gpu=REF or cpu=REF (repeatable).")] = None,
+) -> None:
+    """Compile and submit a pipeline run to a KFP server (kfp.Client); prints the run id and URL."""
+    _check_pipeline(pipeline)
+    import tempfile
+    from datetime import datetime
+
+    from pipelines.compile import compile_pipeline
+    from pipelines.submit import SubmitError, submit_run
+
+    experiment_config = load_config(config, overrides)
+    arguments: dict[str, Any] = {"config": experiment_config.to_yaml(), "overrides": []}
+    if pipeline == "retrain":
+        arguments["genotype"] = _genotype_argument(genotype)
+    options = _pipeline_options(image or [], "nvidia.com/gpu", [], [], "cdarts-s3", "cdarts-mlflow", None)
+    name = run_name or f"cdarts-{pipeline}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    with tempfile.TemporaryDirectory() as tmp:
+        package = Path(tmp) / f"cdarts-{pipeline}.yaml"
+        compile_pipeline(pipeline, package, options)
+        try:
+            run_id, url = submit_run(host, package, arguments, name, experiment, namespace, wait)
+        except SubmitError as error:
+            raise fail(str(error)) from None
+    typer.echo(f"run id: {run_id}")
+    typer.echo(f"run url: {url}")

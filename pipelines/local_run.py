@@ -1,0 +1,156 @@
+"""Run a pipeline on this machine with ``kfp.local`` (no cluster, no services).
+
+Every task runs as a subprocess of this Python (``SubprocessRunner(use_venv=False)``), with its
+artifacts under ``<run_dir>/artifacts``. The tasks' own output goes to ``<run_dir>/pipeline.log``;
+the terminal shows one line per stage. At the end a ``summary.json`` is written to the run
+directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from kfp import local
+
+from pipelines.registry import build_pipeline
+
+StageCallback = Callable[[str, str, float], None]
+"""(task name, "running" | "done", seconds since the run started)."""
+STAGE_LABELS = {"running": "started", "done": "finished"}
+
+# Display order of the tasks; kfp.local names task directories after the components.
+STAGE_ORDER = ("data-prep", "import-genotype", "search", "derive-genotype", "retrain", "evaluate")
+
+
+class LocalRunError(Exception):
+    """A task of the local pipeline run failed."""
+
+
+def new_run_dir(root: Path) -> Path:
+    return root / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+@contextmanager
+def _output_to(log_path: Path) -> Iterator[int]:
+    """Send this process's and its children's stdout/stderr to ``log_path``; yields a duplicate
+    of the original stderr descriptor for the live display."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    terminal = os.dup(2)
+    with log_path.open("ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield terminal
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved_out, 1)
+            os.dup2(saved_err, 2)
+            for fd in (saved_out, saved_err, terminal):
+                os.close(fd)
+
+
+def _watch(artifacts: Path, on_stage: StageCallback, stop: threading.Event, start: float) -> None:
+    """Poll the artifact tree: a task directory appears when a task starts, its
+    executor_output.json when it ends."""
+    seen: dict[str, str] = {}
+    while not stop.is_set():
+        for task_dir in sorted(artifacts.glob("*/*")):
+            name = task_dir.name
+            state = "done" if (task_dir / "executor_output.json").exists() else "running"
+            if task_dir.is_dir() and seen.get(name) != state:
+                seen[name] = state
+                on_stage(name, state, time.perf_counter() - start)
+        stop.wait(0.5)
+
+
+def _task_outputs(run_root: Path) -> dict[str, dict[str, Any]]:
+    """Per task: each output artifact's ``uri`` and ``metadata`` (from executor_output.json)."""
+    outputs: dict[str, dict[str, Any]] = {}
+    for executor_output in run_root.glob("*/executor_output.json"):
+        data = json.loads(executor_output.read_text())
+        outputs[executor_output.parent.name] = {
+            name: entry["artifacts"][0] for name, entry in data.get("artifacts", {}).items()
+        }
+    return outputs
+
+
+def summarize_run(run_dir: Path) -> dict[str, Any]:
+    """The run's summary from its artifacts (keys: genotype, top1, top5, params, ...)."""
+    run_roots = sorted((run_dir / "artifacts").glob("*"))
+    if not run_roots:
+        raise LocalRunError(f"no pipeline output under {run_dir / 'artifacts'}")
+    outputs = _task_outputs(run_roots[-1])
+    evaluation = outputs["evaluate"]["evaluation"]
+    metrics = json.loads((Path(evaluation["uri"]) / "metrics.json").read_text())
+    genotype_task = "derive-genotype" if "derive-genotype" in outputs else "import-genotype"
+    genotype_dir = Path(outputs[genotype_task]["genotype"]["uri"])
+    stage_seconds = {
+        task: round(float(max((a["metadata"].get("seconds", 0.0) for a in artifacts.values()), default=0.0)), 2)
+        for task, artifacts in outputs.items()
+    }
+    return {
+        "genotype": metrics["genotype"],
+        "top1": metrics["top1"],
+        "top5": metrics["top5"],
+        "params": metrics["params"],
+        "params_without_aux": metrics["params_without_aux"],
+        "multiply_adds": metrics["multiply_adds"],
+        "stage_seconds": dict(sorted(stage_seconds.items(), key=lambda kv: STAGE_ORDER.index(kv[0]))),
+        "artifacts": {
+            f"{task}/{name}": artifact["uri"]
+            for task, artifacts in sorted(outputs.items())
+            for name, artifact in sorted(artifacts.items())
+        },
+        "cell_diagrams": [str(genotype_dir / "normal.svg"), str(genotype_dir / "reduce.svg")],
+        "dataset_digest": outputs["data-prep"]["dataset"]["metadata"].get("digest"),
+        "run_dir": str(run_dir),
+    }
+
+
+def run_locally(pipeline: str, arguments: dict[str, Any], run_dir: Path, show_progress: bool = True) -> dict[str, Any]:
+    """Run ``pipeline`` (``search`` or ``retrain``) with ``arguments``; returns the summary.
+
+    With ``show_progress`` a line per stage start and finish goes to the terminal (stderr).
+    """
+    run_dir.mkdir(parents=True, exist_ok=True)
+    artifacts = run_dir / "artifacts"
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(artifacts), raise_on_error=True)
+    pipeline_func = build_pipeline(pipeline)
+    stop = threading.Event()
+    start = time.perf_counter()
+    failure: BaseException | None = None
+    with _output_to(run_dir / "pipeline.log") as terminal_fd, os.fdopen(os.dup(terminal_fd), "w") as terminal:
+
+        def on_stage(name: str, state: str, seconds: float) -> None:
+            if show_progress:
+                terminal.write(f"[{seconds:7.1f} s] {name}: {STAGE_LABELS[state]}\n")
+                terminal.flush()
+
+        watcher = threading.Thread(target=_watch, args=(artifacts, on_stage, stop, start), daemon=True)
+        watcher.start()
+        try:
+            pipeline_func(**arguments)
+        except Exception as error:  # kfp.local raises RuntimeError naming the failed task
+            failure = error
+        finally:
+            stop.set()
+            watcher.join()
+    if failure is not None:
+        raise LocalRunError(f"{str(failure).splitlines()[0]} (task logs: {run_dir / 'pipeline.log'})") from None
+    summary = summarize_run(run_dir)
+    summary["wall_seconds"] = round(time.perf_counter() - start, 2)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary

@@ -1,0 +1,45 @@
+"""Compile-time options of the pipelines: images, scheduling, resources, secrets, retries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from stages.images import CPU_IMAGE, GPU_IMAGE
+
+
+@dataclass(frozen=True)
+class Toleration:
+    key: str
+    operator: Literal["Equal", "Exists"] = "Exists"
+    value: str | None = None
+    effect: Literal["NoExecute", "NoSchedule", "PreferNoSchedule"] | None = "NoSchedule"
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """What is fixed when a pipeline is compiled (the rest are run-time parameters).
+
+    Secrets are referenced by name only: the S3 secret must hold ``AWS_ACCESS_KEY_ID`` and
+    ``AWS_SECRET_ACCESS_KEY``, the MLflow one ``MLFLOW_TRACKING_USERNAME`` and
+    ``MLFLOW_TRACKING_PASSWORD``. Both are optional at run time (a cluster without them still runs).
+    """
+
+    gpu_image: str = GPU_IMAGE
+    cpu_image: str = CPU_IMAGE
+    accelerator_type: str = "nvidia.com/gpu"
+    node_selector: dict[str, str] = field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = (Toleration("nvidia.com/gpu"),)
+    s3_secret: str | None = "cdarts-s3"
+    mlflow_secret: str | None = "cdarts-mlflow"
+    pipeline_root: str | None = None
+    gpu_cpu_request: str = "4"
+    gpu_cpu_limit: str = "8"
+    gpu_memory_request: str = "16G"
+    gpu_memory_limit: str = "32G"
+    shm_size: str = "8Gi"
+    cpu_task_cpu_limit: str = "2"
+    cpu_task_memory_limit: str = "8G"
+    retries: int = 3
+    retry_backoff: str = "60s"
+    enable_caching: bool = True

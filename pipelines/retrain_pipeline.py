@@ -1,0 +1,49 @@
+"""cdarts-retrain: a given genotype -> retrain -> evaluate (what the GitOps trigger submits)."""
+
+# No `from __future__ import annotations` here: KFP reads the real annotation objects.
+from collections.abc import Callable
+from typing import Any
+
+from kfp import dsl
+
+from pipelines.options import PipelineOptions
+from pipelines.task_settings import configure_cpu_task, configure_gpu_task
+from stages import data_prep, evaluate, import_genotype, retrain
+
+
+def build_retrain_pipeline(options: PipelineOptions) -> Callable[..., Any]:
+    @dsl.pipeline(
+        name="cdarts-retrain",
+        description="Retrain and evaluate a given CDARTS/DARTS genotype.",
+        pipeline_root=options.pipeline_root,
+    )
+    def cdarts_retrain(
+        genotype: str = "CDARTS_CIFAR",
+        config: str = "demo",
+        overrides: list = [],  # noqa: B006 - KFP reads the default from the signature
+        data_source: str = "",
+        seed: int = -1,
+        retrain_epochs: int = 0,
+        gpus: int = 1,
+    ) -> None:
+        """genotype: reference name, genotype JSON text or Genotype(...) string; the other
+        parameters as in cdarts-search."""
+        prepared = data_prep(config=config, overrides=overrides, data_source=data_source, seed=seed)
+        configure_cpu_task(prepared, options, "Prepare data")
+        imported = import_genotype(genotype_spec=genotype)
+        configure_cpu_task(imported, options, "Import genotype")
+        trained = retrain(
+            config=config,
+            overrides=overrides,
+            seed=seed,
+            retrain_epochs=retrain_epochs,
+            dataset=prepared.outputs["dataset"],
+            genotype=imported.outputs["genotype"],
+        )
+        configure_gpu_task(trained, options, "Retrain", gpus, resumable=True)
+        evaluated = evaluate(
+            config=config, overrides=overrides, dataset=prepared.outputs["dataset"], model=trained.outputs["model"]
+        )
+        configure_gpu_task(evaluated, options, "Evaluate", 1, resumable=False)
+
+    return cdarts_retrain

@@ -1,0 +1,58 @@
+"""cdarts-search: data_prep -> search -> derive_genotype -> retrain -> evaluate."""
+
+# No `from __future__ import annotations` here: KFP reads the real annotation objects.
+from collections.abc import Callable
+from typing import Any
+
+from kfp import dsl
+
+from pipelines.options import PipelineOptions
+from pipelines.task_settings import configure_cpu_task, configure_gpu_task
+from stages import data_prep, derive_genotype, evaluate, retrain, search
+
+
+def build_search_pipeline(options: PipelineOptions) -> Callable[..., Any]:
+    @dsl.pipeline(
+        name="cdarts-search",
+        description="CDARTS cyclic architecture search, then retrain and evaluate the found cell.",
+        pipeline_root=options.pipeline_root,
+    )
+    def cdarts_search(
+        config: str = "demo",
+        overrides: list = [],  # noqa: B006 - KFP reads the default from the signature
+        data_source: str = "",
+        seed: int = -1,
+        search_iterations: int = 0,
+        retrain_epochs: int = 0,
+        gpus: int = 1,
+    ) -> None:
+        """config: preset name or YAML text; overrides: ["key.sub=value", ...]; data_source:
+        digits | cifar10:PATH | cifar100:PATH | imagefolder:DIR (empty: the config's); seed,
+        search_iterations, retrain_epochs: -1 / 0 keep the config's; gpus: GPUs per GPU step."""
+        prepared = data_prep(config=config, overrides=overrides, data_source=data_source, seed=seed)
+        configure_cpu_task(prepared, options, "Prepare data")
+        searched = search(
+            config=config,
+            overrides=overrides,
+            seed=seed,
+            search_iterations=search_iterations,
+            dataset=prepared.outputs["dataset"],
+        )
+        configure_gpu_task(searched, options, "Cyclic search", gpus, resumable=True)
+        derived = derive_genotype(alphas=searched.outputs["alphas"])
+        configure_cpu_task(derived, options, "Derive genotype")
+        trained = retrain(
+            config=config,
+            overrides=overrides,
+            seed=seed,
+            retrain_epochs=retrain_epochs,
+            dataset=prepared.outputs["dataset"],
+            genotype=derived.outputs["genotype"],
+        )
+        configure_gpu_task(trained, options, "Retrain", gpus, resumable=True)
+        evaluated = evaluate(
+            config=config, overrides=overrides, dataset=prepared.outputs["dataset"], model=trained.outputs["model"]
+        )
+        configure_gpu_task(evaluated, options, "Evaluate", 1, resumable=False)
+
+    return cdarts_search

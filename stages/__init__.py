@@ -1,0 +1,12 @@
+"""The KFP components: one per pipeline stage, each a thin shell around a runner."""
+
+from __future__ import annotations
+
+from stages.data_prep import data_prep
+from stages.derive_genotype import derive_genotype
+from stages.evaluate import evaluate
+from stages.import_genotype import import_genotype
+from stages.retrain import retrain
+from stages.search import search
+
+__all__ = ["data_prep", "derive_genotype", "evaluate", "import_genotype", "retrain", "search"]

@@ -1,0 +1,22 @@
+"""derive_genotype component: searched alphas -> genotype artifact and cell diagrams."""
+
+# No `from __future__ import annotations` here: KFP reads the real annotation objects.
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Input, Output
+
+from stages.images import CPU_IMAGE
+
+
+@dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
+def derive_genotype(alphas: Input[Artifact], genotype: Output[Artifact], cells: Output[HTML]) -> None:
+    """Derive the genotype (``genotype`` holds genotype.json, normal/reduce.svg, alphas.png)."""
+    import time
+    from pathlib import Path
+
+    from cdarts.report import genotype_html
+    from cdarts.runners.derive_genotype import run_derive_genotype
+
+    start = time.perf_counter()
+    result = run_derive_genotype(Path(alphas.path), Path(genotype.path))
+    Path(cells.path).write_text(genotype_html(result.genotype, result.heatmap_path), encoding="utf-8")
+    genotype.metadata.update({"genotype": result.genotype.to_string(), "seconds": time.perf_counter() - start})

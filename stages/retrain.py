@@ -1,0 +1,42 @@
+"""retrain component: a genotype artifact + a prepared Dataset -> a trained Model."""
+
+# No `from __future__ import annotations` here: KFP reads the real annotation objects.
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+from stages.images import GPU_IMAGE
+
+
+@dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
+def retrain(
+    config: str,
+    overrides: list,
+    seed: int,
+    retrain_epochs: int,
+    dataset: Input[Dataset],
+    genotype: Input[Artifact],
+    model: Output[Model],
+    metrics: Output[Metrics],
+) -> None:
+    """Train the genotype's network from scratch; ``model`` holds model.pt and the training log."""
+    import time
+    from pathlib import Path
+
+    from cdarts.config import load_config_spec, pipeline_overrides
+    from cdarts.genotype_parser import parse_genotype_file
+    from cdarts.runners.retrain import run_retrain
+
+    start = time.perf_counter()
+    experiment = load_config_spec(config, [*overrides, *pipeline_overrides(seed=seed, retrain_epochs=retrain_epochs)])
+    parsed = parse_genotype_file(Path(genotype.path) / "genotype.json")
+    result = run_retrain(experiment, Path(dataset.path), parsed, Path(model.path))
+    for name in ("final_test_top1", "final_test_top5", "best_test_top1_selected_on_test"):
+        metrics.log_metric(name, result.summary[name])
+    model.metadata.update(
+        {
+            "genotype": parsed.to_string(),
+            "final_test_top1": result.summary["final_test_top1"],
+            "params_without_aux": result.summary["params_without_aux"],
+            "seconds": time.perf_counter() - start,
+        }
+    )

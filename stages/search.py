@@ -1,0 +1,39 @@
+"""search component: the cyclic joint search on a prepared Dataset."""
+
+# No `from __future__ import annotations` here: KFP reads the real annotation objects.
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+from stages.images import GPU_IMAGE
+
+
+@dsl.component(base_image=GPU_IMAGE, install_kfp_package=False)
+def search(
+    config: str,
+    overrides: list,
+    seed: int,
+    search_iterations: int,
+    dataset: Input[Dataset],
+    supernet: Output[Model],
+    alphas: Output[Artifact],
+    metrics: Output[Metrics],
+) -> None:
+    """Run the search; ``supernet`` holds the checkpoints and logs, ``alphas`` the final alphas."""
+    import shutil
+    import time
+    from pathlib import Path
+
+    from cdarts.config import load_config_spec, pipeline_overrides
+    from cdarts.runners.search import run_search
+
+    start = time.perf_counter()
+    experiment = load_config_spec(
+        config, [*overrides, *pipeline_overrides(seed=seed, search_iterations=search_iterations)]
+    )
+    result = run_search(experiment, Path(dataset.path), Path(supernet.path))
+    assert result.alphas_path is not None
+    shutil.copyfile(result.alphas_path, alphas.path)
+    for name, value in result.final_metrics.items():
+        metrics.log_metric(name.replace("/", "_"), value)
+    supernet.metadata.update({"genotype": result.genotype.to_string(), "seconds": time.perf_counter() - start})
+    alphas.metadata["genotype"] = result.genotype.to_string()

@@ -5,7 +5,6 @@ PY := $(VENV)/bin/python
 CDARTS := $(VENV)/bin/cdarts
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
-DEMO := .cdarts/demo
 
 .PHONY: setup test test-fast demo bench lint clean golden
 
@@ -23,23 +22,17 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-# The whole workflow on the embedded default (real digits, CPU): prepare, search, derive,
-# retrain, evaluate. Until the pipeline lands, the stages run one after another from here.
+# The whole cdarts-search pipeline on the embedded default (real digits, CPU, kfp.local): no
+# cluster, no services, no network. The run directory is the last line printed.
 demo: setup
-	$(CDARTS) stage data-prep --config configs/demo.yaml --out $(DEMO)/data
-	$(CDARTS) stage search --config configs/demo.yaml --data $(DEMO)/data --out $(DEMO)/search
-	$(CDARTS) stage derive-genotype --alphas $(DEMO)/search/alphas.pt --out $(DEMO)/genotype
-	$(CDARTS) stage retrain --config configs/demo.yaml --data $(DEMO)/data \
-		--genotype $(DEMO)/genotype/genotype.json --out $(DEMO)/retrain
-	$(CDARTS) stage evaluate --config configs/demo.yaml --data $(DEMO)/data \
-		--model $(DEMO)/retrain --out $(DEMO)/evaluate
+	$(CDARTS) run --config configs/demo.yaml --runs-root .cdarts/runs
 
 bench: setup
 	$(PY) bench/search_step.py --json bench/results/search_step.json
 	$(PY) bench/retrain_step.py --json bench/results/retrain_step.json
 
 lint: setup
-	$(VENV)/bin/ruff check cdarts tests bench
+	$(VENV)/bin/ruff check cdarts stages pipelines tests bench
 	$(VENV)/bin/mypy cdarts
 
 clean:

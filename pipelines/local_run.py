@@ -8,6 +8,7 @@ directory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -42,20 +43,23 @@ def new_run_dir(root: Path) -> Path:
 
 @contextmanager
 def _output_to(log_path: Path) -> Iterator[int]:
-    """Send this process's and its children's stdout/stderr to ``log_path``; yields a duplicate
-    of the original stderr descriptor for the live display."""
+    """Send this process's and its children's output to ``log_path``; yields a duplicate of the
+    original stderr descriptor for the live display.
+
+    kfp.local prints through ``sys.stdout`` (its log handler and the tasks' piped output), so the
+    Python-level streams are redirected as well as descriptors 1 and 2.
+    """
     sys.stdout.flush()
     sys.stderr.flush()
     saved_out, saved_err = os.dup(1), os.dup(2)
     terminal = os.dup(2)
-    with log_path.open("ab") as log:
+    with log_path.open("a", buffering=1, encoding="utf-8") as log:
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         try:
-            yield terminal
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                yield terminal
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
             os.dup2(saved_out, 1)
             os.dup2(saved_err, 2)
             for fd in (saved_out, saved_err, terminal):

@@ -1,0 +1,293 @@
+"""The KFP pipelines: compilation (golden files, cluster settings, secrets), components called
+directly, a kfp.local end-to-end run, and submission to a recording fake KFP API."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import yaml
+from kfp import dsl
+from typer.testing import CliRunner
+
+from cdarts.cli.main import app
+from cdarts.config import load_config
+from cdarts.genotype import Genotype, reference_genotype
+from pipelines.compile import compile_pipeline
+from pipelines.options import PipelineOptions, Toleration
+from tests.conftest import CONFIGS, REPO_ROOT
+
+runner = CliRunner()
+GOLDEN = REPO_ROOT / "tests" / "golden"
+
+
+def _normalise(documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop what changes with the SDK build rather than with our code."""
+    first = json.loads(json.dumps(documents[0]))
+    first.pop("sdkVersion", None)
+    return [first, *documents[1:]]
+
+
+@pytest.mark.parametrize("name", ["search", "retrain"])
+def test_compiled_pipelines_match_the_golden_files(name: str, tmp_path: Path) -> None:
+    documents = compile_pipeline(name, tmp_path / "p.yaml")
+    golden = list(yaml.safe_load_all((GOLDEN / f"cdarts-{name}.yaml").read_text()))
+    assert _normalise(documents) == _normalise(golden), "run `make golden` after an intended pipeline change"
+
+
+def _executors(documents: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    return documents[0]["deploymentSpec"]["executors"], documents[1]["platforms"]["kubernetes"]["deploymentSpec"][
+        "executors"
+    ]
+
+
+def test_gpu_steps_get_accelerators_shm_retries_and_scheduling(tmp_path: Path) -> None:
+    options = PipelineOptions(
+        accelerator_type="nvidia.com/gpu",
+        node_selector={"cloud.google.com/gke-accelerator": "nvidia-h100"},
+        tolerations=(Toleration("nvidia.com/gpu"), Toleration("team", "Equal", "nas")),
+    )
+    documents = compile_pipeline("search", tmp_path / "p.yaml", options)
+    executors, platform = _executors(documents)
+    for gpu_step in ("exec-search", "exec-retrain", "exec-evaluate"):
+        resources = executors[gpu_step]["container"]["resources"]
+        assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
+        assert resources["resourceCpuLimit"] == "8" and resources["resourceMemoryLimit"] == "32G"
+        k8s = platform[gpu_step]
+        assert k8s["emptyDirMounts"][0]["mountPath"] == "/dev/shm" and k8s["emptyDirMounts"][0]["medium"] == "Memory"
+        assert k8s["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-h100"}
+        assert {t["key"] for t in k8s["tolerations"]} == {"nvidia.com/gpu", "team"}
+    for cpu_step in ("exec-data-prep", "exec-derive-genotype"):
+        assert "accelerator" not in executors[cpu_step]["container"].get("resources", {})
+        assert "emptyDirMounts" not in platform.get(cpu_step, {})
+    # The GPU count of search and retrain is a run-time parameter of the pipeline.
+    tasks = documents[0]["root"]["dag"]["tasks"]
+    assert tasks["search"]["inputs"]["parameters"]["pipelinechannel--gpus"]["componentInputParameter"] == "gpus"
+    retries = {name: task.get("retryPolicy") for name, task in tasks.items()}
+    assert retries["search"]["maxRetryCount"] == 3 and retries["retrain"]["maxRetryCount"] == 3
+    assert retries["evaluate"] is None and retries["data-prep"] is None
+
+
+def test_credentials_are_secret_references_never_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret_value = "s3cr3t-VALUE-never-in-yaml"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret_value)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", secret_value)
+    documents = compile_pipeline("retrain", tmp_path / "p.yaml", PipelineOptions(s3_secret="team-s3"))
+    text = (tmp_path / "p.yaml").read_text()
+    assert secret_value not in text
+    _, platform = _executors(documents)
+    for executor in platform.values():
+        references = {entry["secretName"]: entry for entry in executor["secretAsEnv"]}
+        assert set(references) == {"team-s3", "cdarts-mlflow"}
+        keys = {pair["envVar"] for pair in references["team-s3"]["keyToEnv"]}
+        assert keys == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+        assert references["team-s3"]["optional"] is True
+
+
+def test_compile_command_replaces_images_and_rejects_bad_input(tmp_path: Path) -> None:
+    out = tmp_path / "search.yaml"
+    digest = "registry.example.com/cdarts-gpu@sha256:" + "a" * 64
+    result = runner.invoke(app, ["compile", "--pipeline", "search", "--out", str(out), "--image", f"gpu={digest}"])
+    assert result.exit_code == 0, result.output
+    executors = next(iter(yaml.safe_load_all(out.read_text())))["deploymentSpec"]["executors"]
+    assert executors["exec-search"]["container"]["image"] == digest
+    assert executors["exec-data-prep"]["container"]["image"].startswith("ghcr.io/cdarts-pipelines/cdarts-cpu:")
+    for args, fragment in (
+        (["compile", "--pipeline", "nas", "--out", str(out)], "unknown pipeline 'nas'"),
+        (["compile", "--out", str(out), "--image", "tpu=x"], "gpu=REF or cpu=REF"),
+        (["compile", "--out", str(out), "--node-selector", "novalue"], "key=value"),
+    ):
+        bad = runner.invoke(app, args)
+        assert bad.exit_code == 2 and bad.stderr.strip().startswith("cdarts: error:") and fragment in bad.stderr
+
+
+def test_component_bodies_run_directly_on_temporary_artifacts(tmp_path: Path) -> None:
+    from stages import data_prep, evaluate, import_genotype, retrain
+
+    config = (CONFIGS / "tiny.yaml").read_text()
+    dataset = dsl.Dataset(name="dataset", uri=str(tmp_path / "dataset"), metadata={})
+    data_prep.python_func(config=config, overrides=[], data_source="", seed=-1, dataset=dataset)
+    assert dataset.metadata["num_classes"] == 4 and dataset.metadata["digest"].startswith("sha256:")
+    genotype = dsl.Artifact(name="genotype", uri=str(tmp_path / "genotype"), metadata={})
+    cells = dsl.HTML(name="cells", uri=str(tmp_path / "cells.html"), metadata={})
+    import_genotype.python_func(genotype_spec="DARTS_V2", genotype=genotype, cells=cells)
+    assert genotype.metadata["genotype"] == reference_genotype("DARTS_V2").to_string()
+    assert "<svg" in Path(cells.path).read_text()
+    model = dsl.Model(name="model", uri=str(tmp_path / "model"), metadata={})
+    metrics = dsl.Metrics(name="metrics", uri=str(tmp_path / "metrics"), metadata={})
+    retrain.python_func(
+        config=config,
+        overrides=["retrain.epochs=1"],
+        seed=-1,
+        retrain_epochs=0,
+        dataset=dataset,
+        genotype=genotype,
+        model=model,
+        metrics=metrics,
+    )
+    assert (Path(model.path) / "model.pt").is_file() and "final_test_top1" in metrics.metadata
+    outputs = {
+        name: cls(name=name, uri=str(tmp_path / name), metadata={})
+        for name, cls in (
+            ("metrics", dsl.Metrics),
+            ("confusion", dsl.ClassificationMetrics),
+            ("report", dsl.Markdown),
+            ("evaluation", dsl.Artifact),
+        )
+    }
+    evaluate.python_func(config=config, overrides=[], dataset=dataset, model=model, **outputs)
+    assert (
+        outputs["metrics"].metadata["top1"]
+        == json.loads((tmp_path / "evaluation" / "metrics.json").read_text())["top1"]
+    )
+    assert len(outputs["confusion"].metadata["confusionMatrix"]["rows"]) == 4
+    assert "| test top-1 |" in Path(outputs["report"].path).read_text()
+
+
+def test_run_with_unknown_pipeline_or_bad_config_fails_cleanly(tmp_path: Path) -> None:
+    for args, fragment in (
+        (["run", "--pipeline", "nas"], "unknown pipeline"),
+        (["run", "--config", str(CONFIGS / "tiny.yaml"), "--set", "search.nope=1"], "unknown key"),
+        (
+            ["run", "--pipeline", "retrain", "--genotype", "NOPE", "--config", str(CONFIGS / "tiny.yaml")],
+            "neither a known genotype name",
+        ),
+    ):
+        result = runner.invoke(app, [*args, "--runs-root", str(tmp_path)])
+        assert result.exit_code == 2 and fragment in result.stderr, result.output
+    assert not list(tmp_path.iterdir())  # nothing started
+
+
+@pytest.mark.slow
+def test_local_search_pipeline_produces_every_artifact(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["run", "--config", str(CONFIGS / "tiny.yaml"), "--runs-root", str(tmp_path), "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    run_dir = Path(result.stdout.strip().splitlines()[-1])  # the run directory is the last line
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert {"genotype", "top1", "top5", "params", "multiply_adds", "stage_seconds", "artifacts"} <= set(summary)
+    assert set(summary["stage_seconds"]) == {"data-prep", "search", "derive-genotype", "retrain", "evaluate"}
+    artifacts = {name: Path(path) for name, path in summary["artifacts"].items()}
+    assert (artifacts["data-prep/dataset"] / "manifest.json").is_file()
+    assert (artifacts["search/supernet"] / "checkpoints" / "search-last.pt").is_file()
+    assert artifacts["search/alphas"].is_file()
+    assert (artifacts["derive-genotype/genotype"] / "genotype.json").is_file()
+    assert "<svg" in artifacts["derive-genotype/cells"].read_text()
+    assert (artifacts["retrain/model"] / "model.pt").is_file()
+    assert (artifacts["evaluate/evaluation"] / "metrics.json").is_file()
+    assert all(Path(p).read_text().startswith("<svg") for p in summary["cell_diagrams"])
+    searched = Genotype.from_dict(json.loads((artifacts["search/supernet"] / "genotype.json").read_text()))
+    assert summary["genotype"] == searched.to_string()
+    outputs = json.loads((artifacts["derive-genotype/genotype"].parent / "executor_output.json").read_text())
+    assert outputs["artifacts"]["genotype"]["artifacts"][0]["metadata"]["genotype"] == searched.to_string()
+    assert (run_dir / "pipeline.log").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_local_retrain_pipeline_uses_the_given_genotype(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "--pipeline",
+            "retrain",
+            "--genotype",
+            "PDARTS",
+            "--config",
+            str(CONFIGS / "tiny.yaml"),
+            "--runs-root",
+            str(tmp_path),
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((Path(result.stdout.strip().splitlines()[-1]) / "summary.json").read_text())
+    assert summary["genotype"] == reference_genotype("PDARTS").to_string()
+    assert set(summary["stage_seconds"]) == {"data-prep", "import-genotype", "retrain", "evaluate"}
+
+
+class _RecordingKfpApi(BaseHTTPRequestHandler):
+    """Just enough of the KFP v2beta1 REST API for kfp.Client to create a run."""
+
+    calls: ClassVar[list[tuple[str, str, Any]]] = []
+
+    def _reply(self, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        self.calls.append((self.command, self.path.split("?")[0], body))
+        if self.path.startswith("/apis/v2beta1/experiments") and self.command == "POST":
+            self._reply({"experiment_id": "exp-7", "display_name": body["display_name"]})
+        elif self.path.startswith("/apis/v2beta1/experiments"):
+            self._reply({"experiments": []})
+        elif self.path.startswith("/apis/v2beta1/runs") and self.command == "POST":
+            self._reply({"run_id": "run-42", "display_name": body["display_name"]})
+        else:
+            self._reply({})
+
+    do_GET = do_POST = _handle  # noqa: N815 - the names http.server dispatches to
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def fake_kfp() -> Iterator[tuple[str, list[tuple[str, str, Any]]]]:
+    _RecordingKfpApi.calls = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RecordingKfpApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}", _RecordingKfpApi.calls
+    server.shutdown()
+
+
+def test_submit_creates_one_run_with_the_compiled_pipeline(fake_kfp: tuple[str, list[Any]]) -> None:
+    host, calls = fake_kfp
+    result = runner.invoke(
+        app,
+        [
+            "submit",
+            "--host",
+            host,
+            "--experiment",
+            "nas",
+            "--pipeline",
+            "retrain",
+            "--genotype",
+            "DARTS_V2",
+            "--config",
+            str(CONFIGS / "tiny.yaml"),
+            "--run-name",
+            "nightly",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "run id: run-42" in result.stdout and f"{host}/#/runs/details/run-42" in result.stdout
+    run_posts = [body for method, path, body in calls if method == "POST" and path == "/apis/v2beta1/runs"]
+    assert len(run_posts) == 1
+    run = run_posts[0]
+    assert run["experiment_id"] == "exp-7" and run["display_name"] == "nightly"
+    assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "cdarts-retrain"
+    parameters = run["runtime_config"]["parameters"]
+    assert load_config(str(CONFIGS / "tiny.yaml")).to_yaml() == parameters["config"]
+    assert Genotype.from_dict(json.loads(parameters["genotype"])) == reference_genotype("DARTS_V2")
+
+
+def test_submit_to_an_unreachable_host_is_a_one_line_error() -> None:
+    result = runner.invoke(app, ["submit", "--host", "http://127.0.0.1:9", "--config", str(CONFIGS / "tiny.yaml")])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "submitting to http://127.0.0.1:9 failed" in lines[0]

@@ -7,8 +7,9 @@ from typing import Any
 from kfp import dsl
 
 from pipelines.options import PipelineOptions
-from pipelines.task_settings import configure_cpu_task, configure_gpu_task
-from stages import data_prep, evaluate, import_genotype, retrain
+from pipelines.retrain_and_evaluate import add_retrain_and_evaluate
+from pipelines.task_settings import configure_cpu_task
+from stages import data_prep, import_genotype
 
 
 def build_retrain_pipeline(options: PipelineOptions) -> Callable[..., Any]:
@@ -32,18 +33,15 @@ def build_retrain_pipeline(options: PipelineOptions) -> Callable[..., Any]:
         configure_cpu_task(prepared, options, "Prepare data")
         imported = import_genotype(genotype_spec=genotype)
         configure_cpu_task(imported, options, "Import genotype")
-        trained = retrain(
+        add_retrain_and_evaluate(
+            options,
             config=config,
             overrides=overrides,
             seed=seed,
             retrain_epochs=retrain_epochs,
-            dataset=prepared.outputs["dataset"],
-            genotype=imported.outputs["genotype"],
+            gpus=gpus,
+            prepared=prepared,
+            genotype_task=imported,
         )
-        configure_gpu_task(trained, options, "Retrain", gpus, resumable=True)
-        evaluated = evaluate(
-            config=config, overrides=overrides, dataset=prepared.outputs["dataset"], model=trained.outputs["model"]
-        )
-        configure_gpu_task(evaluated, options, "Evaluate", 1, resumable=False)
 
     return cdarts_retrain

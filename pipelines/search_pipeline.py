@@ -7,8 +7,9 @@ from typing import Any
 from kfp import dsl
 
 from pipelines.options import PipelineOptions
+from pipelines.retrain_and_evaluate import add_retrain_and_evaluate
 from pipelines.task_settings import configure_cpu_task, configure_gpu_task
-from stages import data_prep, derive_genotype, evaluate, retrain, search
+from stages import data_prep, derive_genotype, search
 
 
 def build_search_pipeline(options: PipelineOptions) -> Callable[..., Any]:
@@ -41,18 +42,15 @@ def build_search_pipeline(options: PipelineOptions) -> Callable[..., Any]:
         configure_gpu_task(searched, options, "Cyclic search", gpus, resumable=True)
         derived = derive_genotype(alphas=searched.outputs["alphas"])
         configure_cpu_task(derived, options, "Derive genotype")
-        trained = retrain(
+        add_retrain_and_evaluate(
+            options,
             config=config,
             overrides=overrides,
             seed=seed,
             retrain_epochs=retrain_epochs,
-            dataset=prepared.outputs["dataset"],
-            genotype=derived.outputs["genotype"],
+            gpus=gpus,
+            prepared=prepared,
+            genotype_task=derived,
         )
-        configure_gpu_task(trained, options, "Retrain", gpus, resumable=True)
-        evaluated = evaluate(
-            config=config, overrides=overrides, dataset=prepared.outputs["dataset"], model=trained.outputs["model"]
-        )
-        configure_gpu_task(evaluated, options, "Evaluate", 1, resumable=False)
 
     return cdarts_search

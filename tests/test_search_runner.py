@@ -125,3 +125,57 @@ def test_resume_on_a_different_dataset_is_refused(
     other = run_data_prep(tiny_config.data, tiny_config.seed + 1, tmp_path / "other")  # another split
     with pytest.raises(CheckpointError, match="different dataset"):
         run_search(tiny_config, other.root, tmp_path / "search")
+
+
+@pytest.mark.slow
+def test_search_killed_mid_cycle_resumes_to_the_same_alphas(
+    tiny_config: ExperimentConfig, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """SIGKILL while a cycle is running, restart the same command, compare with a clean run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config_path = tmp_path / "slow.yaml"
+    slow = tiny_config.model_copy(
+        update={"search": tiny_config.search.model_copy(update={"search_iterations": 5, "sample_ratio": 1.0})}
+    )
+    config_path.write_text(slow.to_yaml())
+
+    def command(out: str) -> list[str]:
+        cdarts = str(Path(sys.executable).parent / "cdarts")
+        return [
+            cdarts,
+            "stage",
+            "search",
+            "-c",
+            str(config_path),
+            "-d",
+            str(tiny_dataset),
+            "-o",
+            str(tmp_path / out),
+            "--no-progress",
+        ]
+
+    # Both runs in fresh processes with the same thread count (reductions are only bitwise
+    # repeatable for a fixed number of threads).
+    assert subprocess.run(command("straight"), capture_output=True, timeout=300).returncode == 0
+    process = subprocess.Popen(command("killed"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    checkpoint = tmp_path / "killed" / CHECKPOINT_NAME
+    deadline = time.monotonic() + 240
+    # Wait for the checkpoint after the first cycle, then kill during the next one.
+    while time.monotonic() < deadline and process.poll() is None:
+        if checkpoint.exists() and load_checkpoint(checkpoint)["next_iteration"] >= 2:
+            break
+        time.sleep(0.2)
+    time.sleep(0.5)
+    assert process.poll() is None, "the search finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    assert not (tmp_path / "killed" / "genotype.json").exists()
+    resumed = subprocess.run(command("killed"), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    straight, again = _alphas(tmp_path / "straight"), _alphas(tmp_path / "killed")
+    assert all(torch.equal(straight[k], again[k]) for k in straight)

@@ -26,3 +26,7 @@ class CheckpointError(CdartsError):
 
 class DataError(CdartsError):
     """A data source or prepared dataset is missing, corrupt or inconsistent with the config."""
+
+
+class StorageError(CdartsError):
+    """An object-store operation failed (unreachable, refused credentials, missing or corrupt object)."""

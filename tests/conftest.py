@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,28 @@ def tiny_batch(config: ExperimentConfig, batch_size: int = 4, seed: int = 0) -> 
 
 # Tiny tensors run faster on one thread than split across cores, and results are repeatable.
 torch.set_num_threads(1)
+
+
+S3_ACCESS_KEY = "cdarts-test"
+S3_SECRET_KEY = "test-secret-0123456789"  # a throwaway credential of the test server only
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real SeaweedFS S3 server on 127.0.0.1 for the session; yields its endpoint URL."""
+    from cdarts.local_stack.seaweedfs import start_seaweedfs
+
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"), S3_ACCESS_KEY, S3_SECRET_KEY, ["cdarts", "data"])
+    try:
+        yield server.endpoint
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_env(seaweedfs: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point the storage layer at the test server with the right credentials."""
+    monkeypatch.setenv("CDARTS_S3_ENDPOINT", seaweedfs)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
+    return seaweedfs

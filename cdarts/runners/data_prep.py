@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from cdarts.data.prepared import MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, Prepare
 from cdarts.data.sources import ArraySplit, FileSplit, SourceData, read_source
 from cdarts.data.splits import stratified_halves
 from cdarts.errors import DataError
+from cdarts.storage import fetch_to_local, is_remote
 
 
 def _check_labels(labels: npt.NDArray[np.int64], num_classes: int, split: str) -> None:
@@ -160,17 +162,24 @@ def run_data_prep(data: DataConfig, seed: int, out_dir: Path) -> PreparedDataset
     """
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file():
         raise DataError(f"{out_dir} exists and is not a prepared dataset; choose another output directory")
-    source = read_source(data)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
-    partial.mkdir()
-    try:
-        manifest = _write_prepared(source, data, seed, partial)
-        (partial / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        partial.rename(out_dir)
-    finally:
-        if partial.exists():
-            shutil.rmtree(partial)
+    # Remote sources are fetched (and checksummed) into a scratch directory, then read like local
+    # ones; image files are read while packing, so the scratch copy lives until the end.
+    with tempfile.TemporaryDirectory(prefix="cdarts-source-") as workdir:
+        if data.location is not None and is_remote(data.location):
+            local = fetch_to_local(data.location, Path(workdir))
+            source = read_source(data.model_copy(update={"location": str(local)}))
+        else:
+            source = read_source(data)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        partial = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
+        partial.mkdir()
+        try:
+            manifest = _write_prepared(source, data, seed, partial)
+            (partial / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            partial.rename(out_dir)
+        finally:
+            if partial.exists():
+                shutil.rmtree(partial)
     return PreparedDataset.load(out_dir)

@@ -1,0 +1,309 @@
+"""Object storage: an S3 store (MinIO, SeaweedFS, AWS; minio SDK) and a local-directory store
+behind one interface. The only module that imports the minio SDK.
+
+URIs are ``s3://bucket/prefix`` or plain paths. Uploaded objects carry their SHA-256 in the
+object metadata and downloads are checked against it and the size. Directories are published
+manifest-last: every file first, then ``_MANIFEST.json`` listing them, so a prefix without a
+manifest is incomplete and is never read as a directory. Credentials come from the environment
+(``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``; on a cluster from Kubernetes Secrets) and
+never appear in messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, TypeVar
+from urllib.parse import urlparse
+
+from cdarts.errors import StorageError
+
+MANIFEST_NAME = "_MANIFEST.json"
+PART_SIZE = 16 * 1024 * 1024
+_SHA_KEY = "sha256"
+T = TypeVar("T")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def is_remote(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+class ObjectStore(Protocol):
+    """Keys are ``/``-separated paths inside the store's bucket or root directory."""
+
+    def check(self) -> None: ...
+    def upload_file(self, local: Path, key: str) -> None: ...
+    def download_file(self, key: str, local: Path) -> None: ...
+    def exists(self, key: str) -> bool: ...
+    def list_keys(self, prefix: str) -> list[str]: ...
+
+
+# -- local directory store ------------------------------------------------------------------------
+
+
+class LocalStore:
+    """A directory on this machine (the embedded default); same semantics as the S3 store."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root.resolve() not in path.parents and path != self.root.resolve():
+            raise StorageError(f"key {key!r} escapes the store root")
+        return path
+
+    def check(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.root, os.W_OK):
+            raise StorageError(f"store directory {self.root} is not writable")
+
+    def upload_file(self, local: Path, key: str) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        shutil.copyfile(local, partial)
+        os.replace(partial, target)
+
+    def download_file(self, key: str, local: Path) -> None:
+        source = self._path(key)
+        if not source.is_file():
+            raise StorageError(f"no object {key!r} in {self.root}")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, local)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list_keys(self, prefix: str) -> list[str]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.is_dir():
+            return []
+        return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file())
+
+
+# -- S3 store -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    endpoint: str  # host:port
+    secure: bool
+    region: str | None
+    access_key: str | None
+    secret_key: str | None
+
+    @classmethod
+    def from_env(cls) -> S3Settings:
+        """``CDARTS_S3_ENDPOINT`` (or ``AWS_ENDPOINT_URL`` / ``MLFLOW_S3_ENDPOINT_URL``) as a URL,
+        ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``."""
+        raw = (
+            os.environ.get("CDARTS_S3_ENDPOINT")
+            or os.environ.get("AWS_ENDPOINT_URL")
+            or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
+        )
+        if not raw:
+            raise StorageError("no S3 endpoint configured: set CDARTS_S3_ENDPOINT (e.g. http://minio:9000)")
+        parsed = urlparse(raw if "://" in raw else f"https://{raw}")
+        if not parsed.hostname:
+            raise StorageError(f"S3 endpoint {raw!r} is not a URL")
+        port = f":{parsed.port}" if parsed.port else ""
+        return cls(
+            endpoint=f"{parsed.hostname}{port}",
+            secure=parsed.scheme == "https",
+            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+            access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
+            secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        )
+
+
+# S3 error codes that no retry can fix: report them at once.
+_PERMANENT_CODES = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "NoSuchBucket",
+    "NoSuchKey",
+    "InvalidBucketName",
+    "AllAccessDisabled",
+}
+
+
+class S3Store:
+    """One bucket of an S3-compatible server."""
+
+    def __init__(self, settings: S3Settings, bucket: str, attempts: int = 4, backoff_seconds: float = 0.5) -> None:
+        import urllib3
+        from minio import Minio
+
+        self.settings = settings
+        self.bucket = bucket
+        self.attempts = attempts
+        self.backoff_seconds = backoff_seconds
+        # Our own retry loop handles transient failures; the HTTP layer fails fast.
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=5, read=120),
+            retries=urllib3.Retry(total=0, raise_on_status=False),
+        )
+        self.client = Minio(
+            settings.endpoint,
+            access_key=settings.access_key,
+            secret_key=settings.secret_key,
+            secure=settings.secure,
+            region=settings.region,
+            http_client=http,
+        )
+
+    def _describe(self) -> str:
+        return f"s3://{self.bucket} at {self.settings.endpoint}"
+
+    def _call(self, what: str, operation: Callable[[], T]) -> T:
+        """Run ``operation``, retrying transient failures with exponential backoff."""
+        from minio.error import S3Error
+        from urllib3.exceptions import HTTPError
+
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return operation()
+            except S3Error as error:
+                if error.code in _PERMANENT_CODES or attempt == self.attempts:
+                    raise StorageError(f"{what} on {self._describe()} failed: {error.code}") from None
+            except (OSError, ValueError, HTTPError) as error:  # connection refused, reset, timed out
+                if attempt == self.attempts:
+                    reason = type(error).__name__
+                    raise StorageError(f"{what}: cannot reach {self._describe()} ({reason})") from None
+            time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
+
+    def check(self) -> None:
+        """Fail fast with a clear message if the server, the credentials or the bucket are wrong."""
+        if not self._call("checking the bucket", lambda: self.client.bucket_exists(self.bucket)):
+            raise StorageError(f"bucket {self.bucket!r} does not exist at {self.settings.endpoint}")
+
+    def upload_file(self, local: Path, key: str) -> None:
+        digest = sha256_file(local)
+        self._call(
+            f"uploading {key}",
+            lambda: self.client.fput_object(
+                self.bucket, key, str(local), metadata={_SHA_KEY: digest}, part_size=PART_SIZE
+            ),
+        )
+
+    def download_file(self, key: str, local: Path) -> None:
+        stat = self._call(f"reading {key}", lambda: self.client.stat_object(self.bucket, key))
+        expected = {k.lower(): v for k, v in (stat.metadata or {}).items()}.get(f"x-amz-meta-{_SHA_KEY}")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        partial = local.with_name(local.name + ".partial")
+        self._call(f"downloading {key}", lambda: self.client.fget_object(self.bucket, key, str(partial)))
+        size = partial.stat().st_size
+        if size != stat.size or (expected is not None and sha256_file(partial) != expected):
+            partial.unlink(missing_ok=True)
+            raise StorageError(f"{key} from {self._describe()} is corrupt (size or checksum mismatch)")
+        os.replace(partial, local)
+
+    def exists(self, key: str) -> bool:
+        from minio.error import S3Error
+
+        try:
+            self.client.stat_object(self.bucket, key)
+            return True
+        except S3Error as error:
+            if error.code in ("NoSuchKey", "NoSuchObject"):
+                return False
+            raise StorageError(f"checking {key} on {self._describe()} failed: {error.code}") from None
+
+    def list_keys(self, prefix: str) -> list[str]:
+        objects = self._call(
+            f"listing {prefix}", lambda: list(self.client.list_objects(self.bucket, prefix=prefix, recursive=True))
+        )
+        return sorted(str(o.object_name) for o in objects)
+
+
+# -- URIs and directories ------------------------------------------------------------------------------
+
+
+def open_store(uri: str) -> tuple[ObjectStore, str]:
+    """``s3://bucket/prefix`` -> (S3 store, "prefix"); a path -> (local store at that path, "")."""
+    if is_remote(uri):
+        parsed = urlparse(uri)
+        if not parsed.netloc:
+            raise StorageError(f"{uri!r} names no bucket")
+        return S3Store(S3Settings.from_env(), parsed.netloc), parsed.path.strip("/")
+    return LocalStore(Path(uri)), ""
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix.rstrip('/')}/{name}" if prefix else name
+
+
+def _files(directory: Path) -> Iterator[Path]:
+    return (p for p in sorted(directory.rglob("*")) if p.is_file() and not p.name.endswith(".partial"))
+
+
+def upload_directory(store: ObjectStore, local: Path, prefix: str) -> int:
+    """Upload every file of ``local`` under ``prefix``, then the manifest; returns the file count."""
+    entries = {}
+    for path in _files(local):
+        name = path.relative_to(local).as_posix()
+        store.upload_file(path, _join(prefix, name))
+        entries[name] = {"size": path.stat().st_size, "sha256": sha256_file(path)}
+    manifest = local.parent / f".{local.name}{MANIFEST_NAME}.partial"
+    manifest.write_text(json.dumps({"files": entries}, indent=1), encoding="utf-8")
+    try:
+        store.upload_file(manifest, _join(prefix, MANIFEST_NAME))  # published last
+    finally:
+        manifest.unlink(missing_ok=True)
+    return len(entries)
+
+
+def download_directory(store: ObjectStore, prefix: str, local: Path) -> int:
+    """Download a published directory (its manifest must exist); returns the file count."""
+    manifest_key = _join(prefix, MANIFEST_NAME)
+    if not store.exists(manifest_key):
+        raise StorageError(f"{prefix or '(root)'} is not a complete published directory (no {MANIFEST_NAME})")
+    local.mkdir(parents=True, exist_ok=True)
+    manifest_path = local / MANIFEST_NAME
+    store.download_file(manifest_key, manifest_path)
+    entries = json.loads(manifest_path.read_text(encoding="utf-8"))["files"]
+    manifest_path.unlink()
+    for name, entry in entries.items():
+        target = local / name
+        store.download_file(_join(prefix, name), target)
+        if target.stat().st_size != entry["size"] or sha256_file(target) != entry["sha256"]:
+            raise StorageError(f"{_join(prefix, name)} does not match its manifest entry")
+    return len(entries)
+
+
+def fetch_to_local(uri: str, workdir: Path) -> Path:
+    """A local path for a data location: paths are returned as they are; ``s3://`` objects are
+    downloaded into ``workdir`` (one object, or every object under a prefix)."""
+    if not is_remote(uri):
+        return Path(uri)
+    store, key = open_store(uri)
+    store.check()
+    name = key.rstrip("/").rsplit("/", 1)[-1] or "data"
+    if key and store.exists(key):
+        target = workdir / name
+        store.download_file(key, target)
+        return target
+    keys = store.list_keys(_join(key, ""))
+    if not keys:
+        raise StorageError(f"nothing found at {uri}")
+    target = workdir / name
+    for object_key in keys:
+        store.download_file(object_key, target / object_key[len(key) :].lstrip("/"))
+    return target

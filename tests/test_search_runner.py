@@ -25,7 +25,7 @@ def test_search_writes_genotypes_alphas_metrics_and_checkpoint(
     tiny_config: ExperimentConfig, tiny_dataset: Path, tmp_path: Path
 ) -> None:
     result = run_search(tiny_config, tiny_dataset, tmp_path)
-    assert result.completed and result.cycles_run == tiny_config.search.num_cycles
+    assert result.completed and result.cycles_completed == tiny_config.search.num_cycles
     genotype = Genotype.from_dict(json.loads((tmp_path / "genotype.json").read_text()))
     assert genotype == result.genotype
     cycle_files = sorted((tmp_path / "genotypes").glob("cycle_*.json"))

@@ -68,7 +68,7 @@ def search(
         typer.echo(f"genotype: {result.genotype.to_string()}")
         typer.echo(f"written: {result.genotype_path} {result.alphas_path}")
     elif not result.completed:
-        typer.echo(f"stopped after {result.cycles_run} cycle(s) this run; rerun the same command to resume")
+        typer.echo(f"stopped with {result.cycles_completed} cycle(s) completed; rerun the same command to resume")
 
 
 @app.command("derive-genotype")

@@ -33,7 +33,7 @@ class SearchRunResult:
     out_dir: Path
     alphas_path: Path | None
     genotype_path: Path | None
-    cycles_run: int
+    cycles_completed: int
     final_metrics: dict[str, float]  # the last cycle's epoch means
 
 
@@ -137,7 +137,7 @@ def run_search(
         out_dir=out_dir,
         alphas_path=alphas_path,
         genotype_path=genotype_path,
-        cycles_run=len(result.cycles),
+        cycles_completed=len(result.cycles),
         final_metrics=result.cycles[-1].metrics if result.cycles else {},
     )
 

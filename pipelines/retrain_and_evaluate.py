@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kfp import dsl
 from kfp.dsl import PipelineTask
 from kfp.dsl.pipeline_channel import PipelineChannel
 
@@ -18,6 +19,7 @@ def add_retrain_and_evaluate(
     seed: PipelineChannel,
     retrain_epochs: PipelineChannel,
     gpus: PipelineChannel,
+    checkpoint_root: PipelineChannel,
     prepared: PipelineTask,
     genotype_task: PipelineTask,
 ) -> PipelineTask:
@@ -27,6 +29,8 @@ def add_retrain_and_evaluate(
         overrides=overrides,
         seed=seed,
         retrain_epochs=retrain_epochs,
+        checkpoint_root=checkpoint_root,
+        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
         dataset=prepared.outputs["dataset"],
         genotype=genotype_task.outputs["genotype"],
     )

@@ -26,6 +26,7 @@ def build_retrain_pipeline(options: PipelineOptions) -> Callable[..., Any]:
         seed: int = -1,
         retrain_epochs: int = 0,
         gpus: int = 1,
+        checkpoint_root: str = "",
     ) -> None:
         """genotype: reference name, genotype JSON text or Genotype(...) string; the other
         parameters as in cdarts-search."""
@@ -40,6 +41,7 @@ def build_retrain_pipeline(options: PipelineOptions) -> Callable[..., Any]:
             seed=seed,
             retrain_epochs=retrain_epochs,
             gpus=gpus,
+            checkpoint_root=checkpoint_root,
             prepared=prepared,
             genotype_task=imported,
         )

@@ -26,10 +26,13 @@ def build_search_pipeline(options: PipelineOptions) -> Callable[..., Any]:
         search_iterations: int = 0,
         retrain_epochs: int = 0,
         gpus: int = 1,
+        checkpoint_root: str = "",
     ) -> None:
         """config: preset name or YAML text; overrides: ["key.sub=value", ...]; data_source:
         digits | cifar10:PATH | cifar100:PATH | imagefolder:DIR (empty: the config's); seed,
-        search_iterations, retrain_epochs: -1 / 0 keep the config's; gpus: GPUs per GPU step."""
+        search_iterations, retrain_epochs: -1 / 0 keep the config's; gpus: GPUs per GPU step;
+        checkpoint_root: s3://bucket/prefix where search and retrain mirror their checkpoints, so
+        that a retried task resumes (empty: no mirror)."""
         prepared = data_prep(config=config, overrides=overrides, data_source=data_source, seed=seed)
         configure_cpu_task(prepared, options, "Prepare data")
         searched = search(
@@ -37,6 +40,8 @@ def build_search_pipeline(options: PipelineOptions) -> Callable[..., Any]:
             overrides=overrides,
             seed=seed,
             search_iterations=search_iterations,
+            checkpoint_root=checkpoint_root,
+            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             dataset=prepared.outputs["dataset"],
         )
         configure_gpu_task(searched, options, "Cyclic search", gpus, resumable=True)
@@ -49,6 +54,7 @@ def build_search_pipeline(options: PipelineOptions) -> Callable[..., Any]:
             seed=seed,
             retrain_epochs=retrain_epochs,
             gpus=gpus,
+            checkpoint_root=checkpoint_root,
             prepared=prepared,
             genotype_task=derived,
         )

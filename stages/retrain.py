@@ -13,15 +13,19 @@ def retrain(
     overrides: list,
     seed: int,
     retrain_epochs: int,
+    checkpoint_root: str,
+    run_id: str,
     dataset: Input[Dataset],
     genotype: Input[Artifact],
     model: Output[Model],
     metrics: Output[Metrics],
 ) -> None:
-    """Train the genotype's network from scratch; ``model`` holds model.pt and the training log."""
+    """Train the genotype's network from scratch; ``model`` holds model.pt and the training log.
+    With a ``checkpoint_root`` the checkpoint is mirrored there, so a retried task resumes."""
     import time
     from pathlib import Path
 
+    from cdarts.checkpoint_mirror import mirror_uri
     from cdarts.config import load_config_spec, pipeline_overrides
     from cdarts.genotype_parser import parse_genotype_file
     from cdarts.runners.retrain import run_retrain
@@ -29,7 +33,8 @@ def retrain(
     start = time.perf_counter()
     experiment = load_config_spec(config, [*overrides, *pipeline_overrides(seed=seed, retrain_epochs=retrain_epochs)])
     parsed = parse_genotype_file(Path(genotype.path) / "genotype.json")
-    result = run_retrain(experiment, Path(dataset.path), parsed, Path(model.path))
+    mirror = mirror_uri(checkpoint_root, run_id, "retrain")
+    result = run_retrain(experiment, Path(dataset.path), parsed, Path(model.path), checkpoint_mirror=mirror)
     for name in ("final_test_top1", "final_test_top5", "best_test_top1_selected_on_test"):
         metrics.log_metric(name, result.summary[name])
     model.metadata.update(

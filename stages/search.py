@@ -13,16 +13,20 @@ def search(
     overrides: list,
     seed: int,
     search_iterations: int,
+    checkpoint_root: str,
+    run_id: str,
     dataset: Input[Dataset],
     supernet: Output[Model],
     alphas: Output[Artifact],
     metrics: Output[Metrics],
 ) -> None:
-    """Run the search; ``supernet`` holds the checkpoints and logs, ``alphas`` the final alphas."""
+    """Run the search; ``supernet`` holds the checkpoints and logs, ``alphas`` the final alphas.
+    With a ``checkpoint_root`` the checkpoint is mirrored there, so a retried task resumes."""
     import shutil
     import time
     from pathlib import Path
 
+    from cdarts.checkpoint_mirror import mirror_uri
     from cdarts.config import load_config_spec, pipeline_overrides
     from cdarts.runners.search import run_search
 
@@ -30,7 +34,8 @@ def search(
     experiment = load_config_spec(
         config, [*overrides, *pipeline_overrides(seed=seed, search_iterations=search_iterations)]
     )
-    result = run_search(experiment, Path(dataset.path), Path(supernet.path))
+    mirror = mirror_uri(checkpoint_root, run_id, "search")
+    result = run_search(experiment, Path(dataset.path), Path(supernet.path), checkpoint_mirror=mirror)
     assert result.alphas_path is not None
     shutil.copyfile(result.alphas_path, alphas.path)
     for name, value in result.final_metrics.items():

@@ -125,6 +125,8 @@ def test_component_bodies_run_directly_on_temporary_artifacts(tmp_path: Path) ->
         overrides=["retrain.epochs=1"],
         seed=-1,
         retrain_epochs=0,
+        checkpoint_root="",
+        run_id="local",
         dataset=dataset,
         genotype=genotype,
         model=model,

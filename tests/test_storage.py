@@ -8,11 +8,18 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 from minio import Minio
 
-from cdarts.config import DataConfig
+from cdarts.alphas_file import load_alphas
+from cdarts.checkpoint_mirror import mirror_uri
+from cdarts.config import DataConfig, ExperimentConfig
 from cdarts.errors import StorageError
+from cdarts.genotype import reference_genotype
+from cdarts.model_file import load_model
 from cdarts.runners.data_prep import run_data_prep
+from cdarts.runners.retrain import run_retrain
+from cdarts.runners.search import run_search
 from cdarts.storage import (
     MANIFEST_NAME,
     LocalStore,
@@ -154,3 +161,46 @@ def test_data_prep_reads_a_cifar_archive_from_s3(s3_env: str, tmp_path: Path) ->
     assert remote.manifest["source"]["location"] == "s3://data/cifar/cifar-10-python.tar.gz"
     with pytest.raises(StorageError, match="nothing found"):
         run_data_prep(DataConfig(source="cifar10", location="s3://data/missing/"), 0, tmp_path / "none")
+
+
+def test_a_fresh_task_resumes_the_search_from_the_mirrored_checkpoint(
+    s3_env: str, tiny_config: ExperimentConfig, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """What a KFP retry on another pod sees: an empty output directory, a checkpoint in S3."""
+    config = tiny_config.model_copy(update={"search": tiny_config.search.model_copy(update={"search_iterations": 4})})
+    mirror = mirror_uri("s3://cdarts/checkpoints", "run-1", "search")
+    assert mirror == "s3://cdarts/checkpoints/run-1/search-last.pt"
+    run_search(config, tiny_dataset, tmp_path / "straight")
+    first = run_search(config, tiny_dataset, tmp_path / "pod-1", max_iterations=2, checkpoint_mirror=mirror)
+    assert not first.completed
+    second = run_search(config, tiny_dataset, tmp_path / "pod-2", checkpoint_mirror=mirror)  # a new, empty pod
+    assert second.completed and second.cycles_completed == config.search.num_cycles
+    straight = load_alphas(tmp_path / "straight" / "alphas.pt")[0]
+    resumed = load_alphas(tmp_path / "pod-2" / "alphas.pt")[0]
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+def test_a_fresh_task_resumes_the_retrain_from_a_mirrored_checkpoint(
+    tiny_config: ExperimentConfig, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    config = tiny_config.model_copy(update={"retrain": tiny_config.retrain.model_copy(update={"epochs": 3})})
+    genotype = reference_genotype("DARTS_V1")
+    mirror = str(tmp_path / "mirror" / "retrain-last.pt")  # the local-directory store
+    run_retrain(config, tiny_dataset, genotype, tmp_path / "straight")
+    run_retrain(config, tiny_dataset, genotype, tmp_path / "pod-1", max_epochs=2, checkpoint_mirror=mirror)
+    result = run_retrain(config, tiny_dataset, genotype, tmp_path / "pod-2", checkpoint_mirror=mirror)
+    assert result.completed and result.epochs_run == 1  # only the last epoch was left
+    a, _ = load_model(tmp_path / "straight")
+    b, _ = load_model(tmp_path / "pod-2")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def test_unreachable_mirror_fails_before_training(
+    tiny_config: ExperimentConfig, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CDARTS_S3_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    with pytest.raises(StorageError, match="cannot reach"):
+        run_search(tiny_config, tiny_dataset, tmp_path / "s", checkpoint_mirror="s3://cdarts/ck/search-last.pt")
+    assert not (tmp_path / "s" / "metrics.jsonl").exists()

@@ -52,6 +52,10 @@ def search(
         int | None,
         typer.Option(min=1, help="Stop after this many search iterations (checkpointed); rerun to resume."),
     ] = None,
+    checkpoint_mirror: Annotated[
+        str | None,
+        typer.Option(help="Also keep the checkpoint at this URI (s3://bucket/key or a path) and resume from it."),
+    ] = None,
     progress: ProgressOption = True,
 ) -> None:
     """Run (or resume) the cyclic joint search. Works under torchrun for several processes."""
@@ -61,7 +65,14 @@ def search(
     experiment = load_config(config, overrides)
     try:
         with progress_display(progress) as callback:
-            result = run_search(experiment, data, out, progress=callback, max_iterations=max_iterations)
+            result = run_search(
+                experiment,
+                data,
+                out,
+                progress=callback,
+                max_iterations=max_iterations,
+                checkpoint_mirror=checkpoint_mirror,
+            )
     finally:
         destroy_process_group()
     if result.genotype_path is not None:  # only the main process writes and reports
@@ -96,6 +107,10 @@ def retrain(
     max_epochs: Annotated[
         int | None, typer.Option(min=1, help="Stop after this many epochs (checkpointed); rerun to resume.")
     ] = None,
+    checkpoint_mirror: Annotated[
+        str | None,
+        typer.Option(help="Also keep the checkpoint at this URI (s3://bucket/key or a path) and resume from it."),
+    ] = None,
     progress: ProgressOption = True,
 ) -> None:
     """Train the genotype's network from scratch (resumes from the checkpoint in --out)."""
@@ -106,7 +121,15 @@ def retrain(
     experiment = load_config(config, overrides)
     parsed = resolve_genotype(genotype)
     with progress_display(progress) as callback:
-        result = run_retrain(experiment, data, parsed, out, progress=callback, max_epochs=max_epochs)
+        result = run_retrain(
+            experiment,
+            data,
+            parsed,
+            out,
+            progress=callback,
+            max_epochs=max_epochs,
+            checkpoint_mirror=checkpoint_mirror,
+        )
     if not result.completed:
         typer.echo(f"stopped after {result.epochs_run} epoch(s) this run; rerun the same command to resume")
         return

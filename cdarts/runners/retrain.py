@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from cdarts.checkpoint import load_checkpoint, save_checkpoint
+from cdarts.checkpoint_mirror import CheckpointMirror
 from cdarts.config import ExperimentConfig
 from cdarts.data.datasets import evaluation_loader, split_dataset
 from cdarts.data.prepared import PreparedDataset
@@ -58,9 +59,11 @@ def run_retrain(
     tracker: Tracker | None = None,
     progress: ProgressCallback | None = None,
     max_epochs: int | None = None,
+    checkpoint_mirror: str | None = None,
 ) -> RetrainResult:
     """Train the genotype's network on the prepared dataset (resuming from ``out_dir`` if a
-    checkpoint is there); ``max_epochs`` stops early with a checkpoint."""
+    checkpoint is there, else from ``checkpoint_mirror`` if one is mirrored there); ``max_epochs``
+    stops early with a checkpoint."""
     cfg = config.retrain
     device = resolve_device(config.device)
     prepared = PreparedDataset.load(dataset_dir)
@@ -108,6 +111,10 @@ def run_retrain(
         trackers.append(tracker)
     log = FanOutTracker(trackers)
     checkpoint_path = out_dir / CHECKPOINT_NAME
+    mirror = CheckpointMirror(checkpoint_mirror) if checkpoint_mirror else None
+    if mirror is not None:
+        mirror.check()
+        mirror.restore(checkpoint_path)
     next_epoch, history = 0, []
     if checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
@@ -172,6 +179,8 @@ def run_retrain(
             },
             checkpoint_path,
         )
+        if mirror is not None:
+            mirror.publish(checkpoint_path)
 
     completed = next_epoch >= cfg.epochs
     if not completed:

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from cdarts.alphas_file import save_alphas
+from cdarts.checkpoint_mirror import CheckpointMirror
 from cdarts.config import ExperimentConfig
 from cdarts.data.datasets import split_dataset
 from cdarts.data.prepared import PreparedDataset
@@ -79,12 +80,15 @@ def run_search(
     tracker: Tracker | None = None,
     progress: ProgressCallback | None = None,
     max_iterations: int | None = None,
+    checkpoint_mirror: str | None = None,
 ) -> SearchRunResult:
     """Run (or resume) the cyclic search of ``config`` on a prepared dataset into ``out_dir``.
 
     Under torchrun every process calls this; only rank 0 writes files. With ``max_iterations``
     the run stops after that many search iterations with a checkpoint; calling again resumes.
     ``genotype.json`` and ``alphas.pt`` are written only when the whole search has finished.
+    With ``checkpoint_mirror`` (a URI such as ``s3://bucket/runs/ID/search.pt``) every checkpoint
+    is also uploaded there, and a run without a local checkpoint starts from the mirrored one.
     """
     device = resolve_device(config.device)
     prepared = PreparedDataset.load(dataset_dir)
@@ -106,6 +110,11 @@ def run_search(
         if distributed.is_main:
             _write_cycle(out_dir, report)
 
+    mirror = CheckpointMirror(checkpoint_mirror) if checkpoint_mirror else None
+    if mirror is not None and distributed.is_main:
+        mirror.check()
+        mirror.restore(out_dir / CHECKPOINT_NAME)
+    distributed.barrier()
     search = CyclicSearch(
         model,
         loaders,
@@ -117,6 +126,7 @@ def run_search(
         progress=progress,
         on_cycle_end=on_cycle_end,
         dataset_digest=prepared.digest,
+        on_checkpoint=mirror.publish if mirror is not None else None,
     )
     search.try_resume()
     if distributed.is_main:

@@ -83,6 +83,7 @@ class CyclicSearch:
         tracker: receives per-step (every ``log_interval`` steps) and per-epoch metrics.
         on_cycle_end: called (on every rank) with each cycle's report.
         dataset_digest: the prepared dataset's digest; a resume on other data is refused.
+        on_checkpoint: called on the main process with the path of every checkpoint written.
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class CyclicSearch:
         on_cycle_end: Callable[[CycleReport], None] | None = None,
         log_interval: int = 10,
         dataset_digest: str = "",
+        on_checkpoint: Callable[[Path], None] | None = None,
     ) -> None:
         self.model = model
         self.loaders = loaders
@@ -112,6 +114,7 @@ class CyclicSearch:
         self.on_cycle_end = on_cycle_end
         self.log_interval = log_interval
         self.dataset_digest = dataset_digest
+        self.on_checkpoint = on_checkpoint
         self.stepper = SearchStepper(model, self.config, device, self.distributed)
         self.steps_per_epoch = max(1, int(min(len(loaders.train), len(loaders.val)) * self.config.sample_ratio))
         self.global_step = 0
@@ -147,6 +150,8 @@ class CyclicSearch:
     def save(self) -> None:
         if self.distributed.is_main:
             save_checkpoint(self._checkpoint_state(), self.checkpoint_path)
+            if self.on_checkpoint is not None:
+                self.on_checkpoint(self.checkpoint_path)
         self.distributed.barrier()
 
     def try_resume(self) -> bool:

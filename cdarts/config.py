@@ -181,6 +181,18 @@ class EvaluateConfig(_Section):
     timing_warmup: int = Field(3, ge=0)
 
 
+class TrackingConfig(_Section):
+    """MLflow tracking and model registry (none of it changes what is trained)."""
+
+    enabled: bool = True
+    uri: str | None = Field(
+        None, description="tracking URI; default $MLFLOW_TRACKING_URI, else sqlite:///.cdarts/mlflow.db"
+    )
+    experiment: str = "cdarts"
+    registered_model: str = "cdarts-model"
+    promotion_margin: float = Field(0.0, ge=0, description="top-1 a challenger must add to the champion's")
+
+
 class ExperimentConfig(_Section):
     """A whole experiment; the YAML file's top level."""
 
@@ -192,10 +204,11 @@ class ExperimentConfig(_Section):
     search: SearchConfig = SearchConfig()
     retrain: RetrainConfig = RetrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     def digest(self) -> str:
-        """A short content hash of the resolved config (same config -> same digest)."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """A short content hash of everything that decides the results (tracking excluded)."""
+        canonical = json.dumps(self.model_dump(mode="json", exclude={"tracking"}), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:

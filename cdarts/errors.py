@@ -30,3 +30,7 @@ class DataError(CdartsError):
 
 class StorageError(CdartsError):
     """An object-store operation failed (unreachable, refused credentials, missing or corrupt object)."""
+
+
+class TrackingError(CdartsError):
+    """The MLflow tracking server or model registry cannot be used."""

@@ -1,22 +1,39 @@
-"""Experiment tracking: the Tracker protocol and its local implementations.
+"""Experiment tracking: the Tracker protocol, local trackers, and MLflow (runs, model registry,
+lineage). The only module that imports mlflow.
 
-This is the only module that may import mlflow (the MLflow tracker lands with the lineage work);
-the library only ever talks to a :class:`Tracker`.
+Runs: a parent run per pipeline run and a nested run per stage, named after the stage. When
+Kubeflow Pipelines (2.17+, MLflow plugin) injects ``MLFLOW_RUN_ID``, a stage logs into that run
+instead. Logging during training never kills it: transient failures are retried, then reported.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import math
-from collections.abc import Mapping, Sequence
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlparse, urlunparse
+
+from cdarts.errors import TrackingError
+
+T = TypeVar("T")
+CHALLENGER, CHAMPION = "challenger", "champion"
+MAX_PARAM_LENGTH = 6000  # MLflow's limit on a parameter value
 
 
 class Tracker(Protocol):
-    """Receives metrics; ``step`` is a global, monotonically increasing step."""
+    """What runners log through. ``step`` is a global, monotonically increasing step."""
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+    def set_tags(self, tags: Mapping[str, str]) -> None: ...
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
+    def log_dataset(self, name: str, digest: str, source: str, context: str) -> None: ...
 
 
 class NullTracker:
@@ -25,15 +42,29 @@ class NullTracker:
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         return None
 
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        return None
 
-class JsonlTracker:
-    """Appends one JSON object per call to a ``metrics.jsonl`` file."""
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        return None
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        return None
+
+    def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
+        return None
+
+
+class JsonlTracker(NullTracker):
+    """Appends one JSON object per ``log_metrics`` call to a ``metrics.jsonl`` file."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        import json
+
         # JSON has no NaN/inf; write them as strings so a diverged run is still readable.
         clean = {k: (v if math.isfinite(v) else str(v)) for k, v in metrics.items()}
         with self.path.open("a", encoding="utf-8") as handle:
@@ -49,3 +80,344 @@ class FanOutTracker:
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         for tracker in self.trackers:
             tracker.log_metrics(metrics, step)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        for tracker in self.trackers:
+            tracker.log_params(params)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        for tracker in self.trackers:
+            tracker.set_tags(tags)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        for tracker in self.trackers:
+            tracker.log_artifact(path, artifact_path)
+
+    def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
+        for tracker in self.trackers:
+            tracker.log_dataset(name, digest, source, context)
+
+
+# -- MLflow ----------------------------------------------------------------------------------------
+
+
+def redact_uri(uri: str) -> str:
+    """The URI without any user:password part (safe to print)."""
+    parsed = urlparse(uri)
+    if parsed.password is None and parsed.username is None:
+        return uri
+    host = parsed.hostname or ""
+    netloc = f"{host}:{parsed.port}" if parsed.port else host
+    return urlunparse(parsed._replace(netloc=netloc))
+
+
+def resolve_tracking_uri(configured: str | None) -> str:
+    """The configured URI, else ``$MLFLOW_TRACKING_URI``, else the embedded ``sqlite:`` file
+    ``.cdarts/mlflow.db`` under the current directory."""
+    uri = configured or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    store = Path.cwd() / ".cdarts" / "mlflow.db"
+    store.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store}"
+
+
+def _client(uri: str) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def check_tracking(uri: str) -> None:
+    """Fail fast, before any training, when the tracking store cannot be used."""
+    previous = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES")
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "1"  # an unreachable server answers in seconds
+    try:
+        _client(uri).search_experiments(max_results=1)
+    except Exception as error:  # connection, auth and schema errors all mean "unusable"
+        raise TrackingError(f"MLflow at {redact_uri(uri)} is not usable ({type(error).__name__})") from None
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_HTTP_REQUEST_MAX_RETRIES", None)
+        else:
+            os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = previous
+
+
+def _artifact_location(uri: str) -> str | None:
+    """For the embedded ``sqlite:`` store, artifacts go next to the database file (MLflow would
+    otherwise write ``./mlruns`` wherever the process happens to run)."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
+def _experiment_id(client: Any, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    try:
+        return str(client.create_experiment(name, artifact_location=_artifact_location(client.tracking_uri)))
+    except Exception:  # created concurrently by another task
+        return str(client.get_experiment_by_name(name).experiment_id)
+
+
+def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat |= _flatten(value, f"{name}.")
+        else:
+            flat[name] = str(value)[:MAX_PARAM_LENGTH]
+    return flat
+
+
+class MlflowTracker:
+    """Logs into one MLflow run; every call is retried and never raises into training."""
+
+    def __init__(self, uri: str, run_id: str, attempts: int = 3, backoff_seconds: float = 1.0) -> None:
+        self.uri = uri
+        self.run_id = run_id
+        self.client = _client(uri)
+        self.attempts = attempts
+        self.backoff_seconds = backoff_seconds
+
+    def _retry(self, what: str, call: Callable[[], T]) -> T | None:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return call()
+            except Exception as error:  # a tracking hiccup must not stop a long training run
+                if attempt == self.attempts:
+                    print(f"cdarts: warning: MLflow {what} failed: {type(error).__name__}", file=sys.stderr)
+                    return None
+                time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+        return None
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if math.isfinite(v)]
+        self._retry("log_metrics", lambda: self.client.log_batch(self.run_id, metrics=batch))
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        flat = [Param(k, v) for k, v in _flatten(params).items()]
+        for start in range(0, len(flat), 100):  # the REST API takes at most 100 params per batch
+            self._log_param_batch(flat[start : start + 100])
+
+    def _log_param_batch(self, batch: list[Any]) -> None:
+        self._retry("log_params", lambda: self.client.log_batch(self.run_id, params=batch))
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        batch = [RunTag(k, str(v)) for k, v in tags.items()]
+        self._retry("set_tags", lambda: self.client.log_batch(self.run_id, tags=batch))
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        def upload() -> None:
+            if path.is_dir():
+                self.client.log_artifacts(self.run_id, str(path), artifact_path)
+            else:
+                self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+        self._retry(f"log_artifact {path.name}", upload)
+
+    def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(
+            name=name, digest=digest[:36], source_type="s3" if source.startswith("s3://") else "local", source=source
+        )
+        inputs = [DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)])]
+        self._retry("log_inputs", lambda: self.client.log_inputs(self.run_id, datasets=inputs))
+
+
+def git_commit() -> str:
+    """``$CDARTS_GIT_COMMIT`` (set in images), else the checkout's HEAD, else ``unknown``."""
+    if commit := os.environ.get("CDARTS_GIT_COMMIT"):
+        return commit
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).resolve().parent
+        )
+        if done.returncode == 0:
+            return done.stdout.strip()
+    return "unknown"
+
+
+def lineage_tags(config_digest: str, kfp_run_id: str = "", kfp_task: str = "") -> dict[str, str]:
+    """Tags on every run: config digest, git commit, image, KFP run and task."""
+    tags = {
+        "cdarts.config_digest": config_digest,
+        "mlflow.source.git.commit": git_commit(),
+        "cdarts.image": os.environ.get("CDARTS_IMAGE", "local"),
+    }
+    if kfp_run_id:
+        tags["kfp.run_id"] = kfp_run_id
+    if kfp_task:
+        tags["kfp.task"] = kfp_task
+    return tags
+
+
+def start_parent_run(uri: str, experiment: str, name: str, tags: Mapping[str, str]) -> str:
+    """Create the parent run of a pipeline run; returns its id."""
+    check_tracking(uri)
+    client = _client(uri)
+    run = client.create_run(_experiment_id(client, experiment), run_name=name, tags=dict(tags))
+    return str(run.info.run_id)
+
+
+def end_run(uri: str, run_id: str, succeeded: bool) -> None:
+    _client(uri).set_terminated(run_id, "FINISHED" if succeeded else "FAILED")
+
+
+@contextlib.contextmanager
+def stage_run(
+    stage: str, uri: str, experiment: str, parent_run_id: str | None, tags: Mapping[str, str]
+) -> Iterator[MlflowTracker]:
+    """The MLflow run of one stage: KFP's injected run, else a run nested under the parent."""
+    check_tracking(uri)
+    client = _client(uri)
+    injected = os.environ.get("MLFLOW_RUN_ID")
+    if injected:
+        run_id, created = injected, False
+    else:
+        run_tags = {**tags, "cdarts.stage": stage}
+        if parent_run_id:
+            run_tags["mlflow.parentRunId"] = parent_run_id
+        run = client.create_run(_experiment_id(client, experiment), run_name=stage, tags=run_tags)
+        run_id, created = str(run.info.run_id), True
+    tracker = MlflowTracker(uri, run_id)
+    if not created:
+        tracker.set_tags({**tags, "cdarts.stage": stage})
+    try:
+        yield tracker
+    except BaseException:
+        if created:
+            client.set_terminated(run_id, "FAILED")
+        raise
+    if created:
+        client.set_terminated(run_id, "FINISHED")
+
+
+# -- model registry -----------------------------------------------------------------------------------
+
+
+def register_model(
+    uri: str, run_id: str, model: Any, input_example: Any, name: str, version_tags: Mapping[str, str]
+) -> str:
+    """Log ``model`` in run ``run_id``, register it under ``name`` with alias ``challenger``."""
+    import mlflow
+    import mlflow.pytorch
+    import torch
+
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pytorch.log_model(
+                model,
+                name="model",
+                input_example=input_example,
+                registered_model_name=name,
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            )
+    except Exception as error:
+        raise TrackingError(f"registering the model in {redact_uri(uri)} failed ({type(error).__name__})") from None
+    version = str(info.registered_model_version)
+    client = _client(uri)
+    client.set_registered_model_alias(name, CHALLENGER, version)
+    for key, value in version_tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    return version
+
+
+def promote_if_better(uri: str, name: str, version: str, top1: float, margin: float) -> dict[str, Any]:
+    """Move ``champion`` to ``version`` only if its test top-1 beats the champion's by more than
+    ``margin`` (or there is no champion); the decision and both numbers go on the version."""
+    client = _client(uri)
+    try:
+        champion = client.get_model_version_by_alias(name, CHAMPION)
+    except Exception:  # no champion yet
+        champion = None
+    champion_top1 = float(champion.tags.get("test_top1", "nan")) if champion is not None else None
+    promoted = champion is None or (champion_top1 is not None and top1 > champion_top1 + margin)
+    decision = {
+        "decision": "promoted" if promoted else "kept_champion",
+        "challenger_version": version,
+        "challenger_top1": top1,
+        "champion_version": str(champion.version) if champion is not None else None,
+        "champion_top1": champion_top1,
+        "margin": margin,
+    }
+    if promoted:
+        client.set_registered_model_alias(name, CHAMPION, version)
+    for key in ("decision", "champion_version", "champion_top1", "margin"):
+        client.set_model_version_tag(name, version, f"promotion.{key}", str(decision[key]))
+    return decision
+
+
+def model_aliases(uri: str, name: str, version: str) -> list[str]:
+    return sorted(_client(uri).get_model_version(name, version).aliases)
+
+
+# -- lineage ---------------------------------------------------------------------------------------------
+
+
+def _model_version(client: Any, ref: str) -> Any:
+    try:
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            return client.get_model_version_by_alias(name, alias)
+        if "/" in ref:
+            name, version = ref.rsplit("/", 1)
+            return client.get_model_version(name, version)
+        return client.get_model_version_by_alias(ref, CHAMPION)
+    except Exception:
+        raise TrackingError(f"no model version {ref!r} in the registry") from None
+
+
+def lineage(uri: str, ref: str) -> list[dict[str, Any]]:
+    """The chain model version -> evaluate -> retrain -> genotype -> search -> dataset.
+
+    ``ref`` is ``NAME@ALIAS``, ``NAME/VERSION`` or ``NAME`` (its champion).
+    """
+    check_tracking(uri)
+    client = _client(uri)
+    version = _model_version(client, ref)
+    register_run = client.get_run(version.run_id)
+    parent = register_run.data.tags.get("mlflow.parentRunId")
+    siblings: dict[str, Any] = {}
+    if parent:
+        runs = client.search_runs(
+            [register_run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'"
+        )
+        for run in runs:
+            siblings.setdefault(run.data.tags.get("cdarts.stage", run.info.run_name), run)
+
+    def entry(kind: str, run: Any, **facts: Any) -> dict[str, Any]:
+        return {"kind": kind, "run_id": run.info.run_id if run is not None else None, **facts}
+
+    evaluate, retrain = siblings.get("evaluate"), siblings.get("retrain")
+    genotype_run = siblings.get("derive_genotype") or siblings.get("import_genotype") or retrain
+    search, data = siblings.get("search"), siblings.get("data_prep")
+    genotype = genotype_run.data.tags.get("cdarts.genotype") if genotype_run is not None else None
+    return [
+        {
+            "kind": "model_version",
+            "name": version.name,
+            "version": str(version.version),
+            "aliases": sorted(version.aliases),
+            "run_id": version.run_id,
+        },
+        entry("evaluate", evaluate, top1=evaluate.data.metrics.get("evaluate/top1") if evaluate else None),
+        entry(
+            "retrain", retrain, final_test_top1=retrain.data.metrics.get("retrain/final_test_top1") if retrain else None
+        ),
+        entry("genotype", genotype_run, genotype=genotype),
+        entry("search", search),
+        entry("dataset", data, digest=register_run.data.tags.get("cdarts.dataset_digest")),
+    ]

@@ -30,7 +30,7 @@ StageCallback = Callable[[str, str, float], None]
 STAGE_LABELS = {"running": "started", "done": "finished"}
 
 # Display order of the tasks; kfp.local names task directories after the components.
-STAGE_ORDER = ("data-prep", "import-genotype", "search", "derive-genotype", "retrain", "evaluate")
+STAGE_ORDER = ("data-prep", "import-genotype", "search", "derive-genotype", "retrain", "evaluate", "register")
 
 
 class LocalRunError(Exception):
@@ -105,6 +105,12 @@ def summarize_run(run_dir: Path) -> dict[str, Any]:
         task: round(float(max((a["metadata"].get("seconds", 0.0) for a in artifacts.values()), default=0.0)), 2)
         for task, artifacts in outputs.items()
     }
+    registration_dir = Path(outputs["register"]["registration"]["uri"]) if "register" in outputs else None
+    registration = (
+        json.loads((registration_dir / "registration.json").read_text())
+        if registration_dir is not None and (registration_dir / "registration.json").is_file()
+        else {}
+    )
     return {
         "genotype": metrics["genotype"],
         "top1": metrics["top1"],
@@ -120,11 +126,22 @@ def summarize_run(run_dir: Path) -> dict[str, Any]:
         },
         "cell_diagrams": [str(genotype_dir / "normal.svg"), str(genotype_dir / "reduce.svg")],
         "dataset_digest": outputs["data-prep"]["dataset"]["metadata"].get("digest"),
+        "registered_model": (
+            {key: registration[key] for key in ("name", "version", "aliases", "decision")}
+            if "version" in registration
+            else None
+        ),
         "run_dir": str(run_dir),
     }
 
 
-def run_locally(pipeline: str, arguments: dict[str, Any], run_dir: Path, show_progress: bool = True) -> dict[str, Any]:
+def run_locally(
+    pipeline: str,
+    arguments: dict[str, Any],
+    run_dir: Path,
+    show_progress: bool = True,
+    extra_summary: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Run ``pipeline`` (``search`` or ``retrain``) with ``arguments``; returns the summary.
 
     With ``show_progress`` a line per stage start and finish goes to the terminal (stderr).
@@ -156,5 +173,6 @@ def run_locally(pipeline: str, arguments: dict[str, Any], run_dir: Path, show_pr
         raise LocalRunError(f"{str(failure).splitlines()[0]} (task logs: {run_dir / 'pipeline.log'})") from None
     summary = summarize_run(run_dir)
     summary["wall_seconds"] = round(time.perf_counter() - start, 2)
+    summary.update(extra_summary or {})
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary

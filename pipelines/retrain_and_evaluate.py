@@ -1,4 +1,4 @@
-"""The retrain -> evaluate tail shared by both pipelines."""
+"""The retrain -> evaluate -> register tail shared by both pipelines."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from kfp.dsl import PipelineTask
 from kfp.dsl.pipeline_channel import PipelineChannel
 
 from pipelines.options import PipelineOptions
-from pipelines.task_settings import configure_gpu_task
-from stages import evaluate, retrain
+from pipelines.task_settings import configure_cpu_task, configure_gpu_task
+from stages import evaluate, register, retrain
 
 
-def add_retrain_and_evaluate(
+def add_retrain_evaluate_register(
     options: PipelineOptions,
     *,
     config: PipelineChannel,
@@ -20,22 +20,39 @@ def add_retrain_and_evaluate(
     retrain_epochs: PipelineChannel,
     gpus: PipelineChannel,
     checkpoint_root: PipelineChannel,
+    mlflow_parent_run_id: PipelineChannel,
     prepared: PipelineTask,
     genotype_task: PipelineTask,
 ) -> PipelineTask:
-    """Add the retrain and evaluate tasks for ``genotype_task``'s genotype; returns evaluate."""
+    """Retrain ``genotype_task``'s genotype, evaluate it, register it; returns the register task."""
+    run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
     trained = retrain(
         config=config,
         overrides=overrides,
         seed=seed,
         retrain_epochs=retrain_epochs,
         checkpoint_root=checkpoint_root,
-        run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        mlflow_parent_run_id=mlflow_parent_run_id,
+        run_id=run_id,
         dataset=prepared.outputs["dataset"],
         genotype=genotype_task.outputs["genotype"],
     )
     configure_gpu_task(trained, options, "Retrain", gpus, resumable=True)
     evaluated = evaluate(
-        config=config, overrides=overrides, dataset=prepared.outputs["dataset"], model=trained.outputs["model"]
+        config=config,
+        overrides=overrides,
+        mlflow_parent_run_id=mlflow_parent_run_id,
+        run_id=run_id,
+        dataset=prepared.outputs["dataset"],
+        model=trained.outputs["model"],
     )
-    return configure_gpu_task(evaluated, options, "Evaluate", 1, resumable=False)
+    configure_gpu_task(evaluated, options, "Evaluate", 1, resumable=False)
+    registered = register(
+        config=config,
+        overrides=overrides,
+        mlflow_parent_run_id=mlflow_parent_run_id,
+        run_id=run_id,
+        model=trained.outputs["model"],
+        evaluation=evaluated.outputs["evaluation"],
+    )
+    return configure_cpu_task(registered, options, "Register and promote")

@@ -1,13 +1,13 @@
-"""cdarts-retrain: a given genotype -> retrain -> evaluate (what the GitOps trigger submits)."""
+"""cdarts-retrain: a given genotype -> retrain -> evaluate -> register (what GitOps submits)."""
 
-# No `from __future__ import annotations` here: KFP reads the real annotation objects.
 from collections.abc import Callable
 from typing import Any
 
+# No `from __future__ import annotations` here: KFP reads the real annotation objects.
 from kfp import dsl
 
 from pipelines.options import PipelineOptions
-from pipelines.retrain_and_evaluate import add_retrain_and_evaluate
+from pipelines.retrain_and_evaluate import add_retrain_evaluate_register
 from pipelines.task_settings import configure_cpu_task
 from stages import data_prep, import_genotype
 
@@ -15,7 +15,7 @@ from stages import data_prep, import_genotype
 def build_retrain_pipeline(options: PipelineOptions) -> Callable[..., Any]:
     @dsl.pipeline(
         name="cdarts-retrain",
-        description="Retrain and evaluate a given CDARTS/DARTS genotype.",
+        description="Retrain, evaluate and register a given CDARTS/DARTS genotype.",
         pipeline_root=options.pipeline_root,
     )
     def cdarts_retrain(
@@ -27,14 +27,29 @@ def build_retrain_pipeline(options: PipelineOptions) -> Callable[..., Any]:
         retrain_epochs: int = 0,
         gpus: int = 1,
         checkpoint_root: str = "",
+        mlflow_parent_run_id: str = "",
     ) -> None:
         """genotype: reference name, genotype JSON text or Genotype(...) string; the other
         parameters as in cdarts-search."""
-        prepared = data_prep(config=config, overrides=overrides, data_source=data_source, seed=seed)
+        run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+        prepared = data_prep(
+            config=config,
+            overrides=overrides,
+            data_source=data_source,
+            seed=seed,
+            mlflow_parent_run_id=mlflow_parent_run_id,
+            run_id=run_id,
+        )
         configure_cpu_task(prepared, options, "Prepare data")
-        imported = import_genotype(genotype_spec=genotype)
+        imported = import_genotype(
+            config=config,
+            overrides=overrides,
+            genotype_spec=genotype,
+            mlflow_parent_run_id=mlflow_parent_run_id,
+            run_id=run_id,
+        )
         configure_cpu_task(imported, options, "Import genotype")
-        add_retrain_and_evaluate(
+        add_retrain_evaluate_register(
             options,
             config=config,
             overrides=overrides,
@@ -42,6 +57,7 @@ def build_retrain_pipeline(options: PipelineOptions) -> Callable[..., Any]:
             retrain_epochs=retrain_epochs,
             gpus=gpus,
             checkpoint_root=checkpoint_root,
+            mlflow_parent_run_id=mlflow_parent_run_id,
             prepared=prepared,
             genotype_task=imported,
         )

@@ -1,13 +1,13 @@
-"""cdarts-search: data_prep -> search -> derive_genotype -> retrain -> evaluate."""
+"""cdarts-search: data_prep -> search -> derive_genotype -> retrain -> evaluate -> register."""
 
-# No `from __future__ import annotations` here: KFP reads the real annotation objects.
 from collections.abc import Callable
 from typing import Any
 
+# No `from __future__ import annotations` here: KFP reads the real annotation objects.
 from kfp import dsl
 
 from pipelines.options import PipelineOptions
-from pipelines.retrain_and_evaluate import add_retrain_and_evaluate
+from pipelines.retrain_and_evaluate import add_retrain_evaluate_register
 from pipelines.task_settings import configure_cpu_task, configure_gpu_task
 from stages import data_prep, derive_genotype, search
 
@@ -15,7 +15,7 @@ from stages import data_prep, derive_genotype, search
 def build_search_pipeline(options: PipelineOptions) -> Callable[..., Any]:
     @dsl.pipeline(
         name="cdarts-search",
-        description="CDARTS cyclic architecture search, then retrain and evaluate the found cell.",
+        description="CDARTS cyclic architecture search, then retrain, evaluate and register the found cell.",
         pipeline_root=options.pipeline_root,
     )
     def cdarts_search(
@@ -27,13 +27,23 @@ def build_search_pipeline(options: PipelineOptions) -> Callable[..., Any]:
         retrain_epochs: int = 0,
         gpus: int = 1,
         checkpoint_root: str = "",
+        mlflow_parent_run_id: str = "",
     ) -> None:
         """config: preset name or YAML text; overrides: ["key.sub=value", ...]; data_source:
         digits | cifar10:PATH | cifar100:PATH | imagefolder:DIR (empty: the config's); seed,
         search_iterations, retrain_epochs: -1 / 0 keep the config's; gpus: GPUs per GPU step;
         checkpoint_root: s3://bucket/prefix where search and retrain mirror their checkpoints, so
-        that a retried task resumes (empty: no mirror)."""
-        prepared = data_prep(config=config, overrides=overrides, data_source=data_source, seed=seed)
+        that a retried task resumes (empty: no mirror); mlflow_parent_run_id: the MLflow run the
+        stage runs nest under (empty: KFP's injected run, or top-level runs)."""
+        run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+        prepared = data_prep(
+            config=config,
+            overrides=overrides,
+            data_source=data_source,
+            seed=seed,
+            mlflow_parent_run_id=mlflow_parent_run_id,
+            run_id=run_id,
+        )
         configure_cpu_task(prepared, options, "Prepare data")
         searched = search(
             config=config,
@@ -41,13 +51,20 @@ def build_search_pipeline(options: PipelineOptions) -> Callable[..., Any]:
             seed=seed,
             search_iterations=search_iterations,
             checkpoint_root=checkpoint_root,
-            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            mlflow_parent_run_id=mlflow_parent_run_id,
+            run_id=run_id,
             dataset=prepared.outputs["dataset"],
         )
         configure_gpu_task(searched, options, "Cyclic search", gpus, resumable=True)
-        derived = derive_genotype(alphas=searched.outputs["alphas"])
+        derived = derive_genotype(
+            config=config,
+            overrides=overrides,
+            mlflow_parent_run_id=mlflow_parent_run_id,
+            run_id=run_id,
+            alphas=searched.outputs["alphas"],
+        )
         configure_cpu_task(derived, options, "Derive genotype")
-        add_retrain_and_evaluate(
+        add_retrain_evaluate_register(
             options,
             config=config,
             overrides=overrides,
@@ -55,6 +72,7 @@ def build_search_pipeline(options: PipelineOptions) -> Callable[..., Any]:
             retrain_epochs=retrain_epochs,
             gpus=gpus,
             checkpoint_root=checkpoint_root,
+            mlflow_parent_run_id=mlflow_parent_run_id,
             prepared=prepared,
             genotype_task=derived,
         )

@@ -6,7 +6,8 @@ from stages.data_prep import data_prep
 from stages.derive_genotype import derive_genotype
 from stages.evaluate import evaluate
 from stages.import_genotype import import_genotype
+from stages.register import register
 from stages.retrain import retrain
 from stages.search import search
 
-__all__ = ["data_prep", "derive_genotype", "evaluate", "import_genotype", "retrain", "search"]
+__all__ = ["data_prep", "derive_genotype", "evaluate", "import_genotype", "register", "retrain", "search"]

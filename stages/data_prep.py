@@ -8,17 +8,27 @@ from stages.images import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def data_prep(config: str, overrides: list, data_source: str, seed: int, dataset: Output[Dataset]) -> None:
+def data_prep(
+    config: str,
+    overrides: list,
+    data_source: str,
+    seed: int,
+    mlflow_parent_run_id: str,
+    run_id: str,
+    dataset: Output[Dataset],
+) -> None:
     """Validate the data source and write the prepared dataset (manifest + arrays or shards)."""
     import time
     from pathlib import Path
 
     from cdarts.config import load_config_spec, pipeline_overrides
     from cdarts.runners.data_prep import run_data_prep
+    from cdarts.runners.tracked_stage import tracked_stage
 
     start = time.perf_counter()
     experiment = load_config_spec(config, [*overrides, *pipeline_overrides(data_source, seed)])
-    prepared = run_data_prep(experiment.data, experiment.seed, Path(dataset.path))
+    with tracked_stage("data_prep", experiment, mlflow_parent_run_id, run_id) as tracker:
+        prepared = run_data_prep(experiment.data, experiment.seed, Path(dataset.path), tracker)
     counts = prepared.manifest["counts"]
     dataset.metadata.update(
         {

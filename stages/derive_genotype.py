@@ -8,15 +8,27 @@ from stages.images import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def derive_genotype(alphas: Input[Artifact], genotype: Output[Artifact], cells: Output[HTML]) -> None:
+def derive_genotype(
+    config: str,
+    overrides: list,
+    mlflow_parent_run_id: str,
+    run_id: str,
+    alphas: Input[Artifact],
+    genotype: Output[Artifact],
+    cells: Output[HTML],
+) -> None:
     """Derive the genotype (``genotype`` holds genotype.json, normal/reduce.svg, alphas.png)."""
     import time
     from pathlib import Path
 
+    from cdarts.config import load_config_spec
     from cdarts.report import genotype_html
     from cdarts.runners.derive_genotype import run_derive_genotype
+    from cdarts.runners.tracked_stage import tracked_stage
 
     start = time.perf_counter()
-    result = run_derive_genotype(Path(alphas.path), Path(genotype.path))
+    experiment = load_config_spec(config, overrides)
+    with tracked_stage("derive_genotype", experiment, mlflow_parent_run_id, run_id) as tracker:
+        result = run_derive_genotype(Path(alphas.path), Path(genotype.path), tracker)
     Path(cells.path).write_text(genotype_html(result.genotype, result.heatmap_path), encoding="utf-8")
     genotype.metadata.update({"genotype": result.genotype.to_string(), "seconds": time.perf_counter() - start})

@@ -11,6 +11,8 @@ from stages.images import GPU_IMAGE
 def evaluate(
     config: str,
     overrides: list,
+    mlflow_parent_run_id: str,
+    run_id: str,
     dataset: Input[Dataset],
     model: Input[Model],
     metrics: Output[Metrics],
@@ -25,10 +27,12 @@ def evaluate(
     from cdarts.config import load_config_spec
     from cdarts.report import evaluation_markdown
     from cdarts.runners.evaluate import run_evaluate
+    from cdarts.runners.tracked_stage import tracked_stage
 
     start = time.perf_counter()
     experiment = load_config_spec(config, overrides)
-    result = run_evaluate(experiment, Path(dataset.path), Path(model.path), Path(evaluation.path))
+    with tracked_stage("evaluate", experiment, mlflow_parent_run_id, run_id) as tracker:
+        result = run_evaluate(experiment, Path(dataset.path), Path(model.path), Path(evaluation.path), tracker=tracker)
     for name in ("top1", "top5", "loss", "params", "params_without_aux", "multiply_adds", "latency_ms_batch1"):
         metrics.log_metric(name, result[name])
     confusion.log_confusion_matrix(result["classes"], result["confusion_matrix"])

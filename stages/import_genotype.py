@@ -8,21 +8,27 @@ from stages.images import CPU_IMAGE
 
 
 @dsl.component(base_image=CPU_IMAGE, install_kfp_package=False)
-def import_genotype(genotype_spec: str, genotype: Output[Artifact], cells: Output[HTML]) -> None:
+def import_genotype(
+    config: str,
+    overrides: list,
+    genotype_spec: str,
+    mlflow_parent_run_id: str,
+    run_id: str,
+    genotype: Output[Artifact],
+    cells: Output[HTML],
+) -> None:
     """Validate a reference name, genotype JSON text or ``Genotype(...)`` string and store it."""
-    import json
     import time
     from pathlib import Path
 
-    from cdarts.genotype import Genotype, resolve_genotype
+    from cdarts.config import load_config_spec
     from cdarts.report import genotype_html
-    from cdarts.visualize import write_cell_diagrams
+    from cdarts.runners.import_genotype import run_import_genotype
+    from cdarts.runners.tracked_stage import tracked_stage
 
     start = time.perf_counter()
-    text = genotype_spec.strip()
-    parsed = Genotype.from_dict(json.loads(text)) if text.startswith("{") else resolve_genotype(text)
-    out = Path(genotype.path)
-    write_cell_diagrams(parsed, out)
-    (out / "genotype.json").write_text(parsed.to_json(), encoding="utf-8")
+    experiment = load_config_spec(config, overrides)
+    with tracked_stage("import_genotype", experiment, mlflow_parent_run_id, run_id) as tracker:
+        parsed = run_import_genotype(genotype_spec, Path(genotype.path), tracker)
     Path(cells.path).write_text(genotype_html(parsed), encoding="utf-8")
     genotype.metadata.update({"genotype": parsed.to_string(), "seconds": time.perf_counter() - start})

@@ -14,6 +14,7 @@ def retrain(
     seed: int,
     retrain_epochs: int,
     checkpoint_root: str,
+    mlflow_parent_run_id: str,
     run_id: str,
     dataset: Input[Dataset],
     genotype: Input[Artifact],
@@ -29,12 +30,20 @@ def retrain(
     from cdarts.config import load_config_spec, pipeline_overrides
     from cdarts.genotype_parser import parse_genotype_file
     from cdarts.runners.retrain import run_retrain
+    from cdarts.runners.tracked_stage import tracked_stage
 
     start = time.perf_counter()
     experiment = load_config_spec(config, [*overrides, *pipeline_overrides(seed=seed, retrain_epochs=retrain_epochs)])
     parsed = parse_genotype_file(Path(genotype.path) / "genotype.json")
-    mirror = mirror_uri(checkpoint_root, run_id, "retrain")
-    result = run_retrain(experiment, Path(dataset.path), parsed, Path(model.path), checkpoint_mirror=mirror)
+    with tracked_stage("retrain", experiment, mlflow_parent_run_id, run_id) as tracker:
+        result = run_retrain(
+            experiment,
+            Path(dataset.path),
+            parsed,
+            Path(model.path),
+            tracker=tracker,
+            checkpoint_mirror=mirror_uri(checkpoint_root, run_id, "retrain"),
+        )
     for name in ("final_test_top1", "final_test_top5", "best_test_top1_selected_on_test"):
         metrics.log_metric(name, result.summary[name])
     model.metadata.update(

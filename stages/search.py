@@ -14,6 +14,7 @@ def search(
     seed: int,
     search_iterations: int,
     checkpoint_root: str,
+    mlflow_parent_run_id: str,
     run_id: str,
     dataset: Input[Dataset],
     supernet: Output[Model],
@@ -29,13 +30,20 @@ def search(
     from cdarts.checkpoint_mirror import mirror_uri
     from cdarts.config import load_config_spec, pipeline_overrides
     from cdarts.runners.search import run_search
+    from cdarts.runners.tracked_stage import tracked_stage
 
     start = time.perf_counter()
     experiment = load_config_spec(
         config, [*overrides, *pipeline_overrides(seed=seed, search_iterations=search_iterations)]
     )
-    mirror = mirror_uri(checkpoint_root, run_id, "search")
-    result = run_search(experiment, Path(dataset.path), Path(supernet.path), checkpoint_mirror=mirror)
+    with tracked_stage("search", experiment, mlflow_parent_run_id, run_id) as tracker:
+        result = run_search(
+            experiment,
+            Path(dataset.path),
+            Path(supernet.path),
+            tracker=tracker,
+            checkpoint_mirror=mirror_uri(checkpoint_root, run_id, "search"),
+        )
     assert result.alphas_path is not None
     shutil.copyfile(result.alphas_path, alphas.path)
     for name, value in result.final_metrics.items():

@@ -107,15 +107,18 @@ def test_compile_command_replaces_images_and_rejects_bad_input(tmp_path: Path) -
 
 
 def test_component_bodies_run_directly_on_temporary_artifacts(tmp_path: Path) -> None:
-    from stages import data_prep, evaluate, import_genotype, retrain
+    from stages import data_prep, evaluate, import_genotype, register, retrain
 
     config = (CONFIGS / "tiny.yaml").read_text()
     dataset = dsl.Dataset(name="dataset", uri=str(tmp_path / "dataset"), metadata={})
-    data_prep.python_func(config=config, overrides=[], data_source="", seed=-1, dataset=dataset)
+    ids = {"mlflow_parent_run_id": "", "run_id": "local"}
+    data_prep.python_func(config=config, overrides=[], data_source="", seed=-1, dataset=dataset, **ids)
     assert dataset.metadata["num_classes"] == 4 and dataset.metadata["digest"].startswith("sha256:")
     genotype = dsl.Artifact(name="genotype", uri=str(tmp_path / "genotype"), metadata={})
     cells = dsl.HTML(name="cells", uri=str(tmp_path / "cells.html"), metadata={})
-    import_genotype.python_func(genotype_spec="DARTS_V2", genotype=genotype, cells=cells)
+    import_genotype.python_func(
+        config=config, overrides=[], genotype_spec="DARTS_V2", genotype=genotype, cells=cells, **ids
+    )
     assert genotype.metadata["genotype"] == reference_genotype("DARTS_V2").to_string()
     assert "<svg" in Path(cells.path).read_text()
     model = dsl.Model(name="model", uri=str(tmp_path / "model"), metadata={})
@@ -126,7 +129,7 @@ def test_component_bodies_run_directly_on_temporary_artifacts(tmp_path: Path) ->
         seed=-1,
         retrain_epochs=0,
         checkpoint_root="",
-        run_id="local",
+        **ids,
         dataset=dataset,
         genotype=genotype,
         model=model,
@@ -142,7 +145,12 @@ def test_component_bodies_run_directly_on_temporary_artifacts(tmp_path: Path) ->
             ("evaluation", dsl.Artifact),
         )
     }
-    evaluate.python_func(config=config, overrides=[], dataset=dataset, model=model, **outputs)
+    evaluate.python_func(config=config, overrides=[], dataset=dataset, model=model, **outputs, **ids)
+    registration = dsl.Artifact(name="registration", uri=str(tmp_path / "registration"), metadata={})
+    register.python_func(
+        config=config, overrides=[], model=model, evaluation=outputs["evaluation"], registration=registration, **ids
+    )
+    assert registration.metadata["decision"] == "skipped: tracking disabled"  # tiny.yaml tracks nothing
     assert (
         outputs["metrics"].metadata["top1"]
         == json.loads((tmp_path / "evaluation" / "metrics.json").read_text())["top1"]
@@ -174,7 +182,15 @@ def test_local_search_pipeline_produces_every_artifact(tmp_path: Path) -> None:
     run_dir = Path(result.stdout.strip().splitlines()[-1])  # the run directory is the last line
     summary = json.loads((run_dir / "summary.json").read_text())
     assert {"genotype", "top1", "top5", "params", "multiply_adds", "stage_seconds", "artifacts"} <= set(summary)
-    assert set(summary["stage_seconds"]) == {"data-prep", "search", "derive-genotype", "retrain", "evaluate"}
+    assert set(summary["stage_seconds"]) == {
+        "data-prep",
+        "search",
+        "derive-genotype",
+        "retrain",
+        "evaluate",
+        "register",
+    }
+    assert summary["registered_model"] is None and summary["mlflow_run_id"] is None  # tracking is off
     artifacts = {name: Path(path) for name, path in summary["artifacts"].items()}
     assert (artifacts["data-prep/dataset"] / "manifest.json").is_file()
     assert (artifacts["search/supernet"] / "checkpoints" / "search-last.pt").is_file()
@@ -211,7 +227,7 @@ def test_local_retrain_pipeline_uses_the_given_genotype(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads((Path(result.stdout.strip().splitlines()[-1]) / "summary.json").read_text())
     assert summary["genotype"] == reference_genotype("PDARTS").to_string()
-    assert set(summary["stage_seconds"]) == {"data-prep", "import-genotype", "retrain", "evaluate"}
+    assert set(summary["stage_seconds"]) == {"data-prep", "import-genotype", "retrain", "evaluate", "register"}
 
 
 class _RecordingKfpApi(BaseHTTPRequestHandler):

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cdarts import __version__
-from cdarts.cli import genotype, model, pipeline, stage
+from cdarts.cli import genotype, lineage, model, pipeline, stage
 
 app = typer.Typer(
     name="cdarts",
@@ -22,6 +22,7 @@ app.add_typer(model.app, name="model")
 app.command("run")(pipeline.run)
 app.command("compile")(pipeline.compile_command)
 app.command("submit")(pipeline.submit)
+app.command("lineage")(lineage.lineage)
 
 
 def _version(value: bool) -> None:

@@ -16,6 +16,7 @@ from rich.table import Table
 from cdarts.cli.errors import fail, handles_user_errors
 from cdarts.cli.options import SetOption
 from cdarts.config import load_config, source_overrides
+from cdarts.tracking import end_run, lineage_tags, redact_uri, resolve_tracking_uri, start_parent_run
 
 PipelineOption = Annotated[str, typer.Option("--pipeline", "-p", help="search (the full workflow) or retrain.")]
 GenotypeOption = Annotated[
@@ -46,6 +47,12 @@ def _print_summary(summary: dict[str, Any]) -> None:
         table.add_row(f"time: {stage}", f"{seconds:.1f} s")
     table.add_row("wall time", f"{summary['wall_seconds']:.1f} s")
     table.add_row("cell diagrams", "\n".join(summary["cell_diagrams"]))
+    if summary.get("registered_model"):
+        model = summary["registered_model"]
+        table.add_row(
+            "registered model", f"{model['name']} v{model['version']} {model['aliases']} ({model['decision']})"
+        )
+        table.add_row("MLflow", f"{summary['tracking_uri']} run {summary['mlflow_run_id']}")
     table.add_row("summary", str(Path(summary["run_dir"]) / "summary.json"))
     console.print(table)
 
@@ -65,15 +72,36 @@ def run(
     from pipelines.local_run import LocalRunError, new_run_dir, run_locally
 
     experiment = load_config(config, [*(overrides or []), *source_overrides(source)])
-    arguments: dict[str, Any] = {"config": experiment.to_yaml(), "overrides": []}
-    if pipeline == "retrain":
-        arguments["genotype"] = _genotype_argument(genotype)
+    genotype_json = _genotype_argument(genotype) if pipeline == "retrain" else None
     run_dir = new_run_dir(runs_root)
+    tracking_uri, parent_run_id = None, ""
+    if experiment.tracking.enabled:
+        tracking_uri = resolve_tracking_uri(experiment.tracking.uri)
+        if experiment.tracking.uri is None and tracking_uri.startswith("sqlite:"):
+            # Pin the embedded store for the tasks; a remote URI stays in the environment, where
+            # its credentials belong, and out of the pipeline's parameters.
+            experiment = experiment.model_copy(
+                update={"tracking": experiment.tracking.model_copy(update={"uri": tracking_uri})}
+            )
+        parent_run_id = start_parent_run(
+            tracking_uri,
+            experiment.tracking.experiment,
+            f"cdarts-{pipeline} {run_dir.name}",
+            {**lineage_tags(experiment.digest()), "cdarts.run_dir": str(run_dir.resolve())},
+        )
+    arguments: dict[str, Any] = {"config": experiment.to_yaml(), "overrides": [], "mlflow_parent_run_id": parent_run_id}
+    if genotype_json is not None:
+        arguments["genotype"] = genotype_json
+    extra = {"mlflow_run_id": parent_run_id or None, "tracking_uri": redact_uri(tracking_uri) if tracking_uri else None}
     typer.echo(f"running cdarts-{pipeline} locally; task logs: {run_dir / 'pipeline.log'}", err=True)
     try:
-        summary = run_locally(pipeline, arguments, run_dir, show_progress=progress)
+        summary = run_locally(pipeline, arguments, run_dir, show_progress=progress, extra_summary=extra)
     except LocalRunError as error:
+        if tracking_uri:
+            end_run(tracking_uri, parent_run_id, succeeded=False)
         raise fail(str(error)) from None
+    if tracking_uri:
+        end_run(tracking_uri, parent_run_id, succeeded=True)
     _print_summary(summary)
     typer.echo(str(run_dir))
 

@@ -22,6 +22,7 @@ from cdarts.data.sources import ArraySplit, FileSplit, SourceData, read_source
 from cdarts.data.splits import stratified_halves
 from cdarts.errors import DataError
 from cdarts.storage import fetch_to_local, is_remote
+from cdarts.tracking import Tracker
 
 
 def _check_labels(labels: npt.NDArray[np.int64], num_classes: int, split: str) -> None:
@@ -153,7 +154,7 @@ def _write_prepared(source: SourceData, data: DataConfig, seed: int, out: Path) 
     }
 
 
-def run_data_prep(data: DataConfig, seed: int, out_dir: Path) -> PreparedDataset:
+def run_data_prep(data: DataConfig, seed: int, out_dir: Path, tracker: Tracker | None = None) -> PreparedDataset:
     """Read, validate and prepare the configured source into ``out_dir``.
 
     Everything is written into a temporary sibling directory that replaces ``out_dir`` only when
@@ -182,4 +183,10 @@ def run_data_prep(data: DataConfig, seed: int, out_dir: Path) -> PreparedDataset
         finally:
             if partial.exists():
                 shutil.rmtree(partial)
-    return PreparedDataset.load(out_dir)
+    prepared = PreparedDataset.load(out_dir)
+    if tracker is not None:
+        tracker.log_params({"data": data.model_dump(mode="json"), "seed": seed})
+        tracker.log_dataset(data.source, prepared.digest, data.location or data.source, "training")
+        tracker.set_tags({"cdarts.dataset_digest": prepared.digest})
+        tracker.log_artifact(out_dir / MANIFEST_NAME)
+    return prepared

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cdarts.alphas_file import load_alphas
 from cdarts.genotype import Genotype, derive_genotype
+from cdarts.tracking import Tracker
 from cdarts.visualize import write_alpha_heatmap, write_cell_diagrams
 
 
@@ -18,7 +19,7 @@ class DeriveGenotypeResult:
     heatmap_path: Path
 
 
-def run_derive_genotype(alphas_path: Path, out_dir: Path) -> DeriveGenotypeResult:
+def run_derive_genotype(alphas_path: Path, out_dir: Path, tracker: Tracker | None = None) -> DeriveGenotypeResult:
     """Derive the genotype from ``alphas.pt`` and write ``genotype.json``, ``normal.svg``,
     ``reduce.svg`` and ``alphas.png`` into ``out_dir``."""
     alphas, primitives, n_nodes = load_alphas(alphas_path)
@@ -29,4 +30,8 @@ def run_derive_genotype(alphas_path: Path, out_dir: Path) -> DeriveGenotypeResul
     # Written last: the genotype file marks the stage's output as complete.
     genotype_path = out_dir / "genotype.json"
     genotype_path.write_text(genotype.to_json(), encoding="utf-8")
+    if tracker is not None:
+        tracker.set_tags({"cdarts.genotype": genotype.to_string()})
+        for path in (genotype_path, *diagrams, heatmap):
+            tracker.log_artifact(path, "genotype")
     return DeriveGenotypeResult(genotype, genotype_path, diagrams, heatmap)

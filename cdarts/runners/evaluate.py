@@ -108,4 +108,7 @@ def run_evaluate(
             if isinstance(v, int | float) and not isinstance(v, bool)
         }
         tracker.log_metrics(scalars, 0)
+        tracker.set_tags({"cdarts.genotype": metrics["genotype"], "cdarts.dataset_digest": prepared.digest})
+        tracker.log_artifact(out_dir / METRICS_NAME)
+        tracker.log_artifact(out_dir / "confusion_matrix.csv")
     return metrics

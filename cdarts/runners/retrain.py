@@ -127,6 +127,8 @@ def run_retrain(
         next_epoch, history = int(state["next_epoch"]), list(state["history"])
         restore_rng_state(state["rng"])
     else:
+        log.log_params(config.model_dump(mode="json", exclude={"tracking"}))
+        log.set_tags({"cdarts.genotype": genotype.to_string(), "cdarts.dataset_digest": prepared.digest})
         log.log_metrics(
             {
                 "retrain/params": params,
@@ -218,4 +220,5 @@ def run_retrain(
     )
     # Written last: the summary marks the stage as complete.
     (out_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    log.log_artifact(out_dir / SUMMARY_NAME)
     return RetrainResult(True, epochs_run, summary, model_path)

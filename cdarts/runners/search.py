@@ -109,6 +109,8 @@ def run_search(
     def on_cycle_end(report: CycleReport) -> None:
         if distributed.is_main:
             _write_cycle(out_dir, report)
+            if tracker is not None:
+                tracker.log_artifact(out_dir / "genotypes" / f"cycle_{report.cycle:03d}.json", "genotypes")
 
     mirror = CheckpointMirror(checkpoint_mirror) if checkpoint_mirror else None
     if mirror is not None and distributed.is_main:
@@ -131,6 +133,12 @@ def run_search(
     search.try_resume()
     if distributed.is_main:
         (out_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+        if tracker is not None:
+            tracker.log_params(config.model_dump(mode="json", exclude={"tracking"}))
+            tracker.set_tags({"cdarts.dataset_digest": prepared.digest})
+            tracker.log_dataset(
+                config.data.source, prepared.digest, config.data.location or config.data.source, "training"
+            )
     result = search.run(max_iterations=max_iterations)
 
     alphas_path = genotype_path = None
@@ -139,6 +147,10 @@ def run_search(
         save_alphas(result.alphas, model.primitives, model.n_nodes, alphas_path)
         genotype_path = out_dir / "genotype.json"
         genotype_path.write_text(result.genotype.to_json(), encoding="utf-8")
+        if tracker is not None:
+            tracker.set_tags({"cdarts.genotype": result.genotype.to_string()})
+            for path in (out_dir / "config.yaml", genotype_path, alphas_path):
+                tracker.log_artifact(path)
     distributed.barrier()
     return SearchRunResult(
         genotype=result.genotype,

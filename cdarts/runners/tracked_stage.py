@@ -1,0 +1,24 @@
+"""The MLflow run a stage logs into (or a no-op tracker when tracking is disabled)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from cdarts.config import ExperimentConfig
+from cdarts.tracking import NullTracker, Tracker, lineage_tags, resolve_tracking_uri, stage_run
+
+
+@contextmanager
+def tracked_stage(
+    stage: str, experiment: ExperimentConfig, parent_run_id: str = "", kfp_run_id: str = ""
+) -> Iterator[Tracker]:
+    """Open the stage's run: KFP's injected one, else nested under ``parent_run_id``, else a new
+    top-level run. Tags carry the config digest, git commit, image and KFP run."""
+    if not experiment.tracking.enabled:
+        yield NullTracker()
+        return
+    uri = resolve_tracking_uri(experiment.tracking.uri)
+    tags = lineage_tags(experiment.digest(), kfp_run_id, stage)
+    with stage_run(stage, uri, experiment.tracking.experiment, parent_run_id or None, tags) as tracker:
+        yield tracker

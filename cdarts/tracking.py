@@ -228,8 +228,10 @@ class MlflowTracker:
     def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
+        # MLflow keeps at most 36 characters of a dataset digest; the full one is a run tag.
+        short = digest.removeprefix("sha256:")[:36]
         dataset = Dataset(
-            name=name, digest=digest[:36], source_type="s3" if source.startswith("s3://") else "local", source=source
+            name=name, digest=short, source_type="s3" if source.startswith("s3://") else "local", source=source
         )
         inputs = [DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)])]
         self._retry("log_inputs", lambda: self.client.log_inputs(self.run_id, datasets=inputs))

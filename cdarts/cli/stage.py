@@ -11,6 +11,7 @@ from cdarts.cli.errors import handles_user_errors
 from cdarts.cli.options import ConfigOption, OutDirOption, SetOption
 from cdarts.cli.progress import progress_display
 from cdarts.config import source_overrides
+from cdarts.runners.tracked_stage import tracked_stage
 
 app = typer.Typer(no_args_is_help=True, help="Run one stage of the pipeline locally.")
 
@@ -33,7 +34,8 @@ def data_prep(
     from cdarts.runners.data_prep import run_data_prep
 
     experiment = load_config(config, [*(overrides or []), *source_overrides(source)])
-    prepared = run_data_prep(experiment.data, experiment.seed, out)
+    with tracked_stage("data_prep", experiment) as tracker:
+        prepared = run_data_prep(experiment.data, experiment.seed, out, tracker)
     counts = prepared.manifest["counts"]
     typer.echo(
         f"prepared {experiment.data.source}: {counts['train']} train / {counts['test']} test images, "
@@ -64,11 +66,12 @@ def search(
 
     experiment = load_config(config, overrides)
     try:
-        with progress_display(progress) as callback:
+        with progress_display(progress) as callback, tracked_stage("search", experiment) as tracker:
             result = run_search(
                 experiment,
                 data,
                 out,
+                tracker=tracker,
                 progress=callback,
                 max_iterations=max_iterations,
                 checkpoint_mirror=checkpoint_mirror,
@@ -120,12 +123,13 @@ def retrain(
 
     experiment = load_config(config, overrides)
     parsed = resolve_genotype(genotype)
-    with progress_display(progress) as callback:
+    with progress_display(progress) as callback, tracked_stage("retrain", experiment) as tracker:
         result = run_retrain(
             experiment,
             data,
             parsed,
             out,
+            tracker=tracker,
             progress=callback,
             max_epochs=max_epochs,
             checkpoint_mirror=checkpoint_mirror,
@@ -155,7 +159,8 @@ def evaluate(
     from cdarts.runners.evaluate import run_evaluate
 
     experiment = load_config(config, overrides)
-    metrics = run_evaluate(experiment, data, model, out)
+    with tracked_stage("evaluate", experiment) as tracker:
+        metrics = run_evaluate(experiment, data, model, out, tracker=tracker)
     typer.echo(
         f"top-1 {metrics['top1']:.4f}  top-5 {metrics['top5']:.4f}  loss {metrics['loss']:.4f}  "
         f"params {metrics['params_without_aux']:,} (+aux {metrics['params']:,})  "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,7 +16,8 @@ def tracked_stage(
 ) -> Iterator[Tracker]:
     """Open the stage's run: KFP's injected one, else nested under ``parent_run_id``, else a new
     top-level run. Tags carry the config digest, git commit, image and KFP run."""
-    if not experiment.tracking.enabled:
+    # Under torchrun only rank 0 tracks: one run per stage, not one per process.
+    if not experiment.tracking.enabled or int(os.environ.get("RANK", "0")) != 0:
         yield NullTracker()
         return
     uri = resolve_tracking_uri(experiment.tracking.uri)

@@ -125,7 +125,16 @@ def resolve_tracking_uri(configured: str | None) -> str:
 def _client(uri: str) -> Any:
     from mlflow.tracking import MlflowClient
 
+    _bound_client_retries()
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _bound_client_retries() -> None:
+    """MLflow's HTTP client retries a failing request for minutes by default; ours retries on
+    top, so keep each attempt short unless the user chose otherwise."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
 
 
 def check_tracking(uri: str) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cdarts import __version__
-from cdarts.cli import genotype, lineage, model, pipeline, stage
+from cdarts.cli import genotype, lineage, model, pipeline, services, stage
 
 app = typer.Typer(
     name="cdarts",
@@ -19,6 +19,7 @@ app = typer.Typer(
 app.add_typer(stage.app, name="stage")
 app.add_typer(genotype.app, name="genotype")
 app.add_typer(model.app, name="model")
+app.add_typer(services.app, name="services")
 app.command("run")(pipeline.run)
 app.command("compile")(pipeline.compile_command)
 app.command("submit")(pipeline.submit)

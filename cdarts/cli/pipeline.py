@@ -6,6 +6,7 @@ stage commands start fast.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -66,9 +67,22 @@ def run(
     source: Annotated[str | None, typer.Option(help="Data source override: digits, cifar10:PATH, ...")] = None,
     runs_root: Annotated[Path, typer.Option(help="Where run directories are created.")] = Path(".cdarts/runs"),
     progress: Annotated[bool, typer.Option(help="Show a line per stage.")] = True,
+    stack: Annotated[
+        str, typer.Option(help="none: embedded (sqlite MLflow, local files); local: the `cdarts services` stack.")
+    ] = "none",
+    stack_dir: Annotated[Path, typer.Option(help="State directory of the local stack.")] = Path(".cdarts/stack"),
 ) -> None:
-    """Run a whole pipeline on this machine with kfp.local (no cluster, no services)."""
+    """Run a whole pipeline on this machine with kfp.local (no cluster; services only with --stack local)."""
     _check_pipeline(pipeline)
+    if stack not in ("none", "local"):
+        raise fail(f"unknown stack {stack!r}; choose none or local")
+    checkpoint_root = ""
+    if stack == "local":
+        from cdarts.local_stack.stack import running_state
+
+        # Endpoints and credentials reach the tasks through the environment only.
+        os.environ.update(running_state(stack_dir).environment())
+        checkpoint_root = "s3://cdarts/checkpoints"
     from pipelines.local_run import LocalRunError, new_run_dir, run_locally
 
     experiment = load_config(config, [*(overrides or []), *source_overrides(source)])
@@ -89,7 +103,12 @@ def run(
             f"cdarts-{pipeline} {run_dir.name}",
             {**lineage_tags(experiment.digest()), "cdarts.run_dir": str(run_dir.resolve())},
         )
-    arguments: dict[str, Any] = {"config": experiment.to_yaml(), "overrides": [], "mlflow_parent_run_id": parent_run_id}
+    arguments: dict[str, Any] = {
+        "config": experiment.to_yaml(),
+        "overrides": [],
+        "mlflow_parent_run_id": parent_run_id,
+        "checkpoint_root": checkpoint_root,
+    }
     if genotype_json is not None:
         arguments["genotype"] = genotype_json
     extra = {"mlflow_run_id": parent_run_id or None, "tracking_uri": redact_uri(tracking_uri) if tracking_uri else None}

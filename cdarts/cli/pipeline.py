@@ -6,7 +6,9 @@ stage commands start fast.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -76,16 +78,52 @@ def run(
     _check_pipeline(pipeline)
     if stack not in ("none", "local"):
         raise fail(f"unknown stack {stack!r}; choose none or local")
-    checkpoint_root = ""
+    stack_environment: dict[str, str] = {}
     if stack == "local":
         from cdarts.local_stack.stack import running_state
 
-        # Endpoints and credentials reach the tasks through the environment only.
-        os.environ.update(running_state(stack_dir).environment())
-        checkpoint_root = "s3://cdarts/checkpoints"
+        stack_environment = running_state(stack_dir).environment()
+    # Endpoints and credentials reach the tasks through the environment only, for this run only.
+    with _environment(stack_environment):
+        _run_pipeline(
+            config,
+            overrides or [],
+            pipeline,
+            genotype,
+            source,
+            runs_root,
+            progress,
+            checkpoint_root="s3://cdarts/checkpoints" if stack_environment else "",
+        )
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _run_pipeline(
+    config: str,
+    overrides: list[str],
+    pipeline: str,
+    genotype: str,
+    source: str | None,
+    runs_root: Path,
+    progress: bool,
+    checkpoint_root: str,
+) -> None:
     from pipelines.local_run import LocalRunError, new_run_dir, run_locally
 
-    experiment = load_config(config, [*(overrides or []), *source_overrides(source)])
+    experiment = load_config(config, [*overrides, *source_overrides(source)])
     genotype_json = _genotype_argument(genotype) if pipeline == "retrain" else None
     run_dir = new_run_dir(runs_root)
     tracking_uri, parent_run_id = None, ""

@@ -27,6 +27,7 @@ def build_retrain_pipeline(options: PipelineOptions) -> Callable[..., Any]:
         retrain_epochs: int = 0,
         gpus: int = 1,
         checkpoint_root: str = "",
+        checkpoint_scope: str = "",
         mlflow_parent_run_id: str = "",
     ) -> None:
         """genotype: reference name, genotype JSON text or Genotype(...) string; the other
@@ -57,6 +58,7 @@ def build_retrain_pipeline(options: PipelineOptions) -> Callable[..., Any]:
             retrain_epochs=retrain_epochs,
             gpus=gpus,
             checkpoint_root=checkpoint_root,
+            checkpoint_scope=checkpoint_scope,
             mlflow_parent_run_id=mlflow_parent_run_id,
             prepared=prepared,
             genotype_task=imported,

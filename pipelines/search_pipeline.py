@@ -27,13 +27,15 @@ def build_search_pipeline(options: PipelineOptions) -> Callable[..., Any]:
         retrain_epochs: int = 0,
         gpus: int = 1,
         checkpoint_root: str = "",
+        checkpoint_scope: str = "",
         mlflow_parent_run_id: str = "",
     ) -> None:
         """config: preset name or YAML text; overrides: ["key.sub=value", ...]; data_source:
         digits | cifar10:PATH | cifar100:PATH | imagefolder:DIR (empty: the config's); seed,
         search_iterations, retrain_epochs: -1 / 0 keep the config's; gpus: GPUs per GPU step;
         checkpoint_root: s3://bucket/prefix where search and retrain mirror their checkpoints, so
-        that a retried task resumes (empty: no mirror); mlflow_parent_run_id: the MLflow run the
+        that a retried task resumes (empty: no mirror); checkpoint_scope: the sub-prefix (empty: the KFP
+        run id; `cdarts run` fixes it so that --resume finds it); mlflow_parent_run_id: the MLflow run the
         stage runs nest under (empty: KFP's injected run, or top-level runs)."""
         run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
         prepared = data_prep(
@@ -51,6 +53,7 @@ def build_search_pipeline(options: PipelineOptions) -> Callable[..., Any]:
             seed=seed,
             search_iterations=search_iterations,
             checkpoint_root=checkpoint_root,
+            checkpoint_scope=checkpoint_scope,
             mlflow_parent_run_id=mlflow_parent_run_id,
             run_id=run_id,
             dataset=prepared.outputs["dataset"],
@@ -72,6 +75,7 @@ def build_search_pipeline(options: PipelineOptions) -> Callable[..., Any]:
             retrain_epochs=retrain_epochs,
             gpus=gpus,
             checkpoint_root=checkpoint_root,
+            checkpoint_scope=checkpoint_scope,
             mlflow_parent_run_id=mlflow_parent_run_id,
             prepared=prepared,
             genotype_task=derived,

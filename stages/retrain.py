@@ -14,6 +14,7 @@ def retrain(
     seed: int,
     retrain_epochs: int,
     checkpoint_root: str,
+    checkpoint_scope: str,
     mlflow_parent_run_id: str,
     run_id: str,
     dataset: Input[Dataset],
@@ -22,7 +23,8 @@ def retrain(
     metrics: Output[Metrics],
 ) -> None:
     """Train the genotype's network from scratch; ``model`` holds model.pt and the training log.
-    With a ``checkpoint_root`` the checkpoint is mirrored there, so a retried task resumes."""
+    With a ``checkpoint_root`` the checkpoint is mirrored to <root>/<scope or KFP run id>/, so a
+    retried task resumes."""
     import time
     from pathlib import Path
 
@@ -42,7 +44,7 @@ def retrain(
             parsed,
             Path(model.path),
             tracker=tracker,
-            checkpoint_mirror=mirror_uri(checkpoint_root, run_id, "retrain"),
+            checkpoint_mirror=mirror_uri(checkpoint_root, checkpoint_scope or run_id, "retrain"),
         )
     for name in ("final_test_top1", "final_test_top5", "best_test_top1_selected_on_test"):
         metrics.log_metric(name, result.summary[name])

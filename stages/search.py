@@ -14,6 +14,7 @@ def search(
     seed: int,
     search_iterations: int,
     checkpoint_root: str,
+    checkpoint_scope: str,
     mlflow_parent_run_id: str,
     run_id: str,
     dataset: Input[Dataset],
@@ -22,7 +23,8 @@ def search(
     metrics: Output[Metrics],
 ) -> None:
     """Run the search; ``supernet`` holds the checkpoints and logs, ``alphas`` the final alphas.
-    With a ``checkpoint_root`` the checkpoint is mirrored there, so a retried task resumes."""
+    With a ``checkpoint_root`` the checkpoint is mirrored to <root>/<scope or KFP run id>/, so a
+    retried task resumes."""
     import shutil
     import time
     from pathlib import Path
@@ -42,7 +44,7 @@ def search(
             Path(dataset.path),
             Path(supernet.path),
             tracker=tracker,
-            checkpoint_mirror=mirror_uri(checkpoint_root, run_id, "search"),
+            checkpoint_mirror=mirror_uri(checkpoint_root, checkpoint_scope or run_id, "search"),
         )
     assert result.alphas_path is not None
     shutil.copyfile(result.alphas_path, alphas.path)

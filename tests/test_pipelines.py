@@ -129,6 +129,7 @@ def test_component_bodies_run_directly_on_temporary_artifacts(tmp_path: Path) ->
         seed=-1,
         retrain_epochs=0,
         checkpoint_root="",
+        checkpoint_scope="",
         **ids,
         dataset=dataset,
         genotype=genotype,
@@ -309,3 +310,64 @@ def test_submit_to_an_unreachable_host_is_a_one_line_error() -> None:
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "submitting to http://127.0.0.1:9 failed" in lines[0]
+
+
+@pytest.mark.slow
+def test_killed_local_run_resumes_with_the_same_result(tmp_path: Path) -> None:
+    """SIGKILL `cdarts run` (the whole process group) during the search, then `--resume` it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from cdarts.checkpoint import load_checkpoint
+
+    cdarts = str(Path(sys.executable).parent / "cdarts")
+    config = [
+        "--config",
+        str(CONFIGS / "tiny.yaml"),
+        "--set",
+        "search.search_iterations=6",
+        "--set",
+        "search.sample_ratio=1.0",
+        "--no-progress",
+    ]
+    straight = subprocess.run(
+        [cdarts, "run", *config, "--runs-root", str(tmp_path / "straight")], capture_output=True, text=True, timeout=600
+    )
+    assert straight.returncode == 0, straight.stderr
+    expected = json.loads((Path(straight.stdout.strip().splitlines()[-1]) / "summary.json").read_text())
+
+    process = subprocess.Popen(
+        [cdarts, "run", *config, "--runs-root", str(tmp_path / "killed")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    mirrored: list[Path] = []
+    while time.monotonic() < deadline and process.poll() is None:
+        mirrored = list((tmp_path / "killed").glob("*/checkpoints/*/search-last.pt"))
+        if mirrored and load_checkpoint(mirrored[0])["next_iteration"] >= 3:
+            break
+        time.sleep(0.3)
+    assert process.poll() is None and mirrored, "the run ended before it could be killed"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    run_dir = mirrored[0].parents[2]
+    assert not (run_dir / "summary.json").exists()
+
+    resumed = subprocess.run(
+        [cdarts, "run", "--resume", str(run_dir), "--no-progress"], capture_output=True, text=True, timeout=600
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["genotype"] == expected["genotype"]
+    assert summary["top1"] == expected["top1"] and summary["dataset_digest"] == expected["dataset_digest"]
+    # The resumed search started from the mirrored checkpoint, not from scratch.
+    def first_step(summary_of_run: dict[str, Any]) -> int:
+        log = Path(summary_of_run["artifacts"]["search/supernet"]) / "metrics.jsonl"
+        return int(json.loads(log.read_text().splitlines()[0])["step"])
+
+    assert first_step(summary) > first_step(expected)

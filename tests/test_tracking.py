@@ -179,3 +179,18 @@ def test_lineage_of_an_unknown_model_is_a_clear_error(tmp_path: Path) -> None:
         from cdarts.tracking import lineage
 
         lineage(uri, "missing/3")
+
+
+def test_a_run_injected_by_kubeflow_is_used_and_left_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """KFP 2.17's MLflow plugin creates the task's run and passes MLFLOW_RUN_ID."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri)
+    injected = client.create_run(client.create_experiment("kfp")).info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", injected)
+    with stage_run("retrain", uri, "cdarts", "ignored-parent", {"kfp.run_id": "abc"}) as tracker:
+        assert tracker.run_id == injected
+        tracker.log_metrics({"retrain/test_top1": 0.5}, step=1)
+    run = client.get_run(injected)
+    assert run.info.status == "RUNNING"  # KFP, not the stage, ends the run
+    assert run.data.tags["cdarts.stage"] == "retrain" and run.data.tags["kfp.run_id"] == "abc"
+    assert run.data.metrics["retrain/test_top1"] == 0.5

@@ -7,6 +7,7 @@ stage commands start fast.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,8 +74,15 @@ def run(
         str, typer.Option(help="none: embedded (sqlite MLflow, local files); local: the `cdarts services` stack.")
     ] = "none",
     stack_dir: Annotated[Path, typer.Option(help="State directory of the local stack.")] = Path(".cdarts/stack"),
+    resume: Annotated[
+        Path | None,
+        typer.Option(help="Continue an interrupted run (its directory); search and retrain resume from checkpoints."),
+    ] = None,
 ) -> None:
     """Run a whole pipeline on this machine with kfp.local (no cluster; services only with --stack local)."""
+    if resume is not None:
+        launch = _load_launch(resume)
+        stack, pipeline = launch["stack"], launch["pipeline"]
     _check_pipeline(pipeline)
     if stack not in ("none", "local"):
         raise fail(f"unknown stack {stack!r}; choose none or local")
@@ -85,16 +93,22 @@ def run(
         stack_environment = running_state(stack_dir).environment()
     # Endpoints and credentials reach the tasks through the environment only, for this run only.
     with _environment(stack_environment):
-        _run_pipeline(
-            config,
-            overrides or [],
-            pipeline,
-            genotype,
-            source,
-            runs_root,
-            progress,
-            checkpoint_root="s3://cdarts/checkpoints" if stack_environment else "",
-        )
+        if resume is None:
+            run_dir = _new_launch(config, overrides or [], pipeline, genotype, source, runs_root, stack)
+        else:
+            run_dir = resume
+        _execute(run_dir, progress)
+
+
+LAUNCH_FILE = "launch.json"
+
+
+def _load_launch(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / LAUNCH_FILE
+    if not path.is_file():
+        raise fail(f"{run_dir} is not a cdarts run directory (no {LAUNCH_FILE})")
+    launch: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return launch
 
 
 @contextlib.contextmanager
@@ -111,21 +125,15 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _run_pipeline(
-    config: str,
-    overrides: list[str],
-    pipeline: str,
-    genotype: str,
-    source: str | None,
-    runs_root: Path,
-    progress: bool,
-    checkpoint_root: str,
-) -> None:
-    from pipelines.local_run import LocalRunError, new_run_dir, run_locally
+def _new_launch(
+    config: str, overrides: list[str], pipeline: str, genotype: str, source: str | None, runs_root: Path, stack: str
+) -> Path:
+    """Resolve config and genotype, open the MLflow parent run, and record everything the run
+    needs (no credentials) in ``launch.json``, so that ``--resume`` repeats exactly this run."""
+    from pipelines.local_run import new_run_dir
 
     experiment = load_config(config, [*overrides, *source_overrides(source)])
-    genotype_json = _genotype_argument(genotype) if pipeline == "retrain" else None
-    run_dir = new_run_dir(runs_root)
+    run_dir = new_run_dir(runs_root).resolve()
     tracking_uri, parent_run_id = None, ""
     if experiment.tracking.enabled:
         tracking_uri = resolve_tracking_uri(experiment.tracking.uri)
@@ -139,24 +147,46 @@ def _run_pipeline(
             tracking_uri,
             experiment.tracking.experiment,
             f"cdarts-{pipeline} {run_dir.name}",
-            {**lineage_tags(experiment.digest()), "cdarts.run_dir": str(run_dir.resolve())},
+            {**lineage_tags(experiment.digest()), "cdarts.run_dir": str(run_dir)},
         )
+    # Checkpoints are mirrored under a scope fixed here, which a resumed run finds again.
+    checkpoint_root = "s3://cdarts/checkpoints" if stack == "local" else str(run_dir / "checkpoints")
     arguments: dict[str, Any] = {
         "config": experiment.to_yaml(),
         "overrides": [],
         "mlflow_parent_run_id": parent_run_id,
         "checkpoint_root": checkpoint_root,
+        "checkpoint_scope": run_dir.name,
     }
-    if genotype_json is not None:
-        arguments["genotype"] = genotype_json
+    if pipeline == "retrain":
+        arguments["genotype"] = _genotype_argument(genotype)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    launch = {
+        "pipeline": pipeline,
+        "stack": stack,
+        "arguments": arguments,
+        "tracking_uri": tracking_uri if tracking_uri and tracking_uri.startswith("sqlite:") else None,
+        "tracked": tracking_uri is not None,
+    }
+    (run_dir / LAUNCH_FILE).write_text(json.dumps(launch, indent=1), encoding="utf-8")
+    return run_dir
+
+
+def _execute(run_dir: Path, progress: bool) -> None:
+    from pipelines.local_run import LocalRunError, run_locally
+
+    launch = _load_launch(run_dir)
+    arguments = launch["arguments"]
+    tracking_uri = (launch["tracking_uri"] or resolve_tracking_uri(None)) if launch["tracked"] else None
+    parent_run_id = arguments["mlflow_parent_run_id"]
     extra = {"mlflow_run_id": parent_run_id or None, "tracking_uri": redact_uri(tracking_uri) if tracking_uri else None}
-    typer.echo(f"running cdarts-{pipeline} locally; task logs: {run_dir / 'pipeline.log'}", err=True)
+    typer.echo(f"running cdarts-{launch['pipeline']} locally; task logs: {run_dir / 'pipeline.log'}", err=True)
     try:
-        summary = run_locally(pipeline, arguments, run_dir, show_progress=progress, extra_summary=extra)
+        summary = run_locally(launch["pipeline"], arguments, run_dir, show_progress=progress, extra_summary=extra)
     except LocalRunError as error:
         if tracking_uri:
             end_run(tracking_uri, parent_run_id, succeeded=False)
-        raise fail(str(error)) from None
+        raise fail(f"{error}; continue with `cdarts run --resume {run_dir}`") from None
     if tracking_uri:
         end_run(tracking_uri, parent_run_id, succeeded=True)
     _print_summary(summary)

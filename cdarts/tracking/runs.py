@@ -1,10 +1,5 @@
-"""Experiment tracking: the Tracker protocol, local trackers, and MLflow (runs, model registry,
-lineage). The only module that imports mlflow.
-
-Runs: a parent run per pipeline run and a nested run per stage, named after the stage. When
-Kubeflow Pipelines (2.17+, MLflow plugin) injects ``MLFLOW_RUN_ID``, a stage logs into that run
-instead. Logging during training never kills it: transient failures are retried, then reported.
-"""
+"""MLflow runs: a parent run per pipeline run, a nested run per stage, a tracker that never
+stops training, and the tags that tie a run to its code, image, config and KFP run."""
 
 from __future__ import annotations
 
@@ -14,91 +9,15 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlparse, urlunparse
 
 from cdarts.errors import TrackingError
 
 T = TypeVar("T")
-CHALLENGER, CHAMPION = "challenger", "champion"
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a parameter value
-
-
-class Tracker(Protocol):
-    """What runners log through. ``step`` is a global, monotonically increasing step."""
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
-    def log_params(self, params: Mapping[str, Any]) -> None: ...
-    def set_tags(self, tags: Mapping[str, str]) -> None: ...
-    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
-    def log_dataset(self, name: str, digest: str, source: str, context: str) -> None: ...
-
-
-class NullTracker:
-    """Discards everything."""
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        return None
-
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        return None
-
-    def set_tags(self, tags: Mapping[str, str]) -> None:
-        return None
-
-    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        return None
-
-    def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
-        return None
-
-
-class JsonlTracker(NullTracker):
-    """Appends one JSON object per ``log_metrics`` call to a ``metrics.jsonl`` file."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        import json
-
-        # JSON has no NaN/inf; write them as strings so a diverged run is still readable.
-        clean = {k: (v if math.isfinite(v) else str(v)) for k, v in metrics.items()}
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps({"step": step, **clean}) + "\n")
-
-
-class FanOutTracker:
-    """Forwards every call to several trackers."""
-
-    def __init__(self, trackers: Sequence[Tracker]) -> None:
-        self.trackers = list(trackers)
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        for tracker in self.trackers:
-            tracker.log_metrics(metrics, step)
-
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        for tracker in self.trackers:
-            tracker.log_params(params)
-
-    def set_tags(self, tags: Mapping[str, str]) -> None:
-        for tracker in self.trackers:
-            tracker.set_tags(tags)
-
-    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        for tracker in self.trackers:
-            tracker.log_artifact(path, artifact_path)
-
-    def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
-        for tracker in self.trackers:
-            tracker.log_dataset(name, digest, source, context)
-
-
-# -- MLflow ----------------------------------------------------------------------------------------
 
 
 def redact_uri(uri: str) -> str:
@@ -312,123 +231,3 @@ def stage_run(
         raise
     if created:
         client.set_terminated(run_id, "FINISHED")
-
-
-# -- model registry -----------------------------------------------------------------------------------
-
-
-def register_model(
-    uri: str, run_id: str, model: Any, input_example: Any, name: str, version_tags: Mapping[str, str]
-) -> str:
-    """Log ``model`` in run ``run_id``, register it under ``name`` with alias ``challenger``."""
-    import mlflow
-    import mlflow.pytorch
-    import torch
-
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        with mlflow.start_run(run_id=run_id):
-            info = mlflow.pytorch.log_model(
-                model,
-                name="model",
-                input_example=input_example,
-                registered_model_name=name,
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-            )
-    except Exception as error:
-        raise TrackingError(f"registering the model in {redact_uri(uri)} failed ({type(error).__name__})") from None
-    version = str(info.registered_model_version)
-    client = _client(uri)
-    client.set_registered_model_alias(name, CHALLENGER, version)
-    for key, value in version_tags.items():
-        client.set_model_version_tag(name, version, key, value)
-    return version
-
-
-def promote_if_better(uri: str, name: str, version: str, top1: float, margin: float) -> dict[str, Any]:
-    """Move ``champion`` to ``version`` only if its test top-1 beats the champion's by more than
-    ``margin`` (or there is no champion); the decision and both numbers go on the version."""
-    client = _client(uri)
-    try:
-        champion = client.get_model_version_by_alias(name, CHAMPION)
-    except Exception:  # no champion yet
-        champion = None
-    champion_top1 = float(champion.tags.get("test_top1", "nan")) if champion is not None else None
-    promoted = champion is None or (champion_top1 is not None and top1 > champion_top1 + margin)
-    decision = {
-        "decision": "promoted" if promoted else "kept_champion",
-        "challenger_version": version,
-        "challenger_top1": top1,
-        "champion_version": str(champion.version) if champion is not None else None,
-        "champion_top1": champion_top1,
-        "margin": margin,
-    }
-    if promoted:
-        client.set_registered_model_alias(name, CHAMPION, version)
-    for key in ("decision", "champion_version", "champion_top1", "margin"):
-        client.set_model_version_tag(name, version, f"promotion.{key}", str(decision[key]))
-    return decision
-
-
-def model_aliases(uri: str, name: str, version: str) -> list[str]:
-    return sorted(_client(uri).get_model_version(name, version).aliases)
-
-
-# -- lineage ---------------------------------------------------------------------------------------------
-
-
-def _model_version(client: Any, ref: str) -> Any:
-    try:
-        if "@" in ref:
-            name, alias = ref.split("@", 1)
-            return client.get_model_version_by_alias(name, alias)
-        if "/" in ref:
-            name, version = ref.rsplit("/", 1)
-            return client.get_model_version(name, version)
-        return client.get_model_version_by_alias(ref, CHAMPION)
-    except Exception:
-        raise TrackingError(f"no model version {ref!r} in the registry") from None
-
-
-def lineage(uri: str, ref: str) -> list[dict[str, Any]]:
-    """The chain model version -> evaluate -> retrain -> genotype -> search -> dataset.
-
-    ``ref`` is ``NAME@ALIAS``, ``NAME/VERSION`` or ``NAME`` (its champion).
-    """
-    check_tracking(uri)
-    client = _client(uri)
-    version = _model_version(client, ref)
-    register_run = client.get_run(version.run_id)
-    parent = register_run.data.tags.get("mlflow.parentRunId")
-    siblings: dict[str, Any] = {}
-    if parent:
-        runs = client.search_runs(
-            [register_run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'"
-        )
-        for run in runs:
-            siblings.setdefault(run.data.tags.get("cdarts.stage", run.info.run_name), run)
-
-    def entry(kind: str, run: Any, **facts: Any) -> dict[str, Any]:
-        return {"kind": kind, "run_id": run.info.run_id if run is not None else None, **facts}
-
-    evaluate, retrain = siblings.get("evaluate"), siblings.get("retrain")
-    genotype_run = siblings.get("derive_genotype") or siblings.get("import_genotype") or retrain
-    search, data = siblings.get("search"), siblings.get("data_prep")
-    genotype = genotype_run.data.tags.get("cdarts.genotype") if genotype_run is not None else None
-    return [
-        {
-            "kind": "model_version",
-            "name": version.name,
-            "version": str(version.version),
-            "aliases": sorted(version.aliases),
-            "run_id": version.run_id,
-        },
-        entry("evaluate", evaluate, top1=evaluate.data.metrics.get("evaluate/top1") if evaluate else None),
-        entry(
-            "retrain", retrain, final_test_top1=retrain.data.metrics.get("retrain/final_test_top1") if retrain else None
-        ),
-        entry("genotype", genotype_run, genotype=genotype),
-        entry("search", search),
-        entry("dataset", data, digest=register_run.data.tags.get("cdarts.dataset_digest")),
-    ]

@@ -1,0 +1,80 @@
+"""The Tracker protocol runners log through, and the trackers that need no service."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class Tracker(Protocol):
+    """What runners log through. ``step`` is a global, monotonically increasing step."""
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+    def set_tags(self, tags: Mapping[str, str]) -> None: ...
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
+    def log_dataset(self, name: str, digest: str, source: str, context: str) -> None: ...
+
+
+class NullTracker:
+    """Discards everything."""
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        return None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        return None
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        return None
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        return None
+
+    def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
+        return None
+
+
+class JsonlTracker(NullTracker):
+    """Appends one JSON object per ``log_metrics`` call to a ``metrics.jsonl`` file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        import json
+
+        # JSON has no NaN/inf; write them as strings so a diverged run is still readable.
+        clean = {k: (v if math.isfinite(v) else str(v)) for k, v in metrics.items()}
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"step": step, **clean}) + "\n")
+
+
+class FanOutTracker:
+    """Forwards every call to several trackers."""
+
+    def __init__(self, trackers: Sequence[Tracker]) -> None:
+        self.trackers = list(trackers)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        for tracker in self.trackers:
+            tracker.log_metrics(metrics, step)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        for tracker in self.trackers:
+            tracker.log_params(params)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        for tracker in self.trackers:
+            tracker.set_tags(tags)
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        for tracker in self.trackers:
+            tracker.log_artifact(path, artifact_path)
+
+    def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
+        for tracker in self.trackers:
+            tracker.log_dataset(name, digest, source, context)

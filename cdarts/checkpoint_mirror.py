@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from cdarts.errors import StorageError
-from cdarts.storage import open_store
+from cdarts.storage import LocalStore, ObjectStore, is_remote, open_store
 
 
 class CheckpointMirror:
@@ -19,10 +19,11 @@ class CheckpointMirror:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self.store, self.key = open_store(uri)
-        if not self.key:  # a local path: the store root is the file's directory
-            path = Path(uri)
-            self.store, self.key = open_store(str(path.parent))[0], path.name
+        self.store: ObjectStore
+        if is_remote(uri):
+            self.store, self.key = open_store(uri)
+        else:  # a local path: the store root is the file's directory
+            self.store, self.key = LocalStore(Path(uri).parent), Path(uri).name
 
     def check(self) -> None:
         """Fail fast (before any training) if the store is unreachable or refuses us."""

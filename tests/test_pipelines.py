@@ -365,6 +365,7 @@ def test_killed_local_run_resumes_with_the_same_result(tmp_path: Path) -> None:
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["genotype"] == expected["genotype"]
     assert summary["top1"] == expected["top1"] and summary["dataset_digest"] == expected["dataset_digest"]
+
     # The resumed search started from the mirrored checkpoint, not from scratch.
     def first_step(summary_of_run: dict[str, Any]) -> int:
         log = Path(summary_of_run["artifacts"]["search/supernet"]) / "metrics.jsonl"

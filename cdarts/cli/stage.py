@@ -17,6 +17,10 @@ app = typer.Typer(no_args_is_help=True, help="Run one stage of the pipeline loca
 
 DataOption = Annotated[Path, typer.Option("--data", "-d", help="Prepared dataset directory (from data-prep).")]
 ProgressOption = Annotated[bool, typer.Option(help="Show progress bars.")]
+CheckpointMirrorOption = Annotated[
+    str | None,
+    typer.Option(help="Also keep the checkpoint at this URI (s3://bucket/key or a path) and resume from it."),
+]
 
 
 @app.command("data-prep")
@@ -54,10 +58,7 @@ def search(
         int | None,
         typer.Option(min=1, help="Stop after this many search iterations (checkpointed); rerun to resume."),
     ] = None,
-    checkpoint_mirror: Annotated[
-        str | None,
-        typer.Option(help="Also keep the checkpoint at this URI (s3://bucket/key or a path) and resume from it."),
-    ] = None,
+    checkpoint_mirror: CheckpointMirrorOption = None,
     progress: ProgressOption = True,
 ) -> None:
     """Run (or resume) the cyclic joint search. Works under torchrun for several processes."""
@@ -110,10 +111,7 @@ def retrain(
     max_epochs: Annotated[
         int | None, typer.Option(min=1, help="Stop after this many epochs (checkpointed); rerun to resume.")
     ] = None,
-    checkpoint_mirror: Annotated[
-        str | None,
-        typer.Option(help="Also keep the checkpoint at this URI (s3://bucket/key or a path) and resume from it."),
-    ] = None,
+    checkpoint_mirror: CheckpointMirrorOption = None,
     progress: ProgressOption = True,
 ) -> None:
     """Train the genotype's network from scratch (resumes from the checkpoint in --out)."""

@@ -4,13 +4,16 @@ behind one interface. The only module that imports the minio SDK.
 URIs are ``s3://bucket/prefix`` or plain paths. Uploaded objects carry their SHA-256 in the
 object metadata and downloads are checked against it and the size. Directories are published
 manifest-last: every file first, then ``_MANIFEST.json`` listing them, so a prefix without a
-manifest is incomplete and is never read as a directory. Credentials come from the environment
+manifest is incomplete and is never read as a directory. Small records can be written
+conditionally (create-if-absent, replace-if-unchanged: S3 ``If-None-Match`` / ``If-Match``), the
+compare-and-swap that the idempotency ledger builds on. Credentials come from the environment
 (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``; on a cluster from Kubernetes Secrets) and
 never appear in messages.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -50,6 +53,11 @@ class ObjectStore(Protocol):
     def download_file(self, key: str, local: Path) -> None: ...
     def exists(self, key: str) -> bool: ...
     def list_keys(self, prefix: str) -> list[str]: ...
+
+    # Conditional writes of small records; a version is an opaque token of one object state.
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None: ...
+    def create_if_absent(self, key: str, data: bytes) -> bool: ...
+    def replace_if_version(self, key: str, data: bytes, version: str) -> bool: ...
 
 
 # -- local directory store ------------------------------------------------------------------------
@@ -93,7 +101,44 @@ class LocalStore:
         base = self._path(prefix) if prefix else self.root
         if not base.is_dir():
             return []
-        return sorted(str(p.relative_to(self.root)) for p in base.rglob("*") if p.is_file())
+        return sorted(
+            str(p.relative_to(self.root))
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.endswith((".partial", ".lock"))
+        )
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        path = self._path(key)
+        if not path.is_file():
+            return None
+        data = path.read_bytes()
+        return data, hashlib.sha256(data).hexdigest()
+
+    def create_if_absent(self, key: str, data: bytes) -> bool:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f"{target.name}.{os.getpid()}.{time.monotonic_ns()}.partial")
+        partial.write_bytes(data)
+        try:
+            os.link(partial, target)  # atomic, and fails if the target exists
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def replace_if_version(self, key: str, data: bytes, version: str) -> bool:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with (target.parent / f"{target.name}.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the compare and the swap happen under one lock
+            current = self.read_versioned(key)
+            if current is None or current[1] != version:
+                return False
+            partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+            partial.write_bytes(data)
+            os.replace(partial, target)
+            return True
 
 
 # -- S3 store -----------------------------------------------------------------------------------------
@@ -231,6 +276,48 @@ class S3Store:
             f"listing {prefix}", lambda: list(self.client.list_objects(self.bucket, prefix=prefix, recursive=True))
         )
         return sorted(str(o.object_name) for o in objects)
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        from minio.error import S3Error
+
+        def read() -> tuple[bytes, str] | None:
+            try:
+                response = self.client.get_object(self.bucket, key)
+            except S3Error as error:
+                if error.code in ("NoSuchKey", "NoSuchObject"):
+                    return None
+                raise
+            try:
+                return response.read(), str(response.headers.get("ETag", "")).strip('"')
+            finally:
+                response.close()
+                response.release_conn()
+
+        return self._call(f"reading {key}", read)
+
+    def _put_conditionally(self, what: str, key: str, data: bytes, condition: dict[str, str]) -> bool:
+        """PUT ``data`` unless the server answers 412 Precondition Failed (or 409 for a write racing
+        another conditional write); returns whether this write took effect."""
+        from minio.error import S3Error
+
+        def put() -> bool:
+            try:
+                # The public put_object cannot send conditional headers; _put_object is the single
+                # PutObject request underneath it (minio is pinned).
+                self.client._put_object(self.bucket, key, data, headers=condition)
+                return True
+            except S3Error as error:
+                if error.code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    return False
+                raise
+
+        return self._call(what, put)
+
+    def create_if_absent(self, key: str, data: bytes) -> bool:
+        return self._put_conditionally(f"creating {key}", key, data, {"If-None-Match": "*"})
+
+    def replace_if_version(self, key: str, data: bytes, version: str) -> bool:
+        return self._put_conditionally(f"replacing {key}", key, data, {"If-Match": f'"{version}"'})
 
 
 # -- URIs and directories ------------------------------------------------------------------------------

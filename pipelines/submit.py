@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cdarts.errors import CdartsError
 
-class SubmitError(Exception):
+
+class SubmitError(CdartsError):
     """The KFP server could not be reached or refused the run."""
+
+
+@dataclass(frozen=True)
+class SubmittedRun:
+    run_id: str
+    url: str
 
 
 def _one_line(error: BaseException) -> str:
@@ -18,34 +29,70 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
 
 
-def submit_run(
-    host: str,
-    package: Path,
-    arguments: dict[str, Any],
-    run_name: str,
-    experiment: str,
-    namespace: str | None = None,
-    wait: bool = False,
-    timeout_seconds: int = 7 * 24 * 3600,
-) -> tuple[str, str]:
-    """Create a run of ``package``; returns (run id, run URL in the KFP UI)."""
-    import kfp
-
+@contextlib.contextmanager
+def _client_errors(host: str, what: str) -> Iterator[None]:
     # The client prints "details" links meant for notebooks (we print our own) and warns about
     # pre-2.0 servers on every construction.
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         try:
-            client = kfp.Client(host=host, namespace=namespace)
-            result = client.create_run_from_pipeline_package(
+            yield
+        except SubmitError:
+            raise
+        except Exception as error:  # the client raises urllib3, kfp_server_api and value errors alike
+            raise SubmitError(f"{what} on {host} failed: {_one_line(error)}") from None
+
+
+class KfpRunService:
+    """Runs of one experiment on a KFP server (in-cluster: the projected service-account token
+    at ``KF_PIPELINES_SA_TOKEN_PATH`` authenticates, as kfp.Client does by default)."""
+
+    def __init__(self, host: str, experiment: str, namespace: str | None = None) -> None:
+        import kfp
+
+        self.host = host.rstrip("/")
+        self.experiment = experiment
+        self.namespace = namespace
+        with _client_errors(host, "connecting"):
+            self.client = kfp.Client(host=host, namespace=namespace or "kubeflow")
+
+    def _url(self, run_id: str) -> str:
+        return f"{self.host}/#/runs/details/{run_id}"
+
+    def _experiment_id(self) -> str | None:
+        by_name = json.dumps(
+            {"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": self.experiment}]}
+        )
+        found = self.client.list_experiments(filter=by_name, namespace=self.namespace, page_size=2)
+        experiments = found.experiments or []
+        return str(experiments[0].experiment_id) if experiments else None
+
+    def find_run(self, run_name: str) -> SubmittedRun | None:
+        """The oldest run of the experiment named ``run_name``, if any."""
+        with _client_errors(self.host, "looking up runs"):
+            experiment_id = self._experiment_id()
+            if experiment_id is None:
+                return None
+            by_name = json.dumps(
+                {"predicates": [{"operation": "EQUALS", "key": "display_name", "stringValue": run_name}]}
+            )
+            found = self.client.list_runs(
+                experiment_id=experiment_id, filter=by_name, sort_by="created_at", page_size=1
+            )
+        runs = found.runs or []
+        return SubmittedRun(str(runs[0].run_id), self._url(str(runs[0].run_id))) if runs else None
+
+    def create_run(self, run_name: str, package: Path, arguments: dict[str, Any]) -> SubmittedRun:
+        with _client_errors(self.host, "submitting"):
+            result = self.client.create_run_from_pipeline_package(
                 str(package),
                 arguments=arguments,
                 run_name=run_name,
-                experiment_name=experiment,
-                namespace=namespace,
+                experiment_name=self.experiment,
+                namespace=self.namespace,
             )
-            if wait:
-                client.wait_for_run_completion(result.run_id, timeout=timeout_seconds)
-        except Exception as error:  # the client raises urllib3, kfp_server_api and value errors alike
-            raise SubmitError(f"submitting to {host} failed: {_one_line(error)}") from None
-    return str(result.run_id), f"{host.rstrip('/')}/#/runs/details/{result.run_id}"
+        return SubmittedRun(str(result.run_id), self._url(str(result.run_id)))
+
+    def wait(self, run_id: str, timeout_seconds: int) -> None:
+        with _client_errors(self.host, f"waiting for run {run_id}"):
+            self.client.wait_for_run_completion(run_id, timeout=timeout_seconds)

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cdarts import __version__
-from cdarts.cli import genotype, lineage, model, pipeline, services, stage
+from cdarts.cli import genotype, gitops, lineage, model, pipeline, services, stage, submit
 
 app = typer.Typer(
     name="cdarts",
@@ -20,9 +20,10 @@ app.add_typer(stage.app, name="stage")
 app.add_typer(genotype.app, name="genotype")
 app.add_typer(model.app, name="model")
 app.add_typer(services.app, name="services")
+app.add_typer(gitops.app, name="gitops")
 app.command("run")(pipeline.run)
 app.command("compile")(pipeline.compile_command)
-app.command("submit")(pipeline.submit)
+app.command("submit")(submit.submit)
 app.command("lineage")(lineage.lineage)
 
 

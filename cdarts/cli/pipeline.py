@@ -1,7 +1,7 @@
-"""``cdarts run`` (local pipeline run), ``cdarts compile`` and ``cdarts submit``.
+"""``cdarts run`` (local pipeline run) and ``cdarts compile``.
 
-The only CLI module that touches kfp and the ``pipelines`` package, always lazily, so that the
-stage commands start fast.
+This module, ``submit`` and ``gitops`` are the CLI modules that touch kfp and the ``pipelines``
+package, always lazily, so that the stage commands start fast.
 """
 
 from __future__ import annotations
@@ -19,25 +19,23 @@ from rich.table import Table
 
 from cdarts.cli.errors import fail, handles_user_errors
 from cdarts.cli.options import SetOption
+from cdarts.cli.pipeline_options import (
+    AcceleratorOption,
+    GenotypeOption,
+    ImageOption,
+    MlflowSecretOption,
+    NodeSelectorOption,
+    PipelineOption,
+    PipelineRootOption,
+    S3SecretOption,
+    TolerationOption,
+    check_pipeline,
+    genotype_argument,
+    pipeline_options,
+)
 from cdarts.config import load_config, source_overrides
 from cdarts.tracking import end_run, lineage_tags, redact_uri, resolve_tracking_uri, start_parent_run
 
-PipelineOption = Annotated[str, typer.Option("--pipeline", "-p", help="search (the full workflow) or retrain.")]
-GenotypeOption = Annotated[
-    str, typer.Option("--genotype", "-g", help="retrain pipeline: genotype name, JSON file or Genotype(...) string.")
-]
-
-
-def _check_pipeline(name: str) -> None:
-    if name not in ("search", "retrain"):
-        raise fail(f"unknown pipeline {name!r}; choose search or retrain")
-
-
-def _genotype_argument(spec: str) -> str:
-    """Resolve a genotype name/file/string here, so the pipeline gets self-contained JSON."""
-    from cdarts.genotype import resolve_genotype
-
-    return resolve_genotype(spec).to_json()
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -83,7 +81,7 @@ def run(
     if resume is not None:
         launch = _load_launch(resume)
         stack, pipeline = launch["stack"], launch["pipeline"]
-    _check_pipeline(pipeline)
+    check_pipeline(pipeline)
     if stack not in ("none", "local"):
         raise fail(f"unknown stack {stack!r}; choose none or local")
     stack_environment: dict[str, str] = {}
@@ -159,7 +157,7 @@ def _new_launch(
         "checkpoint_scope": run_dir.name,
     }
     if pipeline == "retrain":
-        arguments["genotype"] = _genotype_argument(genotype)
+        arguments["genotype"] = genotype_argument(genotype)
     run_dir.mkdir(parents=True, exist_ok=True)
     launch = {
         "pipeline": pipeline,
@@ -197,106 +195,20 @@ def _execute(run_dir: Path, progress: bool) -> None:
 def compile_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the pipeline YAML.")],
     pipeline: PipelineOption = "search",
-    image: Annotated[
-        list[str] | None, typer.Option(help="gpu=REF or cpu=REF: image for the GPU or CPU steps (repeatable).")
-    ] = None,
-    accelerator_type: Annotated[str, typer.Option(help="Kubernetes GPU resource name.")] = "nvidia.com/gpu",
-    node_selector: Annotated[list[str] | None, typer.Option(help="label=value for GPU steps (repeatable).")] = None,
-    toleration: Annotated[
-        list[str] | None, typer.Option(help="Taint key tolerated by GPU steps, key or key=value (repeatable).")
-    ] = None,
-    s3_secret: Annotated[str, typer.Option(help="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.")] = "cdarts-s3",
-    mlflow_secret: Annotated[str, typer.Option(help="Secret with MLflow credentials.")] = "cdarts-mlflow",
-    pipeline_root: Annotated[
-        str | None, typer.Option(help="Pipeline root, e.g. minio://mlpipeline/v2/artifacts.")
-    ] = None,
+    image: ImageOption = None,
+    accelerator_type: AcceleratorOption = "nvidia.com/gpu",
+    node_selector: NodeSelectorOption = None,
+    toleration: TolerationOption = None,
+    s3_secret: S3SecretOption = "cdarts-s3",
+    mlflow_secret: MlflowSecretOption = "cdarts-mlflow",
+    pipeline_root: PipelineRootOption = None,
 ) -> None:
     """Compile a pipeline to KFP IR YAML for ``kfp run create -f``."""
-    _check_pipeline(pipeline)
+    check_pipeline(pipeline)
     from pipelines.compile import compile_pipeline
 
-    options = _pipeline_options(
+    options = pipeline_options(
         image or [], accelerator_type, node_selector or [], toleration or [], s3_secret, mlflow_secret, pipeline_root
     )
     compile_pipeline(pipeline, out, options)
     typer.echo(str(out))
-
-
-def _pairs(values: list[str], what: str) -> dict[str, str]:
-    result = {}
-    for value in values:
-        key, sep, rest = value.partition("=")
-        if not sep or not key or not rest:
-            raise fail(f"{what} {value!r} must look like key=value")
-        result[key] = rest
-    return result
-
-
-def _pipeline_options(
-    images: list[str],
-    accelerator_type: str,
-    node_selector: list[str],
-    tolerations: list[str],
-    s3_secret: str,
-    mlflow_secret: str,
-    pipeline_root: str | None,
-) -> Any:
-    from pipelines.options import PipelineOptions, Toleration
-
-    chosen = _pairs(images, "--image")
-    unknown = set(chosen) - {"gpu", "cpu"}
-    if unknown:
-        raise fail(f"--image takes gpu=REF or cpu=REF, not {sorted(unknown)[0]}=...")
-    defaults = PipelineOptions()
-    parsed_tolerations = tuple(
-        Toleration(key, "Equal", value) if value else Toleration(key)
-        for key, _, value in (t.partition("=") for t in tolerations)
-    )
-    return PipelineOptions(
-        gpu_image=chosen.get("gpu", defaults.gpu_image),
-        cpu_image=chosen.get("cpu", defaults.cpu_image),
-        accelerator_type=accelerator_type,
-        node_selector=_pairs(node_selector, "--node-selector"),
-        tolerations=parsed_tolerations or defaults.tolerations,
-        s3_secret=s3_secret or None,
-        mlflow_secret=mlflow_secret or None,
-        pipeline_root=pipeline_root,
-    )
-
-
-@handles_user_errors
-def submit(
-    host: Annotated[str, typer.Option(help="KFP API endpoint, e.g. https://kubeflow.example.com/pipeline.")],
-    experiment: Annotated[str, typer.Option(help="KFP experiment name.")] = "cdarts",
-    pipeline: PipelineOption = "search",
-    config: Annotated[str, typer.Option("--config", "-c", help="YAML config file or preset name.")] = "demo",
-    overrides: SetOption = None,
-    genotype: GenotypeOption = "CDARTS_CIFAR",
-    namespace: Annotated[str | None, typer.Option(help="Kubernetes namespace (multi-user KFP).")] = None,
-    run_name: Annotated[str | None, typer.Option(help="Run name (default: cdarts-<pipeline>-<time>).")] = None,
-    wait: Annotated[bool, typer.Option(help="Wait for the run to finish.")] = False,
-    image: Annotated[list[str] | None, typer.Option(help="gpu=REF or cpu=REF (repeatable).")] = None,
-) -> None:
-    """Compile and submit a pipeline run to a KFP server (kfp.Client); prints the run id and URL."""
-    _check_pipeline(pipeline)
-    import tempfile
-    from datetime import datetime
-
-    from pipelines.compile import compile_pipeline
-    from pipelines.submit import SubmitError, submit_run
-
-    experiment_config = load_config(config, overrides)
-    arguments: dict[str, Any] = {"config": experiment_config.to_yaml(), "overrides": []}
-    if pipeline == "retrain":
-        arguments["genotype"] = _genotype_argument(genotype)
-    options = _pipeline_options(image or [], "nvidia.com/gpu", [], [], "cdarts-s3", "cdarts-mlflow", None)
-    name = run_name or f"cdarts-{pipeline}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    with tempfile.TemporaryDirectory() as tmp:
-        package = Path(tmp) / f"cdarts-{pipeline}.yaml"
-        compile_pipeline(pipeline, package, options)
-        try:
-            run_id, url = submit_run(host, package, arguments, name, experiment, namespace, wait)
-        except SubmitError as error:
-            raise fail(str(error)) from None
-    typer.echo(f"run id: {run_id}")
-    typer.echo(f"run url: {url}")

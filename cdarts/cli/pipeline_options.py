@@ -1,0 +1,84 @@
+"""Options shared by the commands that compile a pipeline (compile, submit, gitops sync)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cdarts.cli.errors import fail
+
+if TYPE_CHECKING:
+    from pipelines.options import PipelineOptions
+
+PipelineOption = Annotated[str, typer.Option("--pipeline", "-p", help="search (the full workflow) or retrain.")]
+GenotypeOption = Annotated[
+    str, typer.Option("--genotype", "-g", help="retrain pipeline: genotype name, JSON file or Genotype(...) string.")
+]
+ImageOption = Annotated[
+    list[str] | None, typer.Option("--image", help="gpu=REF or cpu=REF: image for the GPU or CPU steps (repeatable).")
+]
+AcceleratorOption = Annotated[str, typer.Option(help="Kubernetes GPU resource name.")]
+NodeSelectorOption = Annotated[list[str] | None, typer.Option(help="label=value for GPU steps (repeatable).")]
+TolerationOption = Annotated[
+    list[str] | None, typer.Option(help="Taint key tolerated by GPU steps, key or key=value (repeatable).")
+]
+S3SecretOption = Annotated[str, typer.Option(help="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.")]
+MlflowSecretOption = Annotated[str, typer.Option(help="Secret with MLflow credentials.")]
+PipelineRootOption = Annotated[
+    str | None, typer.Option(help="Pipeline root, e.g. minio://mlpipeline/v2/artifacts.")
+]
+
+
+def check_pipeline(name: str) -> None:
+    if name not in ("search", "retrain"):
+        raise fail(f"unknown pipeline {name!r}; choose search or retrain")
+
+
+def genotype_argument(spec: str) -> str:
+    """Resolve a genotype name/file/string here, so the pipeline gets self-contained JSON."""
+    from cdarts.genotype import resolve_genotype
+
+    return resolve_genotype(spec).to_json()
+
+
+def _pairs(values: list[str], what: str) -> dict[str, str]:
+    result = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key or not rest:
+            raise fail(f"{what} {value!r} must look like key=value")
+        result[key] = rest
+    return result
+
+
+def pipeline_options(
+    images: list[str],
+    accelerator_type: str,
+    node_selector: list[str],
+    tolerations: list[str],
+    s3_secret: str,
+    mlflow_secret: str,
+    pipeline_root: str | None,
+) -> PipelineOptions:
+    from pipelines.options import PipelineOptions, Toleration
+
+    chosen = _pairs(images, "--image")
+    unknown = set(chosen) - {"gpu", "cpu"}
+    if unknown:
+        raise fail(f"--image takes gpu=REF or cpu=REF, not {sorted(unknown)[0]}=...")
+    defaults = PipelineOptions()
+    parsed_tolerations = tuple(
+        Toleration(key, "Equal", value) if value else Toleration(key)
+        for key, _, value in (t.partition("=") for t in tolerations)
+    )
+    return PipelineOptions(
+        gpu_image=chosen.get("gpu", defaults.gpu_image),
+        cpu_image=chosen.get("cpu", defaults.cpu_image),
+        accelerator_type=accelerator_type,
+        node_selector=_pairs(node_selector, "--node-selector"),
+        tolerations=parsed_tolerations or defaults.tolerations,
+        s3_secret=s3_secret or None,
+        mlflow_secret=mlflow_secret or None,
+        pipeline_root=pipeline_root,
+    )

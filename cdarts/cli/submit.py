@@ -1,0 +1,121 @@
+"""``cdarts submit``: compile a pipeline and create one run of it on a KFP server."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cdarts.cli.errors import fail, handles_user_errors
+from cdarts.cli.options import SetOption
+from cdarts.cli.pipeline_options import (
+    AcceleratorOption,
+    GenotypeOption,
+    ImageOption,
+    NodeSelectorOption,
+    PipelineOption,
+    TolerationOption,
+    check_pipeline,
+    genotype_argument,
+    pipeline_options,
+)
+from cdarts.config import load_config
+
+HostOption = Annotated[
+    str,
+    typer.Option(
+        envvar="KF_PIPELINES_ENDPOINT", help="KFP API endpoint, e.g. http://ml-pipeline.kubeflow:8888."
+    ),
+]
+NamespaceOption = Annotated[str | None, typer.Option(help="Kubernetes namespace (multi-user KFP).")]
+LedgerOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="CDARTS_IDEMPOTENCY_LEDGER",
+        help="Where idempotency keys are recorded: s3://bucket/prefix or a directory.",
+    ),
+]
+WaitSecondsOption = Annotated[
+    float, typer.Option(min=0, help="How long to wait for another trigger holding the same key.")
+]
+CheckpointRootOption = Annotated[
+    str, typer.Option(help="Checkpoint mirror root for resumable tasks, e.g. s3://bucket/checkpoints.")
+]
+
+
+@handles_user_errors
+def submit(
+    host: HostOption,
+    experiment: Annotated[str, typer.Option(help="KFP experiment name.")] = "cdarts",
+    pipeline: PipelineOption = "search",
+    config: Annotated[str, typer.Option("--config", "-c", help="YAML config file or preset name.")] = "demo",
+    overrides: SetOption = None,
+    genotype: GenotypeOption = "CDARTS_CIFAR",
+    namespace: NamespaceOption = None,
+    run_name: Annotated[str | None, typer.Option(help="Run name (default: cdarts-<pipeline>-<time>).")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(help="Submit at most one run for this key (recorded in --ledger; the run name derives from it)."),
+    ] = None,
+    ledger: LedgerOption = None,
+    wait_for_holder: WaitSecondsOption = 300.0,
+    gpus: Annotated[int, typer.Option(min=1, help="GPUs per GPU step.")] = 1,
+    checkpoint_root: CheckpointRootOption = "",
+    wait: Annotated[bool, typer.Option(help="Wait for the run to finish.")] = False,
+    image: ImageOption = None,
+    accelerator_type: AcceleratorOption = "nvidia.com/gpu",
+    node_selector: NodeSelectorOption = None,
+    toleration: TolerationOption = None,
+) -> None:
+    """Compile and submit a pipeline run to a KFP server; prints the run id and URL."""
+    check_pipeline(pipeline)
+    from cdarts.idempotency import open_ledger
+    from pipelines.compile import compile_pipeline
+    from pipelines.idempotent_submit import run_name_for_key, submit_once
+    from pipelines.submit import KfpRunService
+
+    if idempotency_key is not None and not ledger:
+        raise fail("--idempotency-key needs --ledger (or CDARTS_IDEMPOTENCY_LEDGER) to record the key")
+    if idempotency_key is not None and run_name:
+        raise fail("--run-name cannot be combined with --idempotency-key (the key names the run)")
+    experiment_config = load_config(config, overrides)
+    arguments: dict[str, Any] = {
+        "config": experiment_config.to_yaml(),
+        "overrides": [],
+        "gpus": gpus,
+        "checkpoint_root": checkpoint_root,
+    }
+    if pipeline == "retrain":
+        arguments["genotype"] = genotype_argument(genotype)
+    options = pipeline_options(
+        image or [], accelerator_type, node_selector or [], toleration or [], "cdarts-s3", "cdarts-mlflow", None
+    )
+    opened_ledger = open_ledger(ledger) if idempotency_key is not None and ledger else None
+    runs = KfpRunService(host, experiment, namespace)
+    with tempfile.TemporaryDirectory() as tmp:
+        package = Path(tmp) / f"cdarts-{pipeline}.yaml"
+        compile_pipeline(pipeline, package, options)
+        if opened_ledger is not None and idempotency_key is not None:
+            outcome = submit_once(
+                idempotency_key,
+                run_name_for_key(f"cdarts-{pipeline}", idempotency_key),
+                opened_ledger,
+                runs,
+                package,
+                arguments,
+                details={"host": host, "experiment": experiment, "submitter": os.environ.get("HOSTNAME", "")},
+                wait_seconds=wait_for_holder,
+            )
+            run = outcome.run
+            typer.echo(f"{'created' if outcome.created else 'already submitted'}: key {idempotency_key}")
+        else:
+            name = run_name or f"cdarts-{pipeline}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+            run = runs.create_run(name, package, arguments)
+    typer.echo(f"run id: {run.run_id}")
+    typer.echo(f"run url: {run.url}")
+    if wait:
+        runs.wait(run.run_id, timeout_seconds=7 * 24 * 3600)

@@ -295,7 +295,9 @@ class S3Store:
 
         return self._call(f"reading {key}", read)
 
-    def _put_conditionally(self, what: str, key: str, data: bytes, condition: dict[str, str]) -> bool:
+    def _put_conditionally(
+        self, what: str, key: str, data: bytes, condition: dict[str, str | list[str] | tuple[str]]
+    ) -> bool:
         """PUT ``data`` unless the server answers 412 Precondition Failed (or 409 for a write racing
         another conditional write); returns whether this write took effect."""
         from minio.error import S3Error
@@ -304,7 +306,7 @@ class S3Store:
             try:
                 # The public put_object cannot send conditional headers; _put_object is the single
                 # PutObject request underneath it (minio is pinned).
-                self.client._put_object(self.bucket, key, data, headers=condition)
+                self.client._put_object(self.bucket, key, data, headers=dict(condition))
                 return True
             except S3Error as error:
                 if error.code in ("PreconditionFailed", "ConditionalRequestConflict"):

@@ -9,6 +9,7 @@ to finish and reports the same run.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from dataclasses import dataclass
@@ -68,10 +69,9 @@ def submit_once(
         existing = runs.find_run(run_name)
         run = existing or runs.create_run(run_name, package, arguments)
     except BaseException:
-        try:
+        # If even that fails the lease expires on its own; the submission error is what to report.
+        with contextlib.suppress(CdartsError):
             ledger.abandon(claim)
-        except CdartsError:
-            pass  # the lease expires on its own; the submission error is what to report
         raise
     ledger.complete(claim, run.run_id, run.url)
     return SubmitOutcome(key, run, created=existing is None)

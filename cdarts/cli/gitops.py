@@ -130,7 +130,11 @@ def sync(
                     services[experiment],
                     package,
                     request.pipeline_arguments(checkpoint_root),
-                    details={"request": request.path.name, "revision": revision, "submitter": os.environ.get("HOSTNAME", "")},
+                    details={
+                        "request": request.path.name,
+                        "revision": revision,
+                        "submitter": os.environ.get("HOSTNAME", ""),
+                    },
                     wait_seconds=wait_for_holder,
                 )
             except CdartsError as error:

@@ -37,7 +37,6 @@ from cdarts.config import load_config, source_overrides
 from cdarts.tracking import end_run, lineage_tags, redact_uri, resolve_tracking_uri, start_parent_run
 
 
-
 def _print_summary(summary: dict[str, Any]) -> None:
     console = Console()
     table = Table(title="cdarts run", show_header=False)

@@ -25,9 +25,7 @@ TolerationOption = Annotated[
 ]
 S3SecretOption = Annotated[str, typer.Option(help="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.")]
 MlflowSecretOption = Annotated[str, typer.Option(help="Secret with MLflow credentials.")]
-PipelineRootOption = Annotated[
-    str | None, typer.Option(help="Pipeline root, e.g. minio://mlpipeline/v2/artifacts.")
-]
+PipelineRootOption = Annotated[str | None, typer.Option(help="Pipeline root, e.g. minio://mlpipeline/v2/artifacts.")]
 
 
 def check_pipeline(name: str) -> None:

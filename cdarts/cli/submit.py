@@ -27,9 +27,7 @@ from cdarts.config import load_config
 
 HostOption = Annotated[
     str,
-    typer.Option(
-        envvar="KF_PIPELINES_ENDPOINT", help="KFP API endpoint, e.g. http://ml-pipeline.kubeflow:8888."
-    ),
+    typer.Option(envvar="KF_PIPELINES_ENDPOINT", help="KFP API endpoint, e.g. http://ml-pipeline.kubeflow:8888."),
 ]
 NamespaceOption = Annotated[str | None, typer.Option(help="Kubernetes namespace (multi-user KFP).")]
 LedgerOption = Annotated[

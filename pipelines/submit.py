@@ -40,7 +40,7 @@ def _client_errors(host: str, what: str) -> Iterator[None]:
         except SubmitError:
             raise
         except Exception as error:  # the client raises urllib3, kfp_server_api and value errors alike
-            raise SubmitError(f"{what} on {host} failed: {_one_line(error)}") from None
+            raise SubmitError(f"{what} {host} failed: {_one_line(error)}") from None
 
 
 class KfpRunService:
@@ -53,7 +53,7 @@ class KfpRunService:
         self.host = host.rstrip("/")
         self.experiment = experiment
         self.namespace = namespace
-        with _client_errors(host, "connecting"):
+        with _client_errors(host, "connecting to"):
             self.client = kfp.Client(host=host, namespace=namespace or "kubeflow")
 
     def _url(self, run_id: str) -> str:
@@ -69,7 +69,7 @@ class KfpRunService:
 
     def find_run(self, run_name: str) -> SubmittedRun | None:
         """The oldest run of the experiment named ``run_name``, if any."""
-        with _client_errors(self.host, "looking up runs"):
+        with _client_errors(self.host, "looking up runs on"):
             experiment_id = self._experiment_id()
             if experiment_id is None:
                 return None
@@ -83,7 +83,7 @@ class KfpRunService:
         return SubmittedRun(str(runs[0].run_id), self._url(str(runs[0].run_id))) if runs else None
 
     def create_run(self, run_name: str, package: Path, arguments: dict[str, Any]) -> SubmittedRun:
-        with _client_errors(self.host, "submitting"):
+        with _client_errors(self.host, "submitting to"):
             result = self.client.create_run_from_pipeline_package(
                 str(package),
                 arguments=arguments,
@@ -94,5 +94,5 @@ class KfpRunService:
         return SubmittedRun(str(result.run_id), self._url(str(result.run_id)))
 
     def wait(self, run_id: str, timeout_seconds: int) -> None:
-        with _client_errors(self.host, f"waiting for run {run_id}"):
+        with _client_errors(self.host, f"waiting for run {run_id} on"):
             self.client.wait_for_run_completion(run_id, timeout=timeout_seconds)

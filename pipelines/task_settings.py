@@ -8,14 +8,23 @@ from kfp.dsl.pipeline_channel import PipelineParameterChannel
 
 from pipelines.options import PipelineOptions
 
+SETTINGS_KEYS = ("MLFLOW_TRACKING_URI", "CDARTS_S3_ENDPOINT")
+POD_LABEL = ("cdarts.io/pipeline-task", "true")
 
-def _attach_secrets(task: PipelineTask, options: PipelineOptions) -> None:
+
+def _attach_settings_and_secrets(task: PipelineTask, options: PipelineOptions) -> None:
+    kubernetes.add_pod_label(task, *POD_LABEL)
+    if options.settings_config_map:
+        kubernetes.use_config_map_as_env(
+            task, options.settings_config_map, {key: key for key in SETTINGS_KEYS}, optional=True
+        )
     # Credentials reach the pods only as references to Kubernetes Secrets, never as values.
     if options.s3_secret:
+        access_field, secret_field = options.s3_secret_fields
         kubernetes.use_secret_as_env(
             task,
             options.s3_secret,
-            {"AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY"},
+            {access_field: "AWS_ACCESS_KEY_ID", secret_field: "AWS_SECRET_ACCESS_KEY"},
             optional=True,
         )
     if options.mlflow_secret:
@@ -34,7 +43,7 @@ def configure_cpu_task(task: PipelineTask, options: PipelineOptions, display_nam
     task.set_display_name(display_name)
     task.set_cpu_limit(options.cpu_task_cpu_limit).set_memory_limit(options.cpu_task_memory_limit)
     task.set_caching_options(options.enable_caching)
-    _attach_secrets(task, options)
+    _attach_settings_and_secrets(task, options)
     return task
 
 
@@ -63,5 +72,5 @@ def configure_gpu_task(
         kubernetes.add_toleration(
             task, key=toleration.key, operator=toleration.operator, value=toleration.value, effect=toleration.effect
         )
-    _attach_secrets(task, options)
+    _attach_settings_and_secrets(task, options)
     return task

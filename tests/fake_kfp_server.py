@@ -121,6 +121,7 @@ def _handler(state: FakeKfp) -> type[BaseHTTPRequestHandler]:
                         "experiment_id": body["experiment_id"],
                         "state": "PENDING",
                         "runtime_config": body.get("runtime_config", {}),
+                        "pipeline_spec": body["pipeline_spec"],
                         "created_at": f"2026-11-29T00:00:{len(state.runs):02d}Z",
                     }
                     state.runs.append(run)

@@ -4,11 +4,9 @@ directly, a kfp.local end-to-end run, and submission to a recording fake KFP API
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import yaml
@@ -21,6 +19,7 @@ from cdarts.genotype import Genotype, reference_genotype
 from pipelines.compile import compile_pipeline
 from pipelines.options import PipelineOptions, Toleration
 from tests.conftest import CONFIGS, REPO_ROOT
+from tests.fake_kfp_server import FakeKfp, start_fake_kfp
 
 runner = CliRunner()
 GOLDEN = REPO_ROOT / "tests" / "golden"
@@ -77,16 +76,22 @@ def test_credentials_are_secret_references_never_values(tmp_path: Path, monkeypa
     secret_value = "s3cr3t-VALUE-never-in-yaml"
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret_value)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", secret_value)
-    documents = compile_pipeline("retrain", tmp_path / "p.yaml", PipelineOptions(s3_secret="team-s3"))
+    options = PipelineOptions(s3_secret="mlpipeline-minio-artifact", s3_secret_fields=("accesskey", "secretkey"))
+    documents = compile_pipeline("retrain", tmp_path / "p.yaml", options)
     text = (tmp_path / "p.yaml").read_text()
     assert secret_value not in text
     _, platform = _executors(documents)
     for executor in platform.values():
         references = {entry["secretName"]: entry for entry in executor["secretAsEnv"]}
-        assert set(references) == {"team-s3", "cdarts-mlflow"}
-        keys = {pair["envVar"] for pair in references["team-s3"]["keyToEnv"]}
-        assert keys == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
-        assert references["team-s3"]["optional"] is True
+        assert set(references) == {"mlpipeline-minio-artifact", "cdarts-mlflow"}
+        mapping = {pair["secretKey"]: pair["envVar"] for pair in references["mlpipeline-minio-artifact"]["keyToEnv"]}
+        assert mapping == {"accesskey": "AWS_ACCESS_KEY_ID", "secretkey": "AWS_SECRET_ACCESS_KEY"}
+        assert references["mlpipeline-minio-artifact"]["optional"] is True
+        # Endpoints from the namespace's settings ConfigMap; the label the NetworkPolicies admit.
+        (settings,) = executor["configMapAsEnv"]
+        assert settings["configMapName"] == "cdarts-settings" and settings["optional"] is True
+        assert {pair["envVar"] for pair in settings["keyToEnv"]} == {"MLFLOW_TRACKING_URI", "CDARTS_S3_ENDPOINT"}
+        assert executor["podMetadata"]["labels"] == {"cdarts.io/pipeline-task": "true"}
 
 
 def test_compile_command_replaces_images_and_rejects_bad_input(tmp_path: Path) -> None:
@@ -231,50 +236,16 @@ def test_local_retrain_pipeline_uses_the_given_genotype(tmp_path: Path) -> None:
     assert set(summary["stage_seconds"]) == {"data-prep", "import-genotype", "retrain", "evaluate", "register"}
 
 
-class _RecordingKfpApi(BaseHTTPRequestHandler):
-    """Just enough of the KFP v2beta1 REST API for kfp.Client to create a run."""
-
-    calls: ClassVar[list[tuple[str, str, Any]]] = []
-
-    def _reply(self, payload: dict[str, Any]) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length)) if length else None
-        self.calls.append((self.command, self.path.split("?")[0], body))
-        if self.path.startswith("/apis/v2beta1/experiments") and self.command == "POST":
-            self._reply({"experiment_id": "exp-7", "display_name": body["display_name"]})
-        elif self.path.startswith("/apis/v2beta1/experiments"):
-            self._reply({"experiments": []})
-        elif self.path.startswith("/apis/v2beta1/runs") and self.command == "POST":
-            self._reply({"run_id": "run-42", "display_name": body["display_name"]})
-        else:
-            self._reply({})
-
-    do_GET = do_POST = _handle  # noqa: N815 - the names http.server dispatches to
-
-    def log_message(self, *args: object) -> None:
-        return None
-
-
 @pytest.fixture
-def fake_kfp() -> Iterator[tuple[str, list[tuple[str, str, Any]]]]:
-    _RecordingKfpApi.calls = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _RecordingKfpApi)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", _RecordingKfpApi.calls
-    server.shutdown()
+def fake_kfp() -> Iterator[FakeKfp]:
+    fake = start_fake_kfp()
+    yield fake
+    assert fake.server is not None
+    fake.server.shutdown()
 
 
-def test_submit_creates_one_run_with_the_compiled_pipeline(fake_kfp: tuple[str, list[Any]]) -> None:
-    host, calls = fake_kfp
+def test_submit_creates_one_run_with_the_compiled_pipeline(fake_kfp: FakeKfp) -> None:
+    host = fake_kfp.url
     result = runner.invoke(
         app,
         [
@@ -294,11 +265,11 @@ def test_submit_creates_one_run_with_the_compiled_pipeline(fake_kfp: tuple[str, 
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "run id: run-42" in result.stdout and f"{host}/#/runs/details/run-42" in result.stdout
-    run_posts = [body for method, path, body in calls if method == "POST" and path == "/apis/v2beta1/runs"]
-    assert len(run_posts) == 1
-    run = run_posts[0]
-    assert run["experiment_id"] == "exp-7" and run["display_name"] == "nightly"
+    (experiment,) = fake_kfp.experiments
+    (run,) = fake_kfp.runs
+    assert "run id: " + run["run_id"] in result.stdout and f"{host}/#/runs/details/{run['run_id']}" in result.stdout
+    assert run["experiment_id"] == experiment["experiment_id"] and experiment["display_name"] == "nas"
+    assert run["display_name"] == "nightly"
     assert run["pipeline_spec"]["pipeline_spec"]["pipelineInfo"]["name"] == "cdarts-retrain"
     parameters = run["runtime_config"]["parameters"]
     assert load_config(str(CONFIGS / "tiny.yaml")).to_yaml() == parameters["config"]
@@ -309,7 +280,7 @@ def test_submit_to_an_unreachable_host_is_a_one_line_error() -> None:
     result = runner.invoke(app, ["submit", "--host", "http://127.0.0.1:9", "--config", str(CONFIGS / "tiny.yaml")])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "submitting to http://127.0.0.1:9 failed" in lines[0]
+    assert len(lines) == 1 and "connecting to http://127.0.0.1:9 failed" in lines[0]
 
 
 @pytest.mark.slow

@@ -14,7 +14,11 @@ from cdarts.cli.errors import fail, handles_user_errors
 from cdarts.cli.pipeline_options import (
     AcceleratorOption,
     ImageOption,
+    MlflowSecretOption,
     NodeSelectorOption,
+    S3SecretKeysOption,
+    S3SecretOption,
+    SettingsConfigMapOption,
     TolerationOption,
     pipeline_options,
 )
@@ -92,6 +96,10 @@ def sync(
     accelerator_type: AcceleratorOption = "nvidia.com/gpu",
     node_selector: NodeSelectorOption = None,
     toleration: TolerationOption = None,
+    s3_secret: S3SecretOption = "cdarts-s3",
+    s3_secret_keys: S3SecretKeysOption = "AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY",
+    mlflow_secret: MlflowSecretOption = "cdarts-mlflow",
+    settings_config_map: SettingsConfigMapOption = "cdarts-settings",
 ) -> None:
     """Submit the retrain pipeline once per request version: a re-sync, a retried Job or a second
     Job racing this one finds the recorded run instead of creating another. Every request is
@@ -109,7 +117,15 @@ def sync(
         return
     opened = open_ledger(ledger)
     options = pipeline_options(
-        image or [], accelerator_type, node_selector or [], toleration or [], "cdarts-s3", "cdarts-mlflow", None
+        image or [],
+        accelerator_type,
+        node_selector or [],
+        toleration or [],
+        s3_secret,
+        mlflow_secret,
+        None,
+        s3_secret_keys,
+        settings_config_map,
     )
     services: dict[str, KfpRunService] = {}
     failures = 0

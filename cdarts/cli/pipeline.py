@@ -27,7 +27,9 @@ from cdarts.cli.pipeline_options import (
     NodeSelectorOption,
     PipelineOption,
     PipelineRootOption,
+    S3SecretKeysOption,
     S3SecretOption,
+    SettingsConfigMapOption,
     TolerationOption,
     check_pipeline,
     genotype_argument,
@@ -199,7 +201,9 @@ def compile_command(
     node_selector: NodeSelectorOption = None,
     toleration: TolerationOption = None,
     s3_secret: S3SecretOption = "cdarts-s3",
+    s3_secret_keys: S3SecretKeysOption = "AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY",
     mlflow_secret: MlflowSecretOption = "cdarts-mlflow",
+    settings_config_map: SettingsConfigMapOption = "cdarts-settings",
     pipeline_root: PipelineRootOption = None,
 ) -> None:
     """Compile a pipeline to KFP IR YAML for ``kfp run create -f``."""
@@ -207,7 +211,15 @@ def compile_command(
     from pipelines.compile import compile_pipeline
 
     options = pipeline_options(
-        image or [], accelerator_type, node_selector or [], toleration or [], s3_secret, mlflow_secret, pipeline_root
+        image or [],
+        accelerator_type,
+        node_selector or [],
+        toleration or [],
+        s3_secret,
+        mlflow_secret,
+        pipeline_root,
+        s3_secret_keys,
+        settings_config_map,
     )
     compile_pipeline(pipeline, out, options)
     typer.echo(str(out))

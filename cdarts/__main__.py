@@ -1,4 +1,4 @@
-"""``python -m cdarts`` (also what ``torchrun -m cdarts`` runs)."""
+"""``python -m cdarts``: the ``cdarts`` command (what torchrun runs on every process)."""
 
 from cdarts.cli.main import main
 

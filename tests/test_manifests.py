@@ -1,0 +1,325 @@
+"""Kubernetes manifests: every kustomization renders with `kubectl kustomize` and validates
+strictly (Kubernetes 1.30 and the newest schema kubernetes-validate has); custom resources
+validate against their published CRD schemas; workloads are locked down; no credential values."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from cdarts.cli.main import app
+from tests.conftest import REPO_ROOT
+from tests.fake_kfp_server import start_fake_kfp
+
+K8S = REPO_ROOT / "k8s"
+KUSTOMIZATIONS = [
+    "overlays/kfp-object-store",
+    "overlays/standalone-minio",
+    "overlays/production",
+    "gitops/on-change",
+    "gitops/scheduled",
+]
+KUBERNETES_VERSIONS = ["1.30.0", kubernetes_validate.latest_version()]
+CRD_SCHEMAS = {
+    ("argoproj.io/v1alpha1", "Application"): K8S / "schemas" / "application.argoproj.io-v1alpha1.json",
+    ("trainer.kubeflow.org/v1alpha1", "TrainJob"): K8S / "schemas" / "trainjob.trainer.kubeflow.org-v1alpha1.json",
+}
+STANDALONE_MANIFESTS = [K8S / "argocd" / "application.yaml", K8S / "trainer" / "search-trainjob.yaml"]
+WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "CronJob"}
+
+
+@cache
+def render(kustomization: str) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl")
+    assert kubectl is not None, "kubectl (with its built-in kustomize) is needed to render k8s/"
+    result = subprocess.run(
+        [kubectl, "kustomize", str(K8S / kustomization)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def _load(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def _name(doc: dict[str, Any]) -> str:
+    return f"{doc['kind']}/{doc['metadata'].get('name') or doc['metadata'].get('generateName')}"
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_kustomization_renders_and_validates_strictly(kustomization: str, version: str) -> None:
+    documents = render(kustomization)
+    assert documents
+    for doc in documents:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{kustomization}: {_name(doc)} is invalid for Kubernetes {version}: {error.message}")
+
+
+def _strict(schema: Any) -> Any:
+    """The CRD schema as the API server applies it, plus: unknown fields are errors (the server
+    would silently prune them, which hides typos) unless the schema preserves them."""
+    if isinstance(schema, dict):
+        result = {key: _strict(value) for key, value in schema.items()}
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            result["additionalProperties"] = False
+        return result
+    if isinstance(schema, list):
+        return [_strict(item) for item in schema]
+    return schema
+
+
+def _validate_custom_resource(doc: dict[str, Any]) -> None:
+    key = (doc["apiVersion"], doc["kind"])
+    data = json.loads(CRD_SCHEMAS[key].read_text())
+    schema = _strict(data["schema"])
+    schema["properties"]["metadata"] = {"type": "object"}  # checked by the API server, not the CRD
+    body = copy.deepcopy(doc)
+    jsonschema.Draft4Validator(schema).validate(body)
+
+
+@pytest.mark.parametrize("path", STANDALONE_MANIFESTS, ids=lambda p: p.name)
+def test_custom_resources_match_their_published_crd_schemas(path: Path) -> None:
+    for doc in _load(path):
+        _validate_custom_resource(doc)
+
+
+def test_the_crd_check_catches_a_misspelt_field() -> None:
+    (trainjob,) = _load(K8S / "trainer" / "search-trainjob.yaml")
+    trainjob["spec"]["trainer"]["numProcsPerNode"] = trainjob["spec"]["trainer"].pop("numProcPerNode")
+    with pytest.raises(jsonschema.ValidationError, match="numProcsPerNode"):
+        _validate_custom_resource(trainjob)
+    (application,) = _load(K8S / "argocd" / "application.yaml")
+    del application["spec"]["destination"]["server"]
+    application["spec"]["project"] = 7
+    with pytest.raises(jsonschema.ValidationError):
+        _validate_custom_resource(application)
+
+
+def _pod_specs(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = doc["spec"]
+    if doc["kind"] == "CronJob":
+        return [spec["jobTemplate"]["spec"]["template"]["spec"]]
+    return [spec["template"]["spec"]]
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_workloads_run_locked_down_with_resources(kustomization: str) -> None:
+    workloads = [doc for doc in render(kustomization) if doc["kind"] in WORKLOAD_KINDS]
+    assert workloads
+    for doc in workloads:
+        for pod in _pod_specs(doc):
+            where = f"{kustomization}: {_name(doc)}"
+            assert pod["securityContext"]["runAsNonRoot"] is True, where
+            assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault", where
+            assert pod.get("automountServiceAccountToken") is False, where
+            for container in pod["containers"]:
+                context = container["securityContext"]
+                assert context["allowPrivilegeEscalation"] is False, where
+                assert context["capabilities"]["drop"] == ["ALL"], where
+                assert context["readOnlyRootFilesystem"] is True, where
+                assert {"cpu", "memory"} <= set(container["resources"]["requests"]), where
+                assert {"cpu", "memory"} <= set(container["resources"]["limits"]), where
+                if doc["kind"] in ("Deployment", "StatefulSet"):
+                    assert "readinessProbe" in container and "livenessProbe" in container, where
+
+
+def test_network_policies_admit_only_pipeline_tasks_and_declared_clients() -> None:
+    documents = render("overlays/standalone-minio")
+    policies = {doc["metadata"]["name"]: doc["spec"] for doc in documents if doc["kind"] == "NetworkPolicy"}
+    assert policies["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    for name, target, client_label in [
+        ("cdarts-mlflow-ingress", "cdarts-mlflow", "cdarts.io/mlflow-client"),
+        ("cdarts-minio-ingress", "cdarts-minio", "cdarts.io/object-store-client"),
+    ]:
+        policy = policies[name]
+        assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": target}}
+        (rule,) = policy["ingress"]
+        assert rule["from"] == [
+            {"namespaceSelector": {}, "podSelector": {"matchLabels": {"cdarts.io/pipeline-task": "true"}}},
+            {"podSelector": {"matchLabels": {client_label: "true"}}},
+        ]
+    # The pods that must reach the object store carry the client label.
+    labelled = {
+        _name(doc)
+        for doc in documents
+        if doc["kind"] in WORKLOAD_KINDS
+        and doc["spec"]["template"]["metadata"]["labels"].get("cdarts.io/object-store-client") == "true"
+    }
+    assert {"Deployment/cdarts-mlflow", "Job/cdarts-minio-bucket-init"} <= labelled
+    (trigger,) = [doc for doc in render("gitops/on-change") if doc["kind"] == "Job"]
+    assert trigger["spec"]["template"]["metadata"]["labels"]["cdarts.io/object-store-client"] == "true"
+
+
+def test_the_overlays_choose_their_object_store_and_backend() -> None:
+    def settings(kustomization: str, namespace: str) -> dict[str, str]:
+        (config_map,) = [
+            doc
+            for doc in render(kustomization)
+            if doc["kind"] == "ConfigMap" and doc["metadata"]["namespace"] == namespace
+        ]
+        return dict(config_map["data"])
+
+    assert settings("overlays/kfp-object-store", "kubeflow")["CDARTS_S3_ENDPOINT"].startswith(
+        "http://seaweedfs.kubeflow"
+    )
+    kfp_store = settings("overlays/kfp-object-store", "cdarts")
+    assert kfp_store["MLFLOW_ARTIFACTS_DESTINATION"].startswith("s3://mlpipeline/")
+    assert (kfp_store["CDARTS_TASK_S3_SECRET"], kfp_store["CDARTS_TASK_S3_SECRET_KEYS"]) == (
+        "mlpipeline-minio-artifact",
+        "accesskey,secretkey",
+    )
+    assert "cdarts-minio" in settings("overlays/standalone-minio", "cdarts")["CDARTS_S3_ENDPOINT"]
+    kinds = {_name(doc) for doc in render("overlays/standalone-minio")}
+    assert {"StatefulSet/cdarts-minio", "Job/cdarts-minio-bucket-init"} <= kinds
+    production = render("overlays/production")
+    assert "PersistentVolumeClaim/cdarts-mlflow-db" not in {_name(doc) for doc in production}
+    (mlflow,) = [doc for doc in production if doc["kind"] == "Deployment"]
+    assert mlflow["spec"]["replicas"] == 2
+    (container,) = mlflow["spec"]["template"]["spec"]["containers"]
+    backend = {env["name"]: env for env in container["env"]}["MLFLOW_BACKEND_STORE_URI"]
+    assert backend == {
+        "name": "MLFLOW_BACKEND_STORE_URI",
+        "valueFrom": {"secretKeyRef": {"name": "cdarts-mlflow-db", "key": "MLFLOW_BACKEND_STORE_URI"}},
+    }
+    assert "PodDisruptionBudget/cdarts-mlflow" in {_name(doc) for doc in production}
+
+
+def _expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion in command and args."""
+    return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), text)
+
+
+@pytest.mark.parametrize("kind", ["Job", "CronJob"])
+def test_the_rendered_trigger_runs_as_written_and_submits_once(kind: str, tmp_path: Path) -> None:
+    """Run the trigger's own command line from the rendered manifest, with its mounted request
+    files and its settings, against an in-memory KFP API; then once more, as a re-sync would."""
+    documents = render("gitops/scheduled")
+    (workload,) = [doc for doc in documents if doc["kind"] == kind]
+    (pod,) = _pod_specs(workload)
+    (container,) = pod["containers"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    assert volumes["kfp-token"]["projected"]["sources"][0]["serviceAccountToken"]["audience"] == (
+        "pipelines.kubeflow.org"
+    )
+    # The requests directory is the mounted ConfigMap generated from configs/retrain.
+    requests_mount = container["command"][-1]
+    config_map_name = volumes[mounts[requests_mount]]["configMap"]["name"]
+    (requests,) = [
+        doc for doc in documents if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == config_map_name
+    ]
+    requests_dir = tmp_path / "requests"
+    requests_dir.mkdir()
+    for name, text in requests["data"].items():
+        (requests_dir / name).write_text(text)
+        assert text.encode() == (REPO_ROOT / "configs" / "retrain" / name).read_bytes()
+    settings = next(
+        doc
+        for doc in render("overlays/standalone-minio")
+        if doc["kind"] == "ConfigMap" and doc["metadata"]["namespace"] == "cdarts"
+    )["data"]
+    (env_from,) = container["envFrom"]
+    assert env_from["configMapRef"]["name"] == "cdarts-settings"
+    fake = start_fake_kfp()
+    environment = {**settings, "KF_PIPELINES_ENDPOINT": fake.url, "CDARTS_IDEMPOTENCY_LEDGER": str(tmp_path / "ledger")}
+    command = [_expand(part, environment) for part in [*container["command"], *container["args"]]]
+    assert command[:4] == ["cdarts", "gitops", "sync", requests_mount]
+    arguments = [str(requests_dir), *command[4:]]
+    runner = CliRunner()
+    try:
+        first = runner.invoke(app, ["gitops", "sync", *arguments], env=environment)
+        again = runner.invoke(app, ["gitops", "sync", *arguments], env=environment)
+    finally:
+        assert fake.server is not None
+        fake.server.shutdown()
+    assert first.exit_code == 0, first.output
+    assert again.exit_code == 0 and again.output.count("already submitted") == len(requests["data"])
+    assert len(fake.runs) == len(requests["data"])
+    for run in fake.runs:
+        assert run["runtime_config"]["parameters"]["checkpoint_root"] == settings["CDARTS_CHECKPOINT_ROOT"]
+        spec = json.dumps(run["pipeline_spec"])
+        assert settings["CDARTS_GPU_IMAGE"] in spec and settings["CDARTS_CPU_IMAGE"] in spec
+
+
+def test_argo_cd_syncs_the_trigger_and_passes_the_revision_it_reads() -> None:
+    (application,) = _load(K8S / "argocd" / "application.yaml")
+    source = application["spec"]["source"]
+    assert (REPO_ROOT / source["path"] / "kustomization.yaml").is_file()
+    annotations = source["kustomize"]["commonAnnotations"]
+    assert annotations == {"cdarts.io/git-revision": "${ARGOCD_APP_REVISION}"}
+    (job,) = [doc for doc in render(str(Path(source["path"]).relative_to("k8s"))) if doc["kind"] == "Job"]
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    revision = {env["name"]: env for env in container["env"]}["CDARTS_GIT_REVISION"]
+    assert revision["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.annotations['cdarts.io/git-revision']"
+    assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PostSync"
+
+
+def test_the_trainjob_runs_options_the_stage_commands_have() -> None:
+    (trainjob,) = _load(K8S / "trainer" / "search-trainjob.yaml")
+    script = " ".join(trainjob["spec"]["trainer"]["command"])
+    assert "-m cdarts stage search" in script
+    prepare, search = script.split("stage data-prep", 1)[1].split("stage search", 1)
+    for stage, part in [("data-prep", prepare.split("&&")[0]), ("search", search)]:
+        help_text = (
+            CliRunner().invoke(app, ["stage", stage, "--help"], env={"COLUMNS": "250", "TERMINAL_WIDTH": "250"}).output
+        )
+        options = re.findall(r"(?<![\w-])--[a-z][\w-]*", part)
+        assert options
+        for option in options:
+            assert option in help_text, f"stage {stage} has no {option}"
+
+
+CREDENTIAL_PATTERNS = [
+    re.compile(r"AKIA[0-9A-Z]{16}"),  # AWS access key id
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
+    re.compile(r"(?i)minioadmin"),
+    re.compile(r"(?i)(password|secret|token)['\"]?\s*[:=]\s*['\"][^'\"$]{6,}['\"]"),
+    re.compile(r"(?i)postgres(ql)?(\+\w+)?://[^:/\s]+:[^@\s]+@"),  # a URI with a password in it
+]
+
+
+def test_nothing_in_k8s_or_images_holds_a_credential_value() -> None:
+    files = [
+        p for p in [*K8S.rglob("*"), *(REPO_ROOT / "images").rglob("*")] if p.is_file() and "schemas" not in p.parts
+    ]
+    assert len(files) > 10
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        for pattern in CREDENTIAL_PATTERNS:
+            match = pattern.search(text)
+            # Comments may show the shape of a value with a placeholder, never a value.
+            if match and not text[: match.start()].splitlines()[-1:][0].lstrip().startswith("#"):
+                pytest.fail(f"{path.relative_to(REPO_ROOT)} looks like it holds a credential: {match.group(0)[:12]}...")
+    for path in (K8S / "secret-templates").glob("*.yaml"):
+        (secret,) = _load(path)
+        assert secret["kind"] == "Secret"
+        values = {**secret.get("stringData", {}), **secret.get("data", {})}
+        assert values and all(value == "" for value in values.values()), path.name
+    for kustomization in KUSTOMIZATIONS:
+        for doc in render(kustomization):
+            assert doc["kind"] != "Secret", f"{kustomization} ships a Secret; Secrets come from the operator"
+            for pod in _pod_specs(doc) if doc["kind"] in WORKLOAD_KINDS else []:
+                for container in pod["containers"]:
+                    for env in container.get("env", []):
+                        if re.search(r"(?i)(secret|password|access_key|token)(?!_path)", env["name"]):
+                            assert "value" not in env, f"{kustomization}: {env['name']} is a literal"

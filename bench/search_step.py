@@ -24,8 +24,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cdarts.config import load_config
 from cdarts.devices import resolve_device
+from cdarts.distributed import DistributedContext
 from cdarts.search.build import build_joint_network
-from cdarts.search.distributed import DistributedContext
 from cdarts.search.optimizers import build_cycle_optimizers
 from cdarts.search.steps import SearchStepper
 

@@ -36,6 +36,7 @@ def add_retrain_evaluate_register(
         checkpoint_scope=checkpoint_scope,
         mlflow_parent_run_id=mlflow_parent_run_id,
         run_id=run_id,
+        gpus=gpus,
         dataset=prepared.outputs["dataset"],
         genotype=genotype_task.outputs["genotype"],
     )

@@ -56,6 +56,7 @@ def build_search_pipeline(options: PipelineOptions) -> Callable[..., Any]:
             checkpoint_scope=checkpoint_scope,
             mlflow_parent_run_id=mlflow_parent_run_id,
             run_id=run_id,
+            gpus=gpus,
             dataset=prepared.outputs["dataset"],
         )
         configure_gpu_task(searched, options, "Cyclic search", gpus, resumable=True)

@@ -17,6 +17,7 @@ def retrain(
     checkpoint_scope: str,
     mlflow_parent_run_id: str,
     run_id: str,
+    gpus: int,
     dataset: Input[Dataset],
     genotype: Input[Artifact],
     model: Output[Model],
@@ -24,28 +25,28 @@ def retrain(
 ) -> None:
     """Train the genotype's network from scratch; ``model`` holds model.pt and the training log.
     With a ``checkpoint_root`` the checkpoint is mirrored to <root>/<scope or KFP run id>/, so a
-    retried task resumes."""
+    retried task resumes. With ``gpus`` > 1, data-parallel on that many processes (torchrun)."""
     import time
     from pathlib import Path
 
     from cdarts.checkpoint_mirror import mirror_uri
     from cdarts.config import load_config_spec, pipeline_overrides
     from cdarts.genotype_parser import parse_genotype_file
-    from cdarts.runners.retrain import run_retrain
-    from cdarts.runners.tracked_stage import tracked_stage
+    from cdarts.runners.launch import run_retrain_stage
 
     start = time.perf_counter()
     experiment = load_config_spec(config, [*overrides, *pipeline_overrides(seed=seed, retrain_epochs=retrain_epochs)])
     parsed = parse_genotype_file(Path(genotype.path) / "genotype.json")
-    with tracked_stage("retrain", experiment, mlflow_parent_run_id, run_id) as tracker:
-        result = run_retrain(
-            experiment,
-            Path(dataset.path),
-            parsed,
-            Path(model.path),
-            tracker=tracker,
-            checkpoint_mirror=mirror_uri(checkpoint_root, checkpoint_scope or run_id, "retrain"),
-        )
+    result = run_retrain_stage(
+        experiment,
+        Path(dataset.path),
+        parsed,
+        Path(model.path),
+        processes=gpus,
+        parent_run_id=mlflow_parent_run_id,
+        kfp_run_id=run_id,
+        checkpoint_mirror=mirror_uri(checkpoint_root, checkpoint_scope or run_id, "retrain"),
+    )
     for name in ("final_test_top1", "final_test_top5", "best_test_top1_selected_on_test"):
         metrics.log_metric(name, result.summary[name])
     model.metadata.update(

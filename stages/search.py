@@ -17,6 +17,7 @@ def search(
     checkpoint_scope: str,
     mlflow_parent_run_id: str,
     run_id: str,
+    gpus: int,
     dataset: Input[Dataset],
     supernet: Output[Model],
     alphas: Output[Artifact],
@@ -24,28 +25,28 @@ def search(
 ) -> None:
     """Run the search; ``supernet`` holds the checkpoints and logs, ``alphas`` the final alphas.
     With a ``checkpoint_root`` the checkpoint is mirrored to <root>/<scope or KFP run id>/, so a
-    retried task resumes."""
+    retried task resumes. With ``gpus`` > 1, data-parallel on that many processes (torchrun)."""
     import shutil
     import time
     from pathlib import Path
 
     from cdarts.checkpoint_mirror import mirror_uri
     from cdarts.config import load_config_spec, pipeline_overrides
-    from cdarts.runners.search import run_search
-    from cdarts.runners.tracked_stage import tracked_stage
+    from cdarts.runners.launch import run_search_stage
 
     start = time.perf_counter()
     experiment = load_config_spec(
         config, [*overrides, *pipeline_overrides(seed=seed, search_iterations=search_iterations)]
     )
-    with tracked_stage("search", experiment, mlflow_parent_run_id, run_id) as tracker:
-        result = run_search(
-            experiment,
-            Path(dataset.path),
-            Path(supernet.path),
-            tracker=tracker,
-            checkpoint_mirror=mirror_uri(checkpoint_root, checkpoint_scope or run_id, "search"),
-        )
+    result = run_search_stage(
+        experiment,
+        Path(dataset.path),
+        Path(supernet.path),
+        processes=gpus,
+        parent_run_id=mlflow_parent_run_id,
+        kfp_run_id=run_id,
+        checkpoint_mirror=mirror_uri(checkpoint_root, checkpoint_scope or run_id, "search"),
+    )
     assert result.alphas_path is not None
     shutil.copyfile(result.alphas_path, alphas.path)
     for name, value in result.final_metrics.items():

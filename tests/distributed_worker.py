@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from cdarts.config import load_config
-from cdarts.runners.search import destroy_process_group, run_search
+from cdarts.distributed import destroy_process_group
+from cdarts.runners.search import run_search
 
 if __name__ == "__main__":
     config_path, dataset_dir, out_dir, record_dir = sys.argv[1:5]

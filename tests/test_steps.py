@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from cdarts.config import ExperimentConfig
+from cdarts.distributed import DistributedContext
 from cdarts.networks.joint_network import JointNetwork
-from cdarts.search.distributed import DistributedContext
 from cdarts.search.optimizers import build_cycle_optimizers
 from cdarts.search.steps import SearchStepper
 from tests.conftest import tiny_batch, tiny_network

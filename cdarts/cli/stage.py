@@ -17,6 +17,10 @@ app = typer.Typer(no_args_is_help=True, help="Run one stage of the pipeline loca
 
 DataOption = Annotated[Path, typer.Option("--data", "-d", help="Prepared dataset directory (from data-prep).")]
 ProgressOption = Annotated[bool, typer.Option(help="Show progress bars.")]
+ParentRunOption = Annotated[
+    str, typer.Option(help="Nest the stage's MLflow run under this run (a pipeline run's parent).")
+]
+KfpRunOption = Annotated[str, typer.Option(help="KFP run id, recorded as a tag of the stage's MLflow run.")]
 CheckpointMirrorOption = Annotated[
     str | None,
     typer.Option(help="Also keep the checkpoint at this URI (s3://bucket/key or a path) and resume from it."),
@@ -60,14 +64,20 @@ def search(
     ] = None,
     checkpoint_mirror: CheckpointMirrorOption = None,
     progress: ProgressOption = True,
+    mlflow_parent_run_id: ParentRunOption = "",
+    kfp_run_id: KfpRunOption = "",
 ) -> None:
     """Run (or resume) the cyclic joint search. Works under torchrun for several processes."""
     from cdarts.config import load_config
-    from cdarts.runners.search import destroy_process_group, run_search
+    from cdarts.distributed import destroy_process_group
+    from cdarts.runners.search import run_search
 
     experiment = load_config(config, overrides)
     try:
-        with progress_display(progress) as callback, tracked_stage("search", experiment) as tracker:
+        with (
+            progress_display(progress) as callback,
+            tracked_stage("search", experiment, mlflow_parent_run_id, kfp_run_id) as tracker,
+        ):
             result = run_search(
                 experiment,
                 data,
@@ -113,25 +123,37 @@ def retrain(
     ] = None,
     checkpoint_mirror: CheckpointMirrorOption = None,
     progress: ProgressOption = True,
+    mlflow_parent_run_id: ParentRunOption = "",
+    kfp_run_id: KfpRunOption = "",
 ) -> None:
-    """Train the genotype's network from scratch (resumes from the checkpoint in --out)."""
+    """Train the genotype's network from scratch (resumes from the checkpoint in --out). Works
+    under torchrun for several processes (data parallel)."""
     from cdarts.config import load_config
+    from cdarts.distributed import destroy_process_group
     from cdarts.genotype import resolve_genotype
     from cdarts.runners.retrain import run_retrain
 
     experiment = load_config(config, overrides)
     parsed = resolve_genotype(genotype)
-    with progress_display(progress) as callback, tracked_stage("retrain", experiment) as tracker:
-        result = run_retrain(
-            experiment,
-            data,
-            parsed,
-            out,
-            tracker=tracker,
-            progress=callback,
-            max_epochs=max_epochs,
-            checkpoint_mirror=checkpoint_mirror,
-        )
+    try:
+        with (
+            progress_display(progress) as callback,
+            tracked_stage("retrain", experiment, mlflow_parent_run_id, kfp_run_id) as tracker,
+        ):
+            result = run_retrain(
+                experiment,
+                data,
+                parsed,
+                out,
+                tracker=tracker,
+                progress=callback,
+                max_epochs=max_epochs,
+                checkpoint_mirror=checkpoint_mirror,
+            )
+    finally:
+        destroy_process_group()
+    if result.completed and result.model_path is None:
+        return  # a torchrun process other than rank 0: rank 0 reports
     if not result.completed:
         typer.echo(f"stopped after {result.epochs_run} epoch(s) this run; rerun the same command to resume")
         return

@@ -3,6 +3,11 @@
 Checkpoints after every epoch and resumes exactly. The reported result is the **final** epoch's
 test accuracy; the best test accuracy over all epochs (how the reference reports) is logged too,
 labelled as selected on the test set.
+
+Under torchrun every process trains on its shard of each epoch and gradients are averaged after
+every backward, so the weights stay identical on every process (checked each epoch); BatchNorm
+running statistics are broadcast from rank 0 each epoch, as DDP does, and rank 0 evaluates,
+checkpoints, tracks and saves.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from cdarts.data.datasets import evaluation_loader, split_dataset
 from cdarts.data.prepared import PreparedDataset
 from cdarts.data.sampling import build_split_loader
 from cdarts.devices import resolve_device
+from cdarts.distributed import device_for_rank, init_distributed
 from cdarts.errors import CheckpointError
 from cdarts.genotype import Genotype
 from cdarts.model_file import MODEL_FILE, save_model
@@ -67,6 +73,8 @@ def run_retrain(
     cfg = config.retrain
     device = resolve_device(config.device)
     prepared = PreparedDataset.load(dataset_dir)
+    distributed = init_distributed(device)
+    device = device_for_rank(device)
     seed_everything(config.seed, config.deterministic)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -78,6 +86,8 @@ def run_retrain(
         torch.arange(len(prepared.labels("train"))),
         batch_size=cfg.batch_size,
         seed=config.seed,
+        rank=distributed.rank,
+        world_size=distributed.world_size,
         num_workers=config.data.num_workers,
         pin_memory=config.data.pin_memory,
     )
@@ -106,15 +116,18 @@ def run_retrain(
     )
     settings = TrainSettings(cfg.auxiliary_weight, cfg.label_smoothing, cfg.grad_clip, cfg.bf16, cfg.channels_last)
 
-    trackers: list[Tracker] = [JsonlTracker(out_dir / "metrics.jsonl")]
-    if tracker is not None:
-        trackers.append(tracker)
+    trackers: list[Tracker] = []
+    if distributed.is_main:
+        trackers.append(JsonlTracker(out_dir / "metrics.jsonl"))
+        if tracker is not None:
+            trackers.append(tracker)
     log = FanOutTracker(trackers)
     checkpoint_path = out_dir / CHECKPOINT_NAME
     mirror = CheckpointMirror(checkpoint_mirror) if checkpoint_mirror else None
-    if mirror is not None:
+    if mirror is not None and distributed.is_main:
         mirror.check()
         mirror.restore(checkpoint_path)
+    distributed.barrier()  # the other processes read the restored checkpoint from the same disk
     next_epoch, history = 0, []
     if checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
@@ -138,6 +151,7 @@ def run_retrain(
             },
             0,
         )
+    distributed.broadcast_module(model)
 
     epochs_run = 0
     steps_per_epoch = len(train_split)
@@ -155,8 +169,20 @@ def run_retrain(
             optimizer,
             device,
             settings,
-            on_step=_step_reporter(progress, description, steps_per_epoch),
+            on_step=_step_reporter(progress if distributed.is_main else None, description, steps_per_epoch),
+            after_backward=lambda: distributed.average_gradients(model),
         )
+        if distributed.enabled:  # report the mean over every process's batches
+            averaged = distributed.average_values({k: torch.tensor(v, device=device) for k, v in train_metrics.items()})
+            train_metrics = {name: float(value) for name, value in averaged.items()}
+        divergence = distributed.max_difference_from_main(list(model.parameters()))
+        if divergence > 0:
+            raise RuntimeError(f"retrain weights diverged across ranks (max difference {divergence})")
+        distributed.broadcast_buffers(model)
+        next_epoch += 1
+        epochs_run += 1
+        if not distributed.is_main:
+            continue
         test = evaluate(model, test_loader, device, prepared.num_classes, cfg.bf16, cfg.channels_last)
         record = {
             "epoch": epoch,
@@ -166,8 +192,6 @@ def run_retrain(
         }
         history.append(record)
         log.log_metrics({f"retrain/{k}": float(v) for k, v in record.items() if k != "epoch"}, epoch + 1)
-        next_epoch += 1
-        epochs_run += 1
         save_checkpoint(
             {
                 "config_digest": config.digest(),
@@ -184,9 +208,10 @@ def run_retrain(
         if mirror is not None:
             mirror.publish(checkpoint_path)
 
+    distributed.barrier()
     completed = next_epoch >= cfg.epochs
-    if not completed:
-        return RetrainResult(False, epochs_run, {}, None)
+    if not completed or not distributed.is_main:
+        return RetrainResult(completed, epochs_run, {}, None)
     final = history[-1]
     best = max(history, key=lambda r: r["test_top1"])
     summary = {

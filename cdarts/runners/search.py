@@ -16,10 +16,10 @@ from cdarts.data.datasets import split_dataset
 from cdarts.data.prepared import PreparedDataset
 from cdarts.data.sampling import SplitLoader, build_split_loader
 from cdarts.devices import resolve_device
+from cdarts.distributed import device_for_rank, init_distributed
 from cdarts.genotype import Genotype
 from cdarts.search.build import build_joint_network
 from cdarts.search.cyclic_search import CycleReport, CyclicSearch, ProgressCallback, SearchLoaders
-from cdarts.search.distributed import device_for_rank, init_distributed
 from cdarts.seeding import seed_everything
 from cdarts.tracking import FanOutTracker, JsonlTracker, Tracker
 
@@ -162,9 +162,3 @@ def run_search(
         cycles_completed=len(result.cycles),
         final_metrics=result.cycles[-1].metrics if result.cycles else {},
     )
-
-
-def destroy_process_group() -> None:
-    """Leave the torchrun process group, if any (call once at process exit)."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()

@@ -13,11 +13,11 @@ import torch
 from cdarts.checkpoint import load_checkpoint, save_checkpoint
 from cdarts.config import ExperimentConfig, SearchConfig
 from cdarts.data.sampling import SplitLoader
+from cdarts.distributed import DistributedContext
 from cdarts.errors import CheckpointError
 from cdarts.genotype import Genotype
 from cdarts.metrics import MeanTracker
 from cdarts.networks.joint_network import Branch, JointNetwork
-from cdarts.search.distributed import DistributedContext
 from cdarts.search.losses import regularizer_coefficient
 from cdarts.search.optimizers import (
     CycleOptimizers,

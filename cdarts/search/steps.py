@@ -15,9 +15,9 @@ from torch import nn
 
 from cdarts.config import SearchConfig
 from cdarts.devices import autocast
+from cdarts.distributed import DistributedContext
 from cdarts.metrics import topk_accuracy
 from cdarts.networks.joint_network import Branch, JointNetwork
-from cdarts.search.distributed import DistributedContext
 from cdarts.search.losses import alpha_l1_penalty, distillation_loss
 from cdarts.search.optimizers import CycleOptimizers
 

@@ -37,10 +37,13 @@ def train_one_epoch(
     device: torch.device,
     settings: TrainSettings,
     on_step: Callable[[int], None] | None = None,
+    after_backward: Callable[[], None] | None = None,
 ) -> dict[str, float]:
     """``loss = CE(logits) + aux_weight * CE(aux_logits)`` (label-smoothed if configured).
 
-    Returns the epoch means of ``loss``, ``loss_main``, ``loss_aux`` and ``top1``.
+    ``after_backward`` runs between backward and clipping (data parallelism averages the
+    gradients there, so that every process clips and steps identically). Returns the epoch
+    means of ``loss``, ``loss_main``, ``loss_aux`` and ``top1`` over this process's batches.
     """
     model.train()
     meter = MeanTracker()
@@ -56,6 +59,8 @@ def train_one_epoch(
             loss_aux = F.cross_entropy(aux_logits.float(), labels, label_smoothing=settings.label_smoothing)
         loss = loss_main + settings.aux_weight * loss_aux
         loss.backward()  # type: ignore[no-untyped-call]
+        if after_backward is not None:
+            after_backward()
         nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         optimizer.step()
         meter.update(

@@ -1,4 +1,4 @@
-"""Multi-process data parallelism for the search (torchrun; gloo on CPU, NCCL on CUDA).
+"""Multi-process data parallelism for the search and the retrain (torchrun; gloo on CPU, NCCL on CUDA).
 
 Instead of wrapping the module in DDP (each backward touches a different part of it, and E is
 rebuilt every cycle), gradients are averaged explicitly after every backward, over every
@@ -61,6 +61,13 @@ class DistributedContext:
         for tensor in [*module.parameters(), *module.buffers()]:
             dist.broadcast(tensor.data, src=0)
 
+    def broadcast_buffers(self, module: nn.Module) -> None:
+        """Make every rank hold rank 0's buffers (BatchNorm running statistics), as DDP does."""
+        if not self.enabled:
+            return
+        for tensor in module.buffers():
+            dist.broadcast(tensor.data, src=0)
+
     def max_difference_from_main(self, tensors: Sequence[torch.Tensor]) -> float:
         """Largest absolute difference between this rank's tensors and rank 0's (0 when equal)."""
         if not self.enabled:
@@ -93,3 +100,9 @@ def device_for_rank(device: torch.device) -> torch.device:
     if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
         return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     return device
+
+
+def destroy_process_group() -> None:
+    """Leave the torchrun process group, if any (call once at process exit)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -135,6 +135,7 @@ def test_component_bodies_run_directly_on_temporary_artifacts(tmp_path: Path) ->
         retrain_epochs=0,
         checkpoint_root="",
         checkpoint_scope="",
+        gpus=2,  # two data-parallel processes under torchrun (gloo on this CPU)
         **ids,
         dataset=dataset,
         genotype=genotype,

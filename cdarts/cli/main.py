@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cdarts import __version__
-from cdarts.cli import genotype, gitops, lineage, model, pipeline, services, stage, submit
+from cdarts.cli import genotype, gitops, lineage, model, pipeline, registry, services, stage, submit
 
 app = typer.Typer(
     name="cdarts",
@@ -21,6 +21,7 @@ app.add_typer(genotype.app, name="genotype")
 app.add_typer(model.app, name="model")
 app.add_typer(services.app, name="services")
 app.add_typer(gitops.app, name="gitops")
+app.add_typer(registry.app, name="registry")
 app.command("run")(pipeline.run)
 app.command("compile")(pipeline.compile_command)
 app.command("submit")(submit.submit)

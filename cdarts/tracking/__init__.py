@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from cdarts.tracking.lineage import lineage
 from cdarts.tracking.protocol import FanOutTracker, JsonlTracker, NullTracker, Tracker
-from cdarts.tracking.registry import CHALLENGER, CHAMPION, model_aliases, promote_if_better, register_model
+from cdarts.tracking.registry import (
+    CHALLENGER,
+    CHAMPION,
+    model_aliases,
+    promote,
+    promote_if_better,
+    register_model,
+    rollback,
+)
 from cdarts.tracking.runs import (
     MlflowTracker,
     check_tracking,
@@ -37,10 +45,12 @@ __all__ = [
     "lineage",
     "lineage_tags",
     "model_aliases",
+    "promote",
     "promote_if_better",
     "redact_uri",
     "register_model",
     "resolve_tracking_uri",
+    "rollback",
     "stage_run",
     "start_parent_run",
 ]

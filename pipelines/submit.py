@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,9 +44,26 @@ def _client_errors(host: str, what: str) -> Iterator[None]:
             raise SubmitError(f"{what} {host} failed: {_one_line(error)}") from None
 
 
+SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
+
+
+def _service_account_credentials() -> Any:
+    """Credentials from the projected service-account token named by ``KF_PIPELINES_SA_TOKEN_PATH``
+    (audience ``pipelines.kubeflow.org``), or None. kfp.Client only looks for that token when it
+    is given no host, so with an explicit host we hand it over ourselves."""
+    path = os.environ.get(SA_TOKEN_PATH_ENV)
+    if not path:
+        return None
+    if not Path(path).is_file():
+        raise SubmitError(f"{SA_TOKEN_PATH_ENV} names {path}, which is not a readable token file")
+    from kfp.client.set_volume_credentials import ServiceAccountTokenVolumeCredentials
+
+    return ServiceAccountTokenVolumeCredentials(path)
+
+
 class KfpRunService:
-    """Runs of one experiment on a KFP server (in-cluster: the projected service-account token
-    at ``KF_PIPELINES_SA_TOKEN_PATH`` authenticates, as kfp.Client does by default)."""
+    """Runs of one experiment on a KFP server, authenticated with the projected
+    service-account token when ``KF_PIPELINES_SA_TOKEN_PATH`` is set (in-cluster triggers)."""
 
     def __init__(self, host: str, experiment: str, namespace: str | None = None) -> None:
         import kfp
@@ -53,8 +71,9 @@ class KfpRunService:
         self.host = host.rstrip("/")
         self.experiment = experiment
         self.namespace = namespace
+        credentials = _service_account_credentials()
         with _client_errors(host, "connecting to"):
-            self.client = kfp.Client(host=host, namespace=namespace or "kubeflow")
+            self.client = kfp.Client(host=host, namespace=namespace or "kubeflow", credentials=credentials)
 
     def _url(self, run_id: str) -> str:
         return f"{self.host}/#/runs/details/{run_id}"

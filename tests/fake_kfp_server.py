@@ -25,6 +25,7 @@ class FakeKfp:
     create_delay_seconds: float = 0.0
     experiments: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    authorizations: list[str] = field(default_factory=list)  # the Authorization header of each request
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
 
@@ -67,7 +68,12 @@ def _handler(state: FakeKfp) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length", 0))
             return dict(json.loads(self.rfile.read(length) or b"{}"))
 
+        def _record_authorization(self) -> None:
+            with state.lock:
+                state.authorizations.append(self.headers.get("Authorization", ""))
+
         def do_GET(self) -> None:
+            self._record_authorization()
             url = urlparse(self.path)
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             try:
@@ -98,6 +104,7 @@ def _handler(state: FakeKfp) -> type[BaseHTTPRequestHandler]:
                     self._reply(404, {"error": f"not served by the fake: {url.path}"})
 
         def do_POST(self) -> None:
+            self._record_authorization()
             url = urlparse(self.path)
             body = self._body()
             if url.path == f"{API}/experiments":

@@ -197,3 +197,18 @@ def test_submit_with_an_idempotency_key_creates_one_run(kfp_api: FakeKfp, tmp_pa
     assert len(kfp_api.runs) == 1 and kfp_api.runs[0]["run_id"] in second.output
     missing_ledger = runner.invoke(app, arguments[:-2], env={"CDARTS_IDEMPOTENCY_LEDGER": ""})
     assert missing_ledger.exit_code == 2 and "needs --ledger" in missing_ledger.output
+
+
+def test_an_in_cluster_trigger_authenticates_with_its_projected_token(
+    requests_dir: Path, kfp_api: FakeKfp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("projected-token-4c1d")
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(token))
+    code, output = _sync(requests_dir, kfp_api, tmp_path / "ledger")
+    assert code == 0, output
+    assert kfp_api.authorizations and set(kfp_api.authorizations) == {"Bearer projected-token-4c1d"}
+    assert "projected-token-4c1d" not in output
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(tmp_path / "missing"))
+    code, output = _sync(requests_dir, kfp_api, tmp_path / "ledger2")
+    assert code == 2 and "not a readable token file" in output

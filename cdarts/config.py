@@ -123,6 +123,14 @@ class SearchConfig(_Section):
     regularizer: RegularizerConfig = RegularizerConfig()
     # execution
     bf16: bool = False
+    impl: Literal["fast", "reference"] = Field(
+        "fast",
+        description="fast: channels_last tensors, one ReLU per edge input shared by its conv ops (and "
+        "cuDNN autotuning on CUDA); reference: one module call per candidate op. Same losses and gradients.",
+    )
+    activation_checkpointing: bool = Field(
+        False, description="recompute each cell's activations in backward instead of keeping them (less memory)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> SearchConfig:

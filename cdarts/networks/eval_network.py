@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from cdarts.genotype import Genotype
+from cdarts.networks.checkpointing import run_checkpointed, should_checkpoint
 from cdarts.networks.layout import CellSpec
 from cdarts.networks.search_network import stage_last_cells
 from cdarts.search_space.cells import DerivedCell
@@ -36,6 +37,7 @@ class EvalNetwork(nn.Module):
         ]
         self.cells = nn.ModuleList(self.derived_cells)
         self.stage_ends = stage_last_cells(plan)
+        self.activation_checkpointing = False
 
     def set_drop_path_prob(self, drop_prob: float) -> None:
         for cell in self.derived_cells:
@@ -44,8 +46,9 @@ class EvalNetwork(nn.Module):
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> list[torch.Tensor]:
         """(s0, s1) from the stem -> the output of every stage (last one = final features)."""
         outputs = []
+        checkpointed = should_checkpoint(self, self.activation_checkpointing)
         for index, cell in enumerate(self.derived_cells):
-            s0, s1 = s1, cell(s0, s1)
+            s0, s1 = s1, run_checkpointed(cell, s0, s1) if checkpointed else cell(s0, s1)
             if index in self.stage_ends:
                 outputs.append(s1)
         return outputs

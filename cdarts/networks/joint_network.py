@@ -51,6 +51,10 @@ class JointNetwork(nn.Module):
         search_cells, eval_cells: cells per stage of S (3, 3, 2) and E (7, 7, 6).
         fix_heads: keep the distillation heads at their random init (CIFAR scripts).
         learnable_ensemble: learn the ensemble logits (init 0.333 * U(0, 1)); else equal weights.
+        shared_relu: mixed ops rectify each input once for all their conv ops (see MixedOp).
+        channels_last: keep weights and activations in channels-last layout (much faster
+            depthwise convolutions on CPU, tensor cores on CUDA); inputs are converted in forward.
+        activation_checkpointing: recompute each cell of S and E in backward (see checkpointing).
     """
 
     def __init__(
@@ -72,6 +76,9 @@ class JointNetwork(nn.Module):
         fix_heads: bool = False,
         learnable_ensemble: bool = True,
         pool_transfer: PoolTransfer = "all",
+        shared_relu: bool = False,
+        channels_last: bool = False,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         if len(search_cells) != 3 or len(eval_cells) != 3:
@@ -87,7 +94,10 @@ class JointNetwork(nn.Module):
         self.eval_plan = plan_cells(eval_cells, init_channels, stem_channels, n_nodes, stem)
 
         self.stem = build_stem(stem, in_channels, stem_channels)
-        self.search_network = SearchNetwork(search_plan, n_nodes, primitives, aggregation, pool_batchnorm)
+        self.search_network = SearchNetwork(search_plan, n_nodes, primitives, aggregation, pool_batchnorm, shared_relu)
+        self.search_network.activation_checkpointing = activation_checkpointing
+        self.activation_checkpointing = activation_checkpointing
+        self.channels_last = channels_last
         final_channels = search_plan[-1][-1].out_channels(n_nodes)
         self.search_classifier = nn.Linear(final_channels, num_classes)
         self.weight_pool = WeightPool(self.eval_plan, n_nodes, primitives, aggregation, pool_batchnorm)
@@ -111,6 +121,8 @@ class JointNetwork(nn.Module):
             0.333 * torch.rand(3) if learnable_ensemble else torch.zeros(3),
             requires_grad=learnable_ensemble,
         )
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     # -- E and the pool ---------------------------------------------------------------------
 
@@ -127,6 +139,9 @@ class JointNetwork(nn.Module):
         """Build a fresh E for ``genotype`` and initialise its cells from the pool."""
         device = self.search_classifier.weight.device
         eval_network = EvalNetwork(genotype, self.eval_plan, affine=False).to(device)
+        if self.channels_last:
+            eval_network = eval_network.to(memory_format=torch.channels_last)
+        eval_network.activation_checkpointing = self.activation_checkpointing
         self.weight_pool.inherit(eval_network, self.pool_transfer)
         self.eval_network = eval_network
         return eval_network
@@ -176,6 +191,8 @@ class JointNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor, branch: Branch, with_ensemble: bool = True) -> NetworkOutput:
         """Run S (``branch="search"``) or E (``"eval"``) on images x: (N, C, H, W)."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         s0, s1 = self.stem(x)
         if branch == "search":
             stage_outputs = self.search_network(s0, s1)

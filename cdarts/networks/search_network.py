@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from cdarts.networks.checkpointing import run_checkpointed, should_checkpoint
 from cdarts.networks.layout import CellSpec
 from cdarts.search_space.cells import NodeAggregation, SearchCell, num_edges
 
@@ -17,6 +18,7 @@ def build_search_cells(
     primitives: tuple[str, ...],
     aggregation: NodeAggregation,
     pool_batchnorm: bool,
+    shared_relu: bool = False,
 ) -> list[SearchCell]:
     """The :class:`SearchCell` of every spec in ``plan``, stages flattened in order."""
     return [
@@ -30,6 +32,7 @@ def build_search_cells(
             primitives,
             aggregation,
             pool_batchnorm,
+            shared_relu,
         )
         for stage in plan
         for spec in stage
@@ -59,11 +62,15 @@ class SearchNetwork(nn.Module):
         primitives: tuple[str, ...],
         aggregation: NodeAggregation = "mean",
         pool_batchnorm: bool = False,
+        shared_relu: bool = False,
     ) -> None:
         super().__init__()
         self.n_nodes = n_nodes
         self.primitives = primitives
-        self.cells = nn.ModuleList(build_search_cells(plan, n_nodes, primitives, aggregation, pool_batchnorm))
+        self.activation_checkpointing = False
+        self.cells = nn.ModuleList(
+            build_search_cells(plan, n_nodes, primitives, aggregation, pool_batchnorm, shared_relu)
+        )
         self.stage_ends = stage_last_cells(plan)
         shape = (num_edges(n_nodes), len(primitives))
         self.alphas_normal = nn.Parameter(1e-3 * torch.randn(shape))
@@ -80,9 +87,10 @@ class SearchNetwork(nn.Module):
         weights_normal = torch.softmax(self.alphas_normal, dim=-1)
         weights_reduce = torch.softmax(self.alphas_reduce, dim=-1)
         outputs = []
+        checkpointed = should_checkpoint(self, self.activation_checkpointing)
         for index, cell in enumerate(self.cells):
             weights = weights_reduce if cell.reduction else weights_normal
-            s0, s1 = s1, cell(s0, s1, weights)
+            s0, s1 = s1, run_checkpointed(cell, s0, s1, weights) if checkpointed else cell(s0, s1, weights)
             if index in self.stage_ends:
                 outputs.append(s1)
         return outputs

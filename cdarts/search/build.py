@@ -26,4 +26,7 @@ def build_joint_network(search: SearchConfig, in_channels: int, num_classes: int
         fix_heads=search.fix_heads,
         learnable_ensemble=search.learnable_ensemble,
         pool_transfer=search.pool_transfer,
+        shared_relu=search.impl == "fast",
+        channels_last=search.impl == "fast",
+        activation_checkpointing=search.activation_checkpointing,
     )

@@ -60,6 +60,7 @@ class SearchCell(nn.Module):
         primitives: candidate ops, in alpha-column order.
         aggregation: ``mean`` (CDARTS reference: fixed uniform edge weights) or ``sum`` (DARTS).
         pool_batchnorm: DARTS-style BN after pooling ops.
+        shared_relu: see :class:`MixedOp`.
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class SearchCell(nn.Module):
         primitives: tuple[str, ...],
         aggregation: NodeAggregation = "mean",
         pool_batchnorm: bool = False,
+        shared_relu: bool = False,
     ) -> None:
         super().__init__()
         self.n_nodes = n_nodes
@@ -80,7 +82,7 @@ class SearchCell(nn.Module):
         self.aggregation = aggregation
         self.preprocess0, self.preprocess1 = _preprocess(c_prev_prev, c_prev, channels, reduction_prev, affine=False)
         self.mixed_ops = [
-            MixedOp(channels, 2 if reduction and j < 2 else 1, primitives, pool_batchnorm)
+            MixedOp(channels, 2 if reduction and j < 2 else 1, primitives, pool_batchnorm, shared_relu)
             for i in range(n_nodes)
             for j in range(2 + i)
         ]

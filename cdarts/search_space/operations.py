@@ -95,7 +95,10 @@ class FactorizedReduce(nn.Module):
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(x)
+        return self.after_relu(self.relu(x))
+
+    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything but the leading ReLU, on an input that is already rectified."""
         out = torch.cat([self.conv_even(x), self.conv_odd(x[:, :, 1:, 1:])], dim=1)
         normalised: torch.Tensor = self.bn(out)
         return normalised
@@ -142,6 +145,22 @@ def build_op(name: str, channels: int, stride: int, affine: bool) -> nn.Module:
     except KeyError:
         raise ValueError(f"unknown operation {name!r}; known: {sorted(OPS)}") from None
     return factory(channels, stride, affine)
+
+
+def after_leading_relu(op: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The rest of ``op`` after its leading ReLU, or None if it does not start with one.
+
+    The returned module shares ``op``'s submodules (and so its parameters), so several conv ops
+    of an edge can rectify their common input once. Keep it out of the module tree.
+    """
+    if isinstance(op, DilConv | FactorizedConv):
+        return nn.Sequential(*list(op.children())[1:])
+    if isinstance(op, SepConv):
+        first, second = op.children()
+        return nn.Sequential(*list(first.children())[1:], second)
+    if isinstance(op, FactorizedReduce):
+        return op.after_relu
+    return None
 
 
 def is_identity(op: nn.Module) -> bool:

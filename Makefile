@@ -27,9 +27,13 @@ test-fast: setup
 demo: setup
 	$(CDARTS) run --config configs/demo.yaml --runs-root .cdarts/runs
 
+# Benchmarks (not tests), about 15 minutes on 2 cores: JSON in bench/results/, a PNG plot and the
+# README's table printed last. bench/gpu_check.sh is the GPU counterpart (CUDA machines only).
 bench: setup
-	$(PY) bench/search_step.py --json bench/results/search_step.json
-	$(PY) bench/retrain_step.py --json bench/results/retrain_step.json
+	$(PY) bench/search_step.py --compare --batch-size 16 32 64 --steps 3 --memory --json bench/results/search_step.json
+	$(PY) bench/retrain_step.py --compare --batch-size 32 128 --steps 3 --memory --json bench/results/retrain_step.json
+	$(PY) bench/pipeline_overhead.py --config tiny --json bench/results/pipeline_overhead.json
+	$(PY) bench/report.py --results bench/results --plot bench/results/throughput.png
 
 lint: setup
 	$(VENV)/bin/ruff check cdarts stages pipelines tests bench

@@ -169,7 +169,11 @@ class RetrainConfig(_Section):
     grad_clip: float = Field(5.0, gt=0)
     cutout: int = Field(16, ge=0, description="cutout square side in pixels (cifar augmentation); 0 = off")
     bf16: bool = False
-    channels_last: bool = False
+    channels_last: bool = Field(True, description="channels-last weights and batches (faster convolutions)")
+    fused_optimizer: bool = Field(True, description="the fused SGD kernel instead of the per-tensor loop")
+    compile: bool = Field(
+        False, description="torch.compile the training forward (pays on GPUs; on CPU the compile time dominates)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> RetrainConfig:

@@ -112,8 +112,14 @@ def run_retrain(
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=cfg.weight_lr, momentum=cfg.weight_momentum, weight_decay=weight_decay
+        model.parameters(),
+        lr=cfg.weight_lr,
+        momentum=cfg.weight_momentum,
+        weight_decay=weight_decay,
+        fused=cfg.fused_optimizer or None,
     )
+    # The compiled module shares the model's parameters; checkpoints keep the plain model's keys.
+    trained: torch.nn.Module = torch.compile(model) if cfg.compile else model  # type: ignore[assignment]
     settings = TrainSettings(cfg.auxiliary_weight, cfg.label_smoothing, cfg.grad_clip, cfg.bf16, cfg.channels_last)
 
     trackers: list[Tracker] = []
@@ -164,7 +170,7 @@ def run_retrain(
 
         description = f"retrain epoch {epoch + 1}/{cfg.epochs}"
         train_metrics = train_one_epoch(
-            model,
+            trained,
             train_split.epoch(epoch),
             optimizer,
             device,

@@ -31,7 +31,7 @@ def _prepare(images: torch.Tensor, device: torch.device, channels_last: bool) ->
 
 
 def train_one_epoch(
-    model: RetrainNetwork,
+    model: nn.Module,
     batches: Iterable[Batch],
     optimizer: torch.optim.Optimizer,
     device: torch.device,

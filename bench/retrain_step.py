@@ -142,6 +142,19 @@ def main() -> None:
 
     variants = ("eager", "fast") if args.compare else ("fast",)
     variants += ("compiled",) if args.compile else ()
+    # Memory first, in fresh processes, while this one is still small: the timing runs below
+    # leave their peak in this process's heap.
+    memory = []
+    if args.memory:
+        for batch_size in args.batch_size:
+            for variant in ("eager", "fast"):
+                command = [sys.executable, __file__, "--genotype", args.genotype, "--device", str(device)]
+                command += ["--probe-memory", variant, str(batch_size)]
+                completed = subprocess.run(command, capture_output=True, text=True, check=True)
+                peak = float(json.loads(completed.stdout.strip().splitlines()[-1])["peak_memory_mb"])
+                memory.append({"variant": variant, "batch_size": batch_size, "peak_memory_mb": peak})
+                print(f"memory: {variant} batch {batch_size}: {peak:.0f} MiB", flush=True)
+
     results = []
     for batch_size in args.batch_size:
         start = time.perf_counter()
@@ -155,17 +168,6 @@ def main() -> None:
             line += f"  compile {row['compile_seconds']:.0f} s"
         print(f"{line}  [{time.perf_counter() - start:.0f} s]", flush=True)
         results.append(row)
-
-    memory = []
-    if args.memory:
-        for batch_size in args.batch_size:
-            for variant in ("eager", "fast"):
-                command = [sys.executable, __file__, "--genotype", args.genotype, "--device", str(device)]
-                command += ["--probe-memory", variant, str(batch_size)]
-                completed = subprocess.run(command, capture_output=True, text=True, check=True)
-                peak = float(json.loads(completed.stdout.strip().splitlines()[-1])["peak_memory_mb"])
-                memory.append({"variant": variant, "batch_size": batch_size, "peak_memory_mb": peak})
-                print(f"memory: {variant} batch {batch_size}: {peak:.0f} MiB", flush=True)
 
     report = {
         "benchmark": "retrain_step",

@@ -204,6 +204,21 @@ def main() -> None:
 
     impls = IMPLEMENTATIONS if args.compare else (args.impl,)
     matmul = matmul_flops_per_second(device)
+    # Memory first, in fresh processes, while this one is still small: the timing runs below
+    # leave their peak in this process's heap.
+    memory = []
+    if args.memory:
+        plan = [(impl, batch, False) for batch in args.batch_size for impl in impls]
+        plan.append(("fast", args.checkpointing_batch, True))
+        for impl, batch, checkpointing in plan:
+            peak = memory_in_fresh_process(args.config, impl, batch, checkpointing, str(device))
+            memory.append(
+                {"impl": impl, "batch_size": batch, "activation_checkpointing": checkpointing, "peak_memory_mb": peak}
+            )
+            print(
+                f"memory: {impl}{' + checkpointing' if checkpointing else ''} batch {batch}: {peak:.0f} MiB", flush=True
+            )
+
     results = []
     for index, batch_size in enumerate(args.batch_size):
         check = index == 0  # the equivalence check once, at the first batch size
@@ -222,19 +237,6 @@ def main() -> None:
             line += f" (reference fp32 vs exact {same['fp32_reference_vs_exact_max_gradient']:.0e})"
         print(line, flush=True)
         results.append(row)
-
-    memory = []
-    if args.memory:
-        plan = [(impl, batch, False) for batch in args.batch_size for impl in impls]
-        plan.append(("fast", args.checkpointing_batch, True))
-        for impl, batch, checkpointing in plan:
-            peak = memory_in_fresh_process(args.config, impl, batch, checkpointing, str(device))
-            memory.append(
-                {"impl": impl, "batch_size": batch, "activation_checkpointing": checkpointing, "peak_memory_mb": peak}
-            )
-            print(
-                f"memory: {impl}{' + checkpointing' if checkpointing else ''} batch {batch}: {peak:.0f} MiB", flush=True
-            )
 
     report = {
         "benchmark": "search_step",

@@ -22,7 +22,7 @@ class DropPath(nn.Module):
             return x
         keep_prob = 1.0 - self.drop_prob
         mask = torch.empty(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype).bernoulli_(keep_prob)
-        return x / keep_prob * mask
+        return x * mask.div_(keep_prob)  # scale the (N, 1, 1, 1) mask, not the activation
 
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob}"

@@ -48,10 +48,11 @@ class MixedOp(nn.Module):
         self._active = [k for k, name in enumerate(primitives) if name != NONE_PRIMITIVE]
         # Plain list, not a ModuleList: these share the candidates' modules.
         self._after_relu = [after_leading_relu(op) if shared_relu else None for op in self.candidates]
+        self._shares_relu = any(tail is not None for tail in self._after_relu)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """x: (N, C, H, W); weights: (K,) softmax over the candidate ops -> (N, C, H/s, W/s)."""
-        rectified = F.relu(x) if any(self._after_relu) else None
+        rectified = F.relu(x) if self._shares_relu else None
         out: torch.Tensor | None = None
         for k in self._active:
             tail = self._after_relu[k]

@@ -36,7 +36,7 @@ bench: setup
 	$(PY) bench/report.py --results bench/results --plot bench/results/throughput.png
 
 lint: setup
-	$(VENV)/bin/ruff check cdarts stages pipelines tests bench
+	$(VENV)/bin/ruff check cdarts stages pipelines tests bench images k8s/schemas
 	$(VENV)/bin/mypy cdarts
 
 # The images' package lock, from the tested environment (a test fails when it is stale).

@@ -37,7 +37,9 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--source", required=True)
     args = parser.parse_args()
-    crd = next(doc for doc in yaml.safe_load_all(args.crd.read_text()) if doc and doc.get("kind") == "CustomResourceDefinition")
+    crd = next(
+        doc for doc in yaml.safe_load_all(args.crd.read_text()) if doc and doc.get("kind") == "CustomResourceDefinition"
+    )
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == args.version]
     schema = strip_descriptions(version["schema"]["openAPIV3Schema"])
     document = {

@@ -58,3 +58,14 @@ def summarize(model: RetrainNetwork) -> ModelSummary:
 
 def summarize_genotype(genotype: Genotype, spec: RetrainSpec) -> ModelSummary:
     return summarize(RetrainNetwork(genotype, spec))
+
+
+def summarize_chain(choices: list[list[int]], image_size: int = 224, num_classes: int = 1000) -> ModelSummary:
+    """A chain-space network (no auxiliary head) on one ``image_size`` RGB image."""
+    from cdarts.chain_space import ChainNetwork
+
+    model = ChainNetwork(choices, num_classes).eval()
+    params = sum(p.numel() for p in model.parameters())
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, 3, image_size, image_size))
+    return ModelSummary(params, params, int(counter.get_total_flops() // 2))

@@ -80,3 +80,49 @@ def test_a_broken_benchmark_file_is_a_clear_error(tmp_path: Path, content: str, 
         JsonBenchmarkLookup(path)
     with pytest.raises(DataError, match="cannot read"):
         JsonBenchmarkLookup(tmp_path / "missing.json")
+
+
+def test_search_and_derived_networks_follow_the_macro_skeleton() -> None:
+    from cdarts.nasbench201.networks import Nb201DerivedCell, Nb201Network, ResNetBasicBlock
+
+    torch.manual_seed(0)
+    search = Nb201Network(num_classes=10, channels=4, cells_per_stage=1)
+    assert [type(layer).__name__ for layer in search.layers] == [
+        "Nb201SearchCell", "ResNetBasicBlock", "Nb201SearchCell", "ResNetBasicBlock", "Nb201SearchCell",
+    ]  # fmt: skip
+    images = torch.randn(2, 3, 8, 8)
+    logits = search(images)
+    assert logits.shape == (2, 10)
+    logits.sum().backward()
+    assert search.alphas is not None and search.alphas.grad is not None and search.alphas.grad.abs().sum() > 0
+    derived = Nb201Network(num_classes=10, channels=4, cells_per_stage=1, genotype=search.current_genotype())
+    assert derived(images).shape == (2, 10) and derived.arch_parameters() == []
+    assert isinstance(derived.layers[1], ResNetBasicBlock) and derived.layers[1].conv_a[1].stride == (2, 2)
+    cell = derived.layers[0]
+    assert isinstance(cell, Nb201DerivedCell)
+
+
+def test_a_derived_cell_with_only_none_into_the_output_passes_zeros() -> None:
+    from cdarts.nasbench201.networks import Nb201DerivedCell
+
+    genotype = Nb201Genotype.from_arch_string("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|none~0|none~1|none~2|")
+    cell = Nb201DerivedCell(genotype, 4)
+    assert len(cell.ops) == 2  # none edges are left out
+    assert torch.equal(cell(torch.randn(2, 4, 8, 8)), torch.zeros(2, 4, 8, 8))
+    skip_only = Nb201DerivedCell(
+        Nb201Genotype.from_arch_string("|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|"), 4
+    )
+    x = torch.randn(2, 4, 8, 8)
+    assert torch.equal(skip_only(x), x)
+
+
+def test_search_cell_edges_are_weighted_by_their_own_alpha_row() -> None:
+    from cdarts.nasbench201.networks import Nb201SearchCell
+
+    cell = Nb201SearchCell(4)
+    x = torch.randn(2, 4, 8, 8)
+    weights = torch.zeros(6, 5)
+    weights[5, NB201_OPS.index("skip_connect")] = 1.0  # only edge (3 <- 2) is on: node 2 is 0
+    assert torch.equal(cell(x, weights), torch.zeros_like(x))
+    weights[3, NB201_OPS.index("skip_connect")] = 1.0  # and edge (3 <- 0): the input itself
+    assert torch.allclose(cell(x, weights), x)

@@ -85,13 +85,16 @@ class IdempotencyLedger:
         without ``If-None-Match`` support would let two triggers both win)."""
         self.store.check()
         probe = self.record_key(f"probe-{new_holder_token()}")
-        if not self.store.create_if_absent(probe, b"1"):
-            raise StorageError("the idempotency ledger could not create its probe record")
-        if self.store.create_if_absent(probe, b"2"):
-            raise StorageError(
-                "the object store ignores conditional writes (If-None-Match); the idempotency ledger "
-                "needs them (MinIO >= 2024-11, SeaweedFS >= 3.80, AWS S3)"
-            )
+        try:
+            if not self.store.create_if_absent(probe, b"1"):
+                raise StorageError("the idempotency ledger could not create its probe record")
+            if self.store.create_if_absent(probe, b"2"):
+                raise StorageError(
+                    "the object store ignores conditional writes (If-None-Match); the idempotency ledger "
+                    "needs them (MinIO >= 2024-11, SeaweedFS >= 3.80, AWS S3)"
+                )
+        finally:
+            self.store.delete(probe)  # every trigger run checks; leave nothing behind
 
     def read(self, key: str) -> tuple[LedgerRecord, str] | None:
         found = self.store.read_versioned(self.record_key(key))

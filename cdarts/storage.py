@@ -58,6 +58,7 @@ class ObjectStore(Protocol):
     def read_versioned(self, key: str) -> tuple[bytes, str] | None: ...
     def create_if_absent(self, key: str, data: bytes) -> bool: ...
     def replace_if_version(self, key: str, data: bytes, version: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
 
 
 # -- local directory store ------------------------------------------------------------------------
@@ -126,6 +127,9 @@ class LocalStore:
             return False
         finally:
             partial.unlink(missing_ok=True)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
 
     def replace_if_version(self, key: str, data: bytes, version: str) -> bool:
         target = self._path(key)
@@ -317,6 +321,9 @@ class S3Store:
 
     def create_if_absent(self, key: str, data: bytes) -> bool:
         return self._put_conditionally(f"creating {key}", key, data, {"If-None-Match": "*"})
+
+    def delete(self, key: str) -> None:
+        self._call(f"deleting {key}", lambda: self.client.remove_object(self.bucket, key))
 
     def replace_if_version(self, key: str, data: bytes, version: str) -> bool:
         return self._put_conditionally(f"replacing {key}", key, data, {"If-Match": f'"{version}"'})

@@ -82,7 +82,7 @@ def test_squeeze_excite_widths_follow_the_expanded_width() -> None:
 def test_drop_path_ramps_with_depth_and_only_acts_in_training() -> None:
     model = ChainNetwork(chain_architecture("CDARTS_A"))
     model.set_drop_path_prob(0.2)
-    rates = [layer.drop_path_prob for layer in model.layers()]
+    rates = [layer.drop_path.drop_prob for layer in model.layers()]
     assert rates[0] == 0.0 and rates == sorted(rates) and rates[-1] == pytest.approx(0.2 * 12 / 13)
     model.eval()
     x = torch.randn(2, 3, 64, 64)

@@ -177,8 +177,10 @@ def test_conditional_writes_on_s3_compare_and_swap(s3_env: str, tmp_path: Path) 
     assert store.read_versioned(key) is not None and store.read_versioned(key)[0] == b"three"  # type: ignore[index]
 
 
-def test_open_ledger_checks_the_store(s3_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert open_ledger(f"s3://cdarts/idempotency/{tmp_path.name}").prefix == f"idempotency/{tmp_path.name}"
+def test_open_ledger_checks_the_store_and_leaves_no_probe(s3_env: str, tmp_path: Path) -> None:
+    ledger = open_ledger(f"s3://cdarts/idempotency/{tmp_path.name}")
+    assert ledger.prefix == f"idempotency/{tmp_path.name}"
+    assert ledger.store.list_keys(ledger.prefix) == []  # the conditional-write probe was removed
     with pytest.raises(StorageError, match="does not exist"):
         open_ledger("s3://no-such-bucket/idempotency")
 

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cdarts.search_space.drop_path import DropPath
+
 
 def round_to_8(value: float) -> int:
     """Nearest multiple of 8 (halves round up), at least 8, and never below 90 % of ``value``."""
@@ -73,17 +75,11 @@ class InvertedResidual(nn.Module):
         self.squeeze_excite = SqueezeExcite(mid, round_to_8(mid / 4))
         self.project = nn.Sequential(nn.Conv2d(mid, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
         self.residual = stride == 1 and c_in == c_out
-        self.drop_path_prob = 0.0
+        self.drop_path = DropPath()  # on the residual branch only; its rate is set by the network
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.project(self.squeeze_excite(self.depthwise(self.expand(x))))
-        if not self.residual:
-            return out
-        if self.training and self.drop_path_prob > 0:
-            keep = 1.0 - self.drop_path_prob
-            mask = torch.empty(out.shape[0], 1, 1, 1, device=out.device, dtype=out.dtype).bernoulli_(keep)
-            out = out * mask.div_(keep)
-        return out + x
+        return self.drop_path(out) + x if self.residual else out
 
 
 def init_efficientnet_style(module: nn.Module) -> None:

@@ -90,7 +90,7 @@ class ChainNetwork(nn.Module):
         """Drop-path on residual branches, scaled by depth: ``drop_prob * index / count``."""
         layers = self.layers()
         for index, layer in enumerate(layers):
-            layer.drop_path_prob = drop_prob * index / len(layers)
+            layer.drop_path.drop_prob = drop_prob * index / len(layers)
 
     def stage_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Outputs of the first block and of every searchable stage, then of the last conv."""

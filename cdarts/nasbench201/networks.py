@@ -16,16 +16,7 @@ import torch
 from torch import nn
 
 from cdarts.nasbench201.genotype import NB201_EDGES, NB201_OPS, Nb201Genotype
-from cdarts.search_space.operations import Zero
-
-
-class ReLUConvBN(nn.Sequential):
-    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, affine: bool) -> None:
-        super().__init__(
-            nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_out, kernel_size, stride, kernel_size // 2, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
-        )
+from cdarts.search_space.operations import ReLUConvBN, Zero
 
 
 def build_nb201_op(name: str, channels: int, affine: bool) -> nn.Module:
@@ -33,8 +24,8 @@ def build_nb201_op(name: str, channels: int, affine: bool) -> nn.Module:
     factories: dict[str, Callable[[], nn.Module]] = {
         "none": lambda: Zero(1),
         "skip_connect": nn.Identity,
-        "nor_conv_1x1": lambda: ReLUConvBN(channels, channels, 1, 1, affine),
-        "nor_conv_3x3": lambda: ReLUConvBN(channels, channels, 3, 1, affine),
+        "nor_conv_1x1": lambda: ReLUConvBN(channels, channels, 1, 1, 0, affine),
+        "nor_conv_3x3": lambda: ReLUConvBN(channels, channels, 3, 1, 1, affine),
         "avg_pool_3x3": lambda: nn.AvgPool2d(3, stride=1, padding=1, count_include_pad=False),
     }
     return factories[name]()
@@ -90,8 +81,8 @@ class ResNetBasicBlock(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, affine: bool) -> None:
         super().__init__()
-        self.conv_a = ReLUConvBN(c_in, c_out, 3, 2, affine)
-        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, affine)
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, 2, 1, affine)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, 1, affine)
         self.shortcut = nn.Sequential(nn.AvgPool2d(2, stride=2), nn.Conv2d(c_in, c_out, 1, bias=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

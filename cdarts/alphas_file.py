@@ -1,48 +1,84 @@
-"""The ``alphas.pt`` file: the search's architecture logits plus what is needed to read them."""
+"""The ``alphas.pt`` file: the search's architecture logits plus what is needed to read them
+(the search space, the candidate names of the columns, and the space's layout)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from cdarts.checkpoint import load_checkpoint, save_checkpoint
 from cdarts.errors import CheckpointError
+from cdarts.nasbench201.genotype import NB201_EDGES
 from cdarts.search_space.cells import num_edges
 
-ALPHAS_FORMAT = 1
+ALPHAS_FORMAT = 2
 
 
-def save_alphas(alphas: dict[str, torch.Tensor], primitives: tuple[str, ...], n_nodes: int, path: Path) -> None:
-    """alphas: ``alphas_normal`` and ``alphas_reduce``, each (num_edges(n_nodes), len(primitives))."""
+@dataclass(frozen=True)
+class AlphasFile:
+    """space: ``darts`` | ``nasbench201`` | ``chain``; alphas: name -> (rows, len(candidates));
+    layout: ``{"n_nodes": 4}`` (darts) or ``{"stage_layers": [...], "allow_skip": bool}`` (chain)."""
+
+    space: str
+    candidates: tuple[str, ...]
+    alphas: dict[str, torch.Tensor]
+    layout: dict[str, Any] = field(default_factory=dict)
+
+    def expected_rows(self) -> dict[str, int]:
+        if self.space == "darts":
+            rows = num_edges(int(self.layout["n_nodes"]))
+            return {"alphas_normal": rows, "alphas_reduce": rows}
+        if self.space == "nasbench201":
+            return {"alphas": NB201_EDGES}
+        return {"alphas": sum(int(n) for n in self.layout["stage_layers"])}
+
+
+def save_alphas(alphas_file: AlphasFile, path: Path) -> None:
     save_checkpoint(
         {
             "format": ALPHAS_FORMAT,
-            "primitives": list(primitives),
-            "n_nodes": n_nodes,
-            "alphas_normal": alphas["alphas_normal"].detach().cpu(),
-            "alphas_reduce": alphas["alphas_reduce"].detach().cpu(),
+            "space": alphas_file.space,
+            "candidates": list(alphas_file.candidates),
+            "layout": alphas_file.layout,
+            "alphas": {name: tensor.detach().cpu() for name, tensor in alphas_file.alphas.items()},
         },
         path,
     )
 
 
-def load_alphas(path: Path) -> tuple[dict[str, torch.Tensor], tuple[str, ...], int]:
-    """Read and validate an alphas file -> (alphas, primitives, n_nodes)."""
+def load_alphas(path: Path) -> AlphasFile:
+    """Read and validate an alphas file (format 1, DARTS-only, is read too)."""
     state = load_checkpoint(path)
     try:
-        primitives = tuple(str(p) for p in state["primitives"])
-        n_nodes = int(state["n_nodes"])
-        alphas = {name: state[name] for name in ("alphas_normal", "alphas_reduce")}
-    except (KeyError, TypeError, ValueError):
+        if state.get("format") == 1:
+            alphas_file = AlphasFile(
+                "darts",
+                tuple(str(p) for p in state["primitives"]),
+                {name: state[name] for name in ("alphas_normal", "alphas_reduce")},
+                {"n_nodes": int(state["n_nodes"])},
+            )
+        else:
+            alphas_file = AlphasFile(
+                str(state["space"]),
+                tuple(str(c) for c in state["candidates"]),
+                dict(state["alphas"]),
+                dict(state["layout"]),
+            )
+        expected_rows = alphas_file.expected_rows()
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise CheckpointError(f"{path} is not an alphas file (expected space, candidates, layout and alphas)") from None
+    if set(alphas_file.alphas) != set(expected_rows):
         raise CheckpointError(
-            f"{path} is not an alphas file (expected alphas_normal, alphas_reduce, primitives, n_nodes)"
-        ) from None
-    expected = (num_edges(n_nodes), len(primitives))
-    for name, tensor in alphas.items():
+            f"{path}: expected the alphas {sorted(expected_rows)}, found {sorted(alphas_file.alphas)}"
+        )
+    for name, tensor in alphas_file.alphas.items():
+        expected = (expected_rows[name], len(alphas_file.candidates))
         if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != expected:
             shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
             raise CheckpointError(f"{path}: {name} has shape {shape}, expected {expected}")
         if not torch.isfinite(tensor).all():
             raise CheckpointError(f"{path}: {name} contains NaN or infinite values")
-    return alphas, primitives, n_nodes
+    return alphas_file

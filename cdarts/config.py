@@ -16,7 +16,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cdarts.chain_space.candidates import CHAIN_CANDIDATES
 from cdarts.errors import ConfigError
+from cdarts.nasbench201.genotype import NB201_OPS
 from cdarts.search_space.primitives import PARAMETER_FREE_PRIMITIVES, PRIMITIVES
 
 
@@ -24,6 +26,7 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+SearchSpace = Literal["darts", "nasbench201", "chain"]
 DataSource = Literal["synthetic", "digits", "cifar10", "cifar100", "imagefolder"]
 
 
@@ -70,13 +73,7 @@ class RegularizerConfig(_Section):
     primitives: tuple[str, ...] = PARAMETER_FREE_PRIMITIVES
     # The reference sums the shared alphas once per stage (three times) with shared alphas.
     stage_repeats: int = Field(3, ge=1)
-
-    @model_validator(mode="after")
-    def _known_primitives(self) -> RegularizerConfig:
-        unknown = [p for p in self.primitives if p not in PRIMITIVES]
-        if unknown:
-            raise ValueError(f"unknown primitives {unknown}")
-        return self
+    reduction: Literal["sum", "mean"] = Field("sum", description="over the edges (NAS-Bench-201: mean)")
 
 
 class SearchConfig(_Section):
@@ -184,6 +181,33 @@ class RetrainConfig(_Section):
         return self
 
 
+class NasBench201Config(_Section):
+    """The NAS-Bench-201 cell space (``search_space: nasbench201``); S, E and the retrained
+    network all have this width and depth."""
+
+    channels: int = Field(16, ge=1, description="C of the first stage (16 in the benchmark)")
+    cells_per_stage: int = Field(5, ge=1, description="N cells per stage (5 in the benchmark)")
+    benchmark_file: str | None = Field(
+        None, description="JSON export of NAS-Bench-201 / NATS-Bench accuracies; looked up every cycle"
+    )
+
+
+class ChainConfig(_Section):
+    """The chain-structured (mobile) space (``search_space: chain``)."""
+
+    stage_layers: tuple[int, int, int, int, int] = Field(
+        (4, 4, 4, 4, 4), description="searchable slots of S per stage (24, 40, 80, 96, 192 channels), 1 to 4"
+    )
+    allow_skip: bool = Field(True, description="every slot but a stage's first may choose skip (shallower stages)")
+    dropout: float = Field(0.2, ge=0, lt=1, description="before the classifier")
+
+    @model_validator(mode="after")
+    def _layers_in_range(self) -> ChainConfig:
+        if not all(1 <= n <= 4 for n in self.stage_layers):
+            raise ValueError("stage_layers must be 1 to 4 per stage")
+        return self
+
+
 class EvaluateConfig(_Section):
     """Held-out metrics, model size and speed of the retrained network."""
 
@@ -209,6 +233,7 @@ class ExperimentConfig(_Section):
     """A whole experiment; the YAML file's top level."""
 
     name: str = "experiment"
+    search_space: SearchSpace = "darts"
     seed: int = 0
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     deterministic: bool = True
@@ -217,6 +242,45 @@ class ExperimentConfig(_Section):
     retrain: RetrainConfig = RetrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     tracking: TrackingConfig = TrackingConfig()
+    nasbench201: NasBench201Config = NasBench201Config()
+    chain: ChainConfig = ChainConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _space_regularizer_defaults(cls, data: Any) -> Any:
+        """Regulariser settings the user left out follow the search space (see space_candidates)."""
+        if not isinstance(data, dict) or data.get("search_space", "darts") == "darts":
+            return data
+        search = data.get("search")
+        regularizer = search.get("regularizer") if isinstance(search, dict) else None
+        if (search is not None and not isinstance(search, dict)) or (
+            regularizer is not None and not isinstance(regularizer, dict)
+        ):
+            return data  # let field validation report the wrong type
+        chain = data.get("chain")
+        allow_skip = chain.get("allow_skip", True) if isinstance(chain, dict) else True
+        defaults: dict[str, Any] = (
+            {"primitives": ["none"], "stage_repeats": 1, "reduction": "mean"}
+            if data["search_space"] == "nasbench201"
+            else {"primitives": ["skip"], "stage_repeats": 1, "reduction": "sum", "enabled": allow_skip is True}
+        )
+        merged = {**defaults, **(regularizer or {})}
+        return {**data, "search": {**(search or {}), "regularizer": merged}}
+
+    @model_validator(mode="after")
+    def _space_consistent(self) -> ExperimentConfig:
+        candidates = space_candidates(self.search_space, self.chain.allow_skip)
+        unknown = [p for p in self.search.regularizer.primitives if p not in candidates]
+        if self.search.regularizer.enabled and unknown:
+            raise ValueError(
+                f"search.regularizer.primitives {unknown} are not candidates of the {self.search_space} space "
+                f"({', '.join(candidates)})"
+            )
+        if self.search_space == "nasbench201" and self.search.epochs_per_cycle != 1:
+            raise ValueError("the nasbench201 search runs exactly one joint epoch per cycle (epochs_per_cycle: 1)")
+        if self.search_space == "chain" and self.data.image_size < 32:
+            raise ValueError("the chain space downsamples 32x: data.image_size must be at least 32")
+        return self
 
     def digest(self) -> str:
         """A short content hash of everything that decides the results (tracking excluded)."""
@@ -225,6 +289,15 @@ class ExperimentConfig(_Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def space_candidates(space: SearchSpace, allow_skip: bool = True) -> tuple[str, ...]:
+    """The candidate-op names of a space (the columns of its alphas)."""
+    if space == "nasbench201":
+        return NB201_OPS
+    if space == "chain":
+        return CHAIN_CANDIDATES + (("skip",) if allow_skip else ())
+    return PRIMITIVES
 
 
 # -- loading ------------------------------------------------------------------------------------
@@ -286,14 +359,15 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 def _format_validation_error(error: ValidationError) -> str:
     first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-    message = first["msg"]
+    where = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key"
     elif "input" in first and not isinstance(first["input"], dict | list):
         message = f"{message} (got {first['input']!r})"
     more = f" (+{error.error_count() - 1} more)" if error.error_count() > 1 else ""
-    return f"config error: {where}: {message}{more}"
+    # A whole-config check names its keys in the message itself.
+    return f"config error: {where}: {message}{more}" if where else f"config error: {message}{more}"
 
 
 def build_config(data: dict[str, Any], overrides: list[str] | None = None) -> ExperimentConfig:

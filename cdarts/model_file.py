@@ -5,16 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cdarts.architecture import architecture_from_dict
 from cdarts.checkpoint import load_checkpoint, save_checkpoint
 from cdarts.errors import CdartsError, CheckpointError
-from cdarts.genotype import Genotype
-from cdarts.networks.retrain_network import RetrainNetwork, RetrainSpec
+from cdarts.networks.retrain_factory import RetrainModel, build_retrain_network
+from cdarts.networks.retrain_network import RetrainSpec
 
 MODEL_FORMAT = 1
 MODEL_FILE = "model.pt"
 
 
-def save_model(model: RetrainNetwork, path: Path, extra: dict[str, Any] | None = None) -> None:
+def save_model(model: RetrainModel, path: Path, extra: dict[str, Any] | None = None) -> None:
     """Write weights, genotype and architecture spec (plus ``extra`` plain data) atomically."""
     save_checkpoint(
         {
@@ -28,7 +29,7 @@ def save_model(model: RetrainNetwork, path: Path, extra: dict[str, Any] | None =
     )
 
 
-def load_model(path: Path) -> tuple[RetrainNetwork, dict[str, Any]]:
+def load_model(path: Path) -> tuple[RetrainModel, dict[str, Any]]:
     """Rebuild the network of a model file (or a directory holding ``model.pt``) on the CPU."""
     if path.is_dir():
         path = path / MODEL_FILE
@@ -36,7 +37,7 @@ def load_model(path: Path) -> tuple[RetrainNetwork, dict[str, Any]]:
     if state.get("format") != MODEL_FORMAT:
         raise CheckpointError(f"{path} is not a cdarts model file (format {state.get('format')!r})")
     try:
-        model = RetrainNetwork(Genotype.from_dict(state["genotype"]), RetrainSpec.from_dict(state["spec"]))
+        model = build_retrain_network(architecture_from_dict(state["genotype"]), RetrainSpec.from_dict(state["spec"]))
         model.load_state_dict(state["state_dict"], strict=True)
     except CdartsError:
         raise

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cdarts.genotype import Genotype
-from cdarts.networks.retrain_network import RetrainNetwork, RetrainSpec
+from cdarts.architecture import Architecture
+from cdarts.chain_space.architectures import ChainArchitecture
+from cdarts.networks.retrain_factory import RetrainModel, build_retrain_network
+from cdarts.networks.retrain_network import RetrainSpec
 
 # The paper's retrain sizes per data set: (stem, C, cells, stem multiplier, image size, classes).
 PAPER_SIZES: dict[str, RetrainSpec] = {
@@ -38,7 +40,7 @@ class ModelSummary:
         }
 
 
-def count_multiply_adds(model: RetrainNetwork) -> int:
+def count_multiply_adds(model: RetrainModel) -> int:
     """Multiply-adds of one forward pass on a single image (eval mode, no gradients)."""
     spec = model.spec
     was_training = model.training
@@ -51,21 +53,16 @@ def count_multiply_adds(model: RetrainNetwork) -> int:
     return int(counter.get_total_flops() // 2)
 
 
-def summarize(model: RetrainNetwork) -> ModelSummary:
+def summarize(model: RetrainModel) -> ModelSummary:
     params, without_aux = model.parameter_counts()
     return ModelSummary(params, without_aux, count_multiply_adds(model))
 
 
-def summarize_genotype(genotype: Genotype, spec: RetrainSpec) -> ModelSummary:
-    return summarize(RetrainNetwork(genotype, spec))
+def summarize_genotype(genotype: Architecture, spec: RetrainSpec) -> ModelSummary:
+    return summarize(build_retrain_network(genotype, spec))
 
 
 def summarize_chain(choices: list[list[int]], image_size: int = 224, num_classes: int = 1000) -> ModelSummary:
     """A chain-space network (no auxiliary head) on one ``image_size`` RGB image."""
-    from cdarts.chain_space import ChainNetwork
-
-    model = ChainNetwork(choices, num_classes).eval()
-    params = sum(p.numel() for p in model.parameters())
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.zeros(1, 3, image_size, image_size))
-    return ModelSummary(params, params, int(counter.get_total_flops() // 2))
+    spec = RetrainSpec("imagenet", 3, num_classes, image_size, 0, 0, 1, False, 0.2)
+    return summarize_genotype(ChainArchitecture.from_lists(choices), spec)

@@ -7,21 +7,20 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from cdarts.genotype import Genotype
-from cdarts.visualize import cell_svg
+from cdarts.architecture import Architecture
+from cdarts.visualize import architecture_drawings
 
 
-def genotype_html(genotype: Genotype, heatmap_png: Path | None = None) -> str:
-    """The genotype string, both cell diagrams inline, and the alpha heat-map (base64 PNG)."""
+def genotype_html(genotype: Architecture, heatmap_png: Path | None = None) -> str:
+    """The genotype string, its diagrams inline (cells or layer stack), and the alpha heat-map
+    (base64 PNG)."""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>CDARTS genotype</title></head><body>",
         "<h2>Genotype</h2>",
         f"<pre style='white-space: pre-wrap'>{escape(genotype.to_string())}</pre>",
-        "<h3>Normal cell</h3>",
-        cell_svg(genotype, reduction=False),
-        "<h3>Reduction cell</h3>",
-        cell_svg(genotype, reduction=True),
     ]
+    for caption, svg in architecture_drawings(genotype):
+        parts += [f"<h3>{escape(caption)}</h3>", svg]
     if heatmap_png is not None and heatmap_png.is_file():
         encoded = base64.b64encode(heatmap_png.read_bytes()).decode()
         parts += ["<h3>softmax(alphas)</h3>", f"<img alt='alpha heat-map' src='data:image/png;base64,{encoded}'>"]

@@ -1,4 +1,4 @@
-"""Pictures of genotypes and alphas: cell diagrams (SVG) and an alpha heat-map (PNG)."""
+"""Pictures of architectures and alphas: cell / layer diagrams (SVG) and an alpha heat-map (PNG)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ from xml.sax.saxutils import escape
 
 import torch
 
+from cdarts.architecture import Architecture
+from cdarts.chain_space.architectures import ChainArchitecture
+from cdarts.chain_space.diagram import chain_svg, write_chain_diagram
 from cdarts.genotype import Genotype
-from cdarts.search_space.cells import node_edge_offsets
+from cdarts.nasbench201.diagram import nb201_cell_svg, write_nb201_cell_diagram
+from cdarts.nasbench201.genotype import Nb201Genotype
 
 _OP_COLOURS = {
     "skip_connect": "#7f7f7f",
@@ -81,23 +85,46 @@ def write_cell_diagrams(genotype: Genotype, out_dir: Path) -> list[Path]:
     return paths
 
 
-def write_alpha_heatmap(alphas: dict[str, torch.Tensor], primitives: tuple[str, ...], n_nodes: int, path: Path) -> Path:
-    """softmax(alphas) of the normal and reduction cells side by side, one row per edge."""
+def architecture_drawings(architecture: Architecture) -> list[tuple[str, str]]:
+    """(caption, SVG) of every drawing of an architecture: the two DARTS cells, the one
+    NAS-Bench-201 cell, or the chain network's layer stack."""
+    if isinstance(architecture, Nb201Genotype):
+        return [("NAS-Bench-201 cell", nb201_cell_svg(architecture))]
+    if isinstance(architecture, ChainArchitecture):
+        return [("Chain-space network", chain_svg(architecture.as_lists()))]
+    return [("Normal cell", cell_svg(architecture, False)), ("Reduction cell", cell_svg(architecture, True))]
+
+
+def write_architecture_diagrams(architecture: Architecture, out_dir: Path) -> list[Path]:
+    """``normal.svg`` + ``reduce.svg`` (DARTS), ``cell.svg`` (NAS-Bench-201) or ``layers.svg`` (chain)."""
+    if isinstance(architecture, Nb201Genotype):
+        return write_nb201_cell_diagram(architecture, out_dir)
+    if isinstance(architecture, ChainArchitecture):
+        return write_chain_diagram(architecture.as_lists(), out_dir)
+    return write_cell_diagrams(architecture, out_dir)
+
+
+def write_alpha_heatmap(
+    probabilities: dict[str, torch.Tensor], candidates: tuple[str, ...], row_labels: dict[str, list[str]], path: Path
+) -> Path:
+    """One panel per alphas tensor, side by side: softmax(alphas), one row per edge or slot.
+
+    probabilities: name -> (rows, len(candidates)); row_labels: name -> a label per row."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    edge_labels = [f"{j}->{i}" for i, start in enumerate(node_edge_offsets(n_nodes)) for j in range(2 + i)]
-    figure, axes = plt.subplots(1, 2, figsize=(12, 0.35 * len(edge_labels) + 2), constrained_layout=True)
-    for axis, name in zip(axes, ("alphas_normal", "alphas_reduce"), strict=True):
-        probs = torch.softmax(alphas[name].detach().float(), dim=-1).numpy()
+    rows = max(len(labels) for labels in row_labels.values())
+    figure, axes = plt.subplots(
+        1, len(probabilities), figsize=(6 * len(probabilities), 0.35 * rows + 2), constrained_layout=True, squeeze=False
+    )
+    for axis, (name, probs) in zip(axes[0], probabilities.items(), strict=True):
         # Colour by the data's own range: early in a search every weight is close to 1/K.
-        image = axis.imshow(probs, cmap="viridis", aspect="auto")
-        axis.set_title(name.replace("alphas_", "") + " cell: softmax(alphas)")
-        axis.set_xticks(range(len(primitives)), primitives, rotation=45, ha="right")
-        axis.set_yticks(range(len(edge_labels)), edge_labels)
-        axis.set_ylabel("edge (input -> node)")
+        image = axis.imshow(probs.detach().float().numpy(), cmap="viridis", aspect="auto")
+        axis.set_title(name.replace("alphas_", "") + ": softmax(alphas)")
+        axis.set_xticks(range(len(candidates)), candidates, rotation=45, ha="right")
+        axis.set_yticks(range(len(row_labels[name])), row_labels[name])
         figure.colorbar(image, ax=axis, fraction=0.046)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)

@@ -124,7 +124,8 @@ def summarize_run(run_dir: Path) -> dict[str, Any]:
             for task, artifacts in sorted(outputs.items())
             for name, artifact in sorted(artifacts.items())
         },
-        "cell_diagrams": [str(genotype_dir / "normal.svg"), str(genotype_dir / "reduce.svg")],
+        # normal.svg + reduce.svg (DARTS cells), cell.svg (NAS-Bench-201) or layers.svg (chain)
+        "cell_diagrams": [str(path) for path in sorted(genotype_dir.glob("*.svg"))],
         "dataset_digest": outputs["data-prep"]["dataset"]["metadata"].get("digest"),
         "registered_model": (
             {key: registration[key] for key in ("name", "version", "aliases", "decision")}

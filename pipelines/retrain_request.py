@@ -23,9 +23,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cdarts.architecture import resolve_architecture
 from cdarts.config import ExperimentConfig, build_config, load_config
 from cdarts.errors import CdartsError, ConfigError
-from cdarts.genotype import resolve_genotype
 
 MAX_REQUEST_BYTES = 1 << 20
 
@@ -95,7 +95,7 @@ def load_request(path: Path) -> LoadedRequest:
             experiment_config = build_config(request.config, request.overrides)
         else:
             experiment_config = load_config(request.config, request.overrides)
-        genotype_json = resolve_genotype(request.genotype).to_json()
+        genotype_json = resolve_architecture(request.genotype).to_json()
     except CdartsError as error:  # a bad config or genotype: name the file, keep one line
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ConfigError(f"{path}: {message}") from None

@@ -17,7 +17,8 @@ def derive_genotype(
     genotype: Output[Artifact],
     cells: Output[HTML],
 ) -> None:
-    """Derive the genotype (``genotype`` holds genotype.json, normal/reduce.svg, alphas.png)."""
+    """Derive the genotype (``genotype`` holds genotype.json, the diagrams: normal/reduce.svg, cell.svg
+    or layers.svg by search space, and alphas.png)."""
     import time
     from pathlib import Path
 

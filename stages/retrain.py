@@ -29,14 +29,14 @@ def retrain(
     import time
     from pathlib import Path
 
+    from cdarts.architecture import read_architecture_file
     from cdarts.checkpoint_mirror import mirror_uri
     from cdarts.config import load_config_spec, pipeline_overrides
-    from cdarts.genotype_parser import parse_genotype_file
     from cdarts.runners.launch import run_retrain_stage
 
     start = time.perf_counter()
     experiment = load_config_spec(config, [*overrides, *pipeline_overrides(seed=seed, retrain_epochs=retrain_epochs)])
-    parsed = parse_genotype_file(Path(genotype.path) / "genotype.json")
+    parsed = read_architecture_file(Path(genotype.path) / "genotype.json")
     result = run_retrain_stage(
         experiment,
         Path(dataset.path),

@@ -76,7 +76,7 @@ def test_squeeze_excite_widths_follow_the_expanded_width() -> None:
         for layer in ChainNetwork(chain_architecture("CDARTS_B")).layers()
     }
     assert widths == {96: 24, 144: 40, 160: 40, 480: 120, 320: 80, 576: 144, 384: 96, 768: 192}
-    assert ChainNetwork(chain_architecture("CDARTS_A")).first_block.squeeze_excite.reduce.out_channels == 8
+    assert ChainNetwork(chain_architecture("CDARTS_A")).stem[1].squeeze_excite.reduce.out_channels == 8
 
 
 def test_drop_path_ramps_with_depth_and_only_acts_in_training() -> None:

@@ -41,9 +41,9 @@ def _assert_one_line_error(result, fragment: str) -> None:  # type: ignore[no-un
         (["stage", "data-prep", "-c", TINY, "--source", "mnist:/x", "-o", "x"], "unknown source 'mnist'"),
         (["stage", "data-prep", "-c", TINY, "--source", "cifar10:/no/such/dir", "-o", "x"], "does not exist"),
         (["stage", "data-prep", "-c", TINY, "--source", "imagefolder:/no/dir", "-o", "x"], "does not exist"),
-        (["stage", "retrain", "-c", TINY, "-d", "d", "-g", "NOPE", "-o", "x"], "neither a known genotype name"),
+        (["stage", "retrain", "-c", TINY, "-d", "d", "-g", "NOPE", "-o", "x"], "neither a known architecture name"),
         (["stage", "evaluate", "-c", TINY, "-d", "d", "-m", "m", "-o", "x"], "not a prepared dataset"),
-        (["model", "summary", "-g", "NOPE", "--dataset", "cifar10"], "neither a known genotype name"),
+        (["model", "summary", "-g", "NOPE", "--dataset", "cifar10"], "neither a known architecture name"),
         pytest.param(
             ["stage", "search", "--config", TINY, "--data", "d", "--set", "device=cuda:0", "--out", "x"],
             "CUDA is not available",
@@ -51,7 +51,7 @@ def _assert_one_line_error(result, fragment: str) -> None:  # type: ignore[no-un
         ),
         (["stage", "derive-genotype", "--alphas", "missing.pt", "--out", "x"], "does not exist"),
         (["genotype", "show", "Genotype(normal=exec('x'))"], "Genotype(...) needs exactly the keywords"),
-        (["genotype", "show", "NO_SUCH_CELL"], "neither a known genotype name"),
+        (["genotype", "show", "NO_SUCH_CELL"], "neither a known architecture name"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(

@@ -52,7 +52,7 @@ def test_digest_changes_with_content() -> None:
         (["search.warmup_epochs=10"], "search_iterations must exceed warmup_epochs"),
         (["data.batch_size=0"], "data.batch_size"),
         (["novalue"], "must look like key.subkey=value"),
-        (["search.regularizer.primitives=[conv_9x9]"], "unknown primitives"),
+        (["search.regularizer.primitives=[conv_9x9]"], "are not candidates of the darts space"),
     ],
 )
 def test_bad_values_give_one_line_errors(overrides: list[str], message: str) -> None:

@@ -172,7 +172,7 @@ def test_run_with_unknown_pipeline_or_bad_config_fails_cleanly(tmp_path: Path) -
         (["run", "--config", str(CONFIGS / "tiny.yaml"), "--set", "search.nope=1"], "unknown key"),
         (
             ["run", "--pipeline", "retrain", "--genotype", "NOPE", "--config", str(CONFIGS / "tiny.yaml")],
-            "neither a known genotype name",
+            "neither a known architecture name",
         ),
     ):
         result = runner.invoke(app, [*args, "--runs-root", str(tmp_path)])

@@ -18,7 +18,7 @@ from cdarts.runners.search import CHECKPOINT_NAME, run_search
 
 
 def _alphas(out_dir: Path) -> dict[str, torch.Tensor]:
-    return load_alphas(out_dir / "alphas.pt")[0]
+    return load_alphas(out_dir / "alphas.pt").alphas
 
 
 def test_search_writes_genotypes_alphas_metrics_and_checkpoint(

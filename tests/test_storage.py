@@ -175,8 +175,8 @@ def test_a_fresh_task_resumes_the_search_from_the_mirrored_checkpoint(
     assert not first.completed
     second = run_search(config, tiny_dataset, tmp_path / "pod-2", checkpoint_mirror=mirror)  # a new, empty pod
     assert second.completed and second.cycles_completed == config.search.num_cycles
-    straight = load_alphas(tmp_path / "straight" / "alphas.pt")[0]
-    resumed = load_alphas(tmp_path / "pod-2" / "alphas.pt")[0]
+    straight = load_alphas(tmp_path / "straight" / "alphas.pt").alphas
+    resumed = load_alphas(tmp_path / "pod-2" / "alphas.pt").alphas
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
 
 

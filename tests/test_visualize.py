@@ -22,6 +22,7 @@ def test_cell_diagram_is_valid_svg_with_one_labelled_edge_per_genotype_edge() ->
 
 
 def test_alpha_heatmap_is_a_png(tmp_path: Path) -> None:
-    alphas = {"alphas_normal": torch.randn(14, 8), "alphas_reduce": torch.randn(14, 8)}
-    path = write_alpha_heatmap(alphas, PRIMITIVES, 4, tmp_path / "alphas.png")
+    probabilities = {"alphas_normal": torch.rand(14, 8), "alphas_reduce": torch.rand(14, 8)}
+    labels = {name: [f"edge {i}" for i in range(14)] for name in probabilities}
+    path = write_alpha_heatmap(probabilities, PRIMITIVES, labels, tmp_path / "alphas.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000

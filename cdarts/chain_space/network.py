@@ -16,9 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cdarts.chain_space.blocks import ConvBNSwish, DepthwiseSeparable, InvertedResidual, init_efficientnet_style
+from cdarts.chain_space.candidates import CHOICES
 
-# Choice index -> (kernel, expansion): 2 * kernel position + expansion position.
-CHOICES: tuple[tuple[int, int], ...] = ((3, 4), (3, 6), (5, 4), (5, 6), (7, 4), (7, 6))
 STAGE_CHANNELS = (24, 40, 80, 96, 192)
 STAGE_STRIDES = (2, 2, 2, 1, 2)
 MAX_LAYERS_PER_STAGE = 4
@@ -58,6 +57,47 @@ def layer_specs(choices: list[list[int]]) -> list[list[LayerSpec]]:
     return stages
 
 
+def build_chain_stem(in_channels: int) -> nn.Sequential:
+    """Stem 3x3/2 conv (16) and the fixed depthwise-separable SE block (16): shared by S and E."""
+    return nn.Sequential(
+        ConvBNSwish(in_channels, STEM_CHANNELS, 3, stride=2), DepthwiseSeparable(STEM_CHANNELS, STEM_CHANNELS, 3)
+    )
+
+
+def build_chain_stages(choices: list[list[int]]) -> nn.ModuleList:
+    """One ``nn.Sequential`` of inverted-residual layers per searchable stage."""
+    return nn.ModuleList(
+        nn.Sequential(*(InvertedResidual(s.c_in, s.c_out, s.kernel_size, s.expansion, s.stride) for s in layers))
+        for layers in layer_specs(choices)
+    )
+
+
+class ChainHead(nn.Module):
+    """1x1 conv to 960 -> global pool -> 1x1 conv 960 -> 1280 (bias) -> Swish -> dropout -> linear.
+
+    Pooling comes before the 1280-wide conv (MobileNetV3's efficient head), so it runs on 1x1."""
+
+    def __init__(self, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.last_conv = ConvBNSwish(STAGE_CHANNELS[-1], LAST_CHANNELS, 1)
+        self.head_conv = nn.Conv2d(LAST_CHANNELS, HEAD_CHANNELS, 1, bias=True)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(HEAD_CHANNELS, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, 192, H, W) output of the last stage -> (N, num_classes)."""
+        pooled = F.adaptive_avg_pool2d(self.last_conv(x), 1)
+        hidden = F.silu(self.head_conv(pooled)).flatten(1)
+        logits: torch.Tensor = self.classifier(self.dropout(hidden))
+        return logits
+
+
+def set_chain_drop_path(layers: list[InvertedResidual], drop_prob: float) -> None:
+    """Drop-path on residual branches, scaled by depth: ``drop_prob * index / count``."""
+    for index, layer in enumerate(layers):
+        layer.drop_path.drop_prob = drop_prob * index / len(layers)
+
+
 class ChainNetwork(nn.Module):
     """A discrete network of the chain space (the evaluation / retrain network of CDARTS-a/b).
 
@@ -71,41 +111,31 @@ class ChainNetwork(nn.Module):
     def __init__(self, choices: list[list[int]], num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.2):
         super().__init__()
         self.choices = [list(stage) for stage in choices]
-        self.stem = ConvBNSwish(in_channels, STEM_CHANNELS, 3, stride=2)
-        self.first_block = DepthwiseSeparable(STEM_CHANNELS, STEM_CHANNELS, 3)
-        self.stages = nn.ModuleList(
-            nn.Sequential(*(InvertedResidual(s.c_in, s.c_out, s.kernel_size, s.expansion, s.stride) for s in layers))
-            for layers in layer_specs(self.choices)
-        )
-        self.last_conv = ConvBNSwish(STAGE_CHANNELS[-1], LAST_CHANNELS, 1)
-        self.head_conv = nn.Conv2d(LAST_CHANNELS, HEAD_CHANNELS, 1, bias=True)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(HEAD_CHANNELS, num_classes)
+        self.stem = build_chain_stem(in_channels)
+        self.stages = build_chain_stages(self.choices)
+        self.head = ChainHead(num_classes, dropout)
         init_efficientnet_style(self)
 
     def layers(self) -> list[InvertedResidual]:
         return [layer for layer in self.stages.modules() if isinstance(layer, InvertedResidual)]
 
     def set_drop_path_prob(self, drop_prob: float) -> None:
-        """Drop-path on residual branches, scaled by depth: ``drop_prob * index / count``."""
-        layers = self.layers()
-        for index, layer in enumerate(layers):
-            layer.drop_path.drop_prob = drop_prob * index / len(layers)
+        set_chain_drop_path(self.layers(), drop_prob)
 
     def stage_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Outputs of the first block and of every searchable stage, then of the last conv."""
-        x = self.first_block(self.stem(x))
+        x = self.stem(x)
         outputs = [x]
         for stage in self.stages:
             x = stage(x)
             outputs.append(x)
-        outputs.append(self.last_conv(x))
+        outputs.append(self.head.last_conv(x))
         return outputs
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) -> (N, num_classes)."""
-        features = self.stage_outputs(x)[-1]
-        pooled = F.adaptive_avg_pool2d(features, 1)  # pool before the 1280-wide conv
-        hidden = F.silu(self.head_conv(pooled)).flatten(1)
-        logits: torch.Tensor = self.classifier(self.dropout(hidden))
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        logits: torch.Tensor = self.head(x)
         return logits

@@ -8,14 +8,35 @@ from typing import Annotated, Literal
 
 import typer
 
+from cdarts.architecture import Architecture, resolve_architecture
+from cdarts.chain_space.architectures import ChainArchitecture
+from cdarts.chain_space.candidates import CHOICES
+from cdarts.chain_space.network import STAGE_CHANNELS
 from cdarts.cli.errors import handles_user_errors
 from cdarts.genotype import Genotype, reference_genotype_names, resolve_genotype
+from cdarts.nasbench201.genotype import Nb201Genotype
 
 app = typer.Typer(no_args_is_help=True, help="Inspect, convert and compare genotypes.")
 
 GenotypeArgument = Annotated[
     str, typer.Argument(help="A reference name (DARTS_V2, ...), a genotype file, or a Genotype(...) string.")
 ]
+
+
+def _describe_any(architecture: Architecture) -> str:
+    """Per node its kept edges (cells), or per stage its blocks (chain)."""
+    if isinstance(architecture, Nb201Genotype):
+        return "\n".join(
+            f"node {node}: " + ", ".join(f"{op} <- node {source}" for source, op in enumerate(ops))
+            for node, ops in enumerate(architecture.nodes, start=1)
+        )
+    if isinstance(architecture, ChainArchitecture):
+        return "\n".join(
+            f"stage {stage + 1} ({STAGE_CHANNELS[stage]} ch): "
+            + ", ".join(f"MB{CHOICES[c][1]} {CHOICES[c][0]}x{CHOICES[c][0]} SE" for c in choices)
+            for stage, choices in enumerate(architecture.choices)
+        )
+    return _describe(architecture)
 
 
 def _describe(genotype: Genotype) -> str:
@@ -39,13 +60,14 @@ def show(
     genotype: GenotypeArgument,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON form.")] = False,
 ) -> None:
-    """Print a genotype: its string and, per node, the kept edges."""
-    parsed = resolve_genotype(genotype)
+    """Print an architecture of any search space: its string and, per node, the kept edges (per
+    stage the blocks, in the chain space)."""
+    parsed = resolve_architecture(genotype)
     if as_json:
         typer.echo(parsed.to_json(), nl=False)
         return
     typer.echo(parsed.to_string())
-    typer.echo(_describe(parsed))
+    typer.echo(_describe_any(parsed))
 
 
 @app.command("convert")

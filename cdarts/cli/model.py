@@ -16,31 +16,49 @@ app = typer.Typer(no_args_is_help=True, help="Inspect networks built from genoty
 @app.command("summary")
 @handles_user_errors
 def summary(
-    genotype: Annotated[str, typer.Option("--genotype", "-g", help="Genotype name, file or Genotype(...) string.")],
+    genotype: Annotated[str, typer.Option("--genotype", "-g", help="Architecture name, file or string (any space).")],
     dataset: Annotated[Literal["cifar10", "cifar100", "imagenet"], typer.Option(help="Sets the paper's sizes.")],
-    channels: Annotated[int | None, typer.Option(min=2, help="Initial channels C (default: the paper's).")] = None,
-    cells: Annotated[int | None, typer.Option(min=3, help="Number of cells (default: the paper's).")] = None,
+    channels: Annotated[int | None, typer.Option(min=1, help="Initial channels C (default: the paper's).")] = None,
+    cells: Annotated[
+        int | None, typer.Option(min=1, help="Cells (NAS-Bench-201: per stage; default: the paper's).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Parameters (with and without the auxiliary head) and multiply-adds for one input. Chain-space
-    architectures (CDARTS_A, CDARTS_B) are ImageNet models at 224 px."""
-    from cdarts.chain_space import CHAIN_ARCHITECTURES, chain_architecture
-    from cdarts.genotype import resolve_genotype
+    architectures (CDARTS_A, CDARTS_B, chain:...) are ImageNet models at 224 px; NAS-Bench-201
+    cells use the benchmark's C=16, N=5 at 32 px."""
+    from cdarts.architecture import resolve_architecture
+    from cdarts.chain_space.architectures import ChainArchitecture
     from cdarts.model_summary import PAPER_SIZES, summarize_chain, summarize_genotype
+    from cdarts.nasbench201.genotype import Nb201Genotype
 
     spec = PAPER_SIZES[dataset]
-    if genotype.upper() in CHAIN_ARCHITECTURES:
+    parsed = resolve_architecture(genotype)
+    if isinstance(parsed, ChainArchitecture):
         if dataset != "imagenet" or channels is not None or cells is not None:
             raise fail(
                 f"{genotype} is a chain-space ImageNet model: use --dataset imagenet, without --channels/--cells"
             )
-        choices = chain_architecture(genotype)
-        result = summarize_chain(choices).to_dict()
-        shape = {"space": "chain", "choices": choices, "image_size": 224}
-        heading = f"{dataset}: chain-space {genotype.upper()}, choices {choices}, 224 px input"
+        result = summarize_chain(parsed.as_lists()).to_dict()
+        shape: dict[str, object] = {"space": "chain", "choices": parsed.as_lists(), "image_size": 224}
+        heading = f"{dataset}: chain-space {parsed.to_string()}, 224 px input"
+    elif isinstance(parsed, Nb201Genotype):
+        if dataset == "imagenet":
+            raise fail("NAS-Bench-201 cells are summarised at the benchmark's 32 px: use --dataset cifar10 or cifar100")
+        spec = dataclasses.replace(spec, init_channels=channels or 16, cells=cells or 5, auxiliary=False)
+        result = summarize_genotype(parsed, spec).to_dict()
+        shape = {
+            "space": "nasbench201",
+            "channels": spec.init_channels,
+            "cells_per_stage": spec.cells,
+            "image_size": 32,
+        }
+        heading = f"{dataset}: NAS-Bench-201 C={spec.init_channels}, N={spec.cells} per stage, 32 px input"
     else:
         spec = dataclasses.replace(spec, init_channels=channels or spec.init_channels, cells=cells or spec.cells)
-        result = summarize_genotype(resolve_genotype(genotype), spec).to_dict()
+        if spec.cells < 3:
+            raise fail("a DARTS-space network needs at least 3 cells")
+        result = summarize_genotype(parsed, spec).to_dict()
         shape = {
             "space": "darts",
             "init_channels": spec.init_channels,

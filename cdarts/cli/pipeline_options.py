@@ -13,7 +13,12 @@ if TYPE_CHECKING:
 
 PipelineOption = Annotated[str, typer.Option("--pipeline", "-p", help="search (the full workflow) or retrain.")]
 GenotypeOption = Annotated[
-    str, typer.Option("--genotype", "-g", help="retrain pipeline: genotype name, JSON file or Genotype(...) string.")
+    str,
+    typer.Option(
+        "--genotype",
+        "-g",
+        help="retrain pipeline: architecture name, genotype file, Genotype(...), arch (|op~0|+...) or chain string.",
+    ),
 ]
 ImageOption = Annotated[
     list[str] | None, typer.Option("--image", help="gpu=REF or cpu=REF: image for the GPU or CPU steps (repeatable).")
@@ -44,9 +49,9 @@ def check_pipeline(name: str) -> None:
 
 def genotype_argument(spec: str) -> str:
     """Resolve a genotype name/file/string here, so the pipeline gets self-contained JSON."""
-    from cdarts.genotype import resolve_genotype
+    from cdarts.architecture import resolve_architecture
 
-    return resolve_genotype(spec).to_json()
+    return resolve_architecture(spec).to_json()
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:

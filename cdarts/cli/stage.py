@@ -110,12 +110,18 @@ def derive_genotype(
     typer.echo(f"written: {result.genotype_path} {' '.join(str(p) for p in result.diagrams)} {result.heatmap_path}")
 
 
+GENOTYPE_HELP = (
+    "Architecture: a name (DARTS_V2, CDARTS_A, ...), a genotype file, a Genotype(...) string, a NAS-Bench-201 "
+    "arch string (|op~0|+...) or a chain string (chain:3-33-...)."
+)
+
+
 @app.command("retrain")
 @handles_user_errors
 def retrain(
     config: ConfigOption,
     data: DataOption,
-    genotype: Annotated[str, typer.Option("--genotype", "-g", help="Genotype name, file or Genotype(...) string.")],
+    genotype: Annotated[str, typer.Option("--genotype", "-g", help=GENOTYPE_HELP)],
     out: OutDirOption,
     overrides: SetOption = None,
     max_epochs: Annotated[
@@ -128,13 +134,13 @@ def retrain(
 ) -> None:
     """Train the genotype's network from scratch (resumes from the checkpoint in --out). Works
     under torchrun for several processes (data parallel)."""
+    from cdarts.architecture import resolve_architecture
     from cdarts.config import load_config
     from cdarts.distributed import destroy_process_group
-    from cdarts.genotype import resolve_genotype
     from cdarts.runners.retrain import run_retrain
 
     experiment = load_config(config, overrides)
-    parsed = resolve_genotype(genotype)
+    parsed = resolve_architecture(genotype)
     try:
         with (
             progress_display(progress) as callback,

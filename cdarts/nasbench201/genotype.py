@@ -9,8 +9,10 @@ the nodes separated by ``+``, each as ``|op~j|`` for its inputs j = 0..i-1, e.g.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -28,6 +30,7 @@ class Nb201Genotype:
     """``nodes[i - 1][j]`` is the op from node j to node i (i = 1..3, j < i)."""
 
     nodes: tuple[tuple[str, ...], ...]
+    space: ClassVar[str] = "nasbench201"
 
     def __post_init__(self) -> None:
         if len(self.nodes) != NB201_NODES - 1:
@@ -74,6 +77,15 @@ class Nb201Genotype:
         choice = alphas.detach().argmax(dim=-1).tolist()
         ops = [NB201_OPS[k] for k in choice]
         return cls((tuple(ops[0:1]), tuple(ops[1:3]), tuple(ops[3:6])))
+
+    def to_string(self) -> str:
+        return self.to_arch_string()
+
+    def __str__(self) -> str:
+        return self.to_arch_string()
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
 
     def to_dict(self) -> dict[str, object]:
         return {"space": "nasbench201", "arch": self.to_arch_string()}

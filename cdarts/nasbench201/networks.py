@@ -31,7 +31,12 @@ def build_nb201_op(name: str, channels: int, affine: bool) -> nn.Module:
     return factories[name]()
 
 
-def _edge_index(node: int, source: int) -> int:
+def build_nb201_stem(in_channels: int, channels: int) -> nn.Sequential:
+    """3x3 conv (no bias) + BN to C channels."""
+    return nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+
+
+def nb201_edge_index(node: int, source: int) -> int:
     """Row of edge (source -> node) in node-major order: (1<-0), (2<-0), (2<-1), (3<-0), ..."""
     return node * (node - 1) // 2 + source
 
@@ -51,7 +56,7 @@ class Nb201SearchCell(nn.Module):
         for node in range(1, 4):
             total = torch.zeros_like(x)
             for source in range(node):
-                edge = _edge_index(node, source)
+                edge = nb201_edge_index(node, source)
                 ops = self.edge_ops[edge]
                 for k in self._active:
                     total = total + weights[edge, k] * ops[k](states[source])
@@ -90,6 +95,33 @@ class ResNetBasicBlock(nn.Module):
         return out
 
 
+def build_nb201_layers(
+    channels: int, cells_per_stage: int, genotype: Nb201Genotype | None, affine: bool
+) -> nn.ModuleList:
+    """N cells, a basic block to 2C, N cells, a block to 4C, N cells: search cells when
+    ``genotype`` is None, else the genotype's derived cells."""
+    layers: list[nn.Module] = []
+    width = channels
+    for stage in range(3):
+        for _ in range(cells_per_stage):
+            layers.append(
+                Nb201SearchCell(width, affine) if genotype is None else Nb201DerivedCell(genotype, width, affine)
+            )
+        if stage < 2:
+            layers.append(ResNetBasicBlock(width, 2 * width, affine))
+            width *= 2
+    return nn.ModuleList(layers)
+
+
+def run_nb201_layers(layers: nn.ModuleList, x: torch.Tensor, weights: torch.Tensor | None) -> list[torch.Tensor]:
+    """Every layer's output; search cells get ``weights`` = softmax(alphas), shape (6, 5)."""
+    outputs = []
+    for layer in layers:
+        x = layer(x, weights) if isinstance(layer, Nb201SearchCell) else layer(x)
+        outputs.append(x)
+    return outputs
+
+
 class Nb201Network(nn.Module):
     """The macro skeleton around search cells (``genotype=None``, one shared 6 x 5 ``alphas``) or
     around the derived cells of ``genotype``.
@@ -114,18 +146,9 @@ class Nb201Network(nn.Module):
         super().__init__()
         affine = genotype is not None if affine is None else affine
         self.genotype = genotype
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
-        layers: list[nn.Module] = []
-        width = channels
-        for stage in range(3):
-            for _ in range(cells_per_stage):
-                cell = Nb201SearchCell(width, affine) if genotype is None else Nb201DerivedCell(genotype, width, affine)
-                layers.append(cell)
-            if stage < 2:
-                layers.append(ResNetBasicBlock(width, 2 * width, affine))
-                width *= 2
-        self.layers = nn.ModuleList(layers)
-        self.classifier = nn.Linear(width, num_classes)
+        self.stem = build_nb201_stem(in_channels, channels)
+        self.layers = build_nb201_layers(channels, cells_per_stage, genotype, affine)
+        self.classifier = nn.Linear(4 * channels, num_classes)
         self.alphas = nn.Parameter(1e-3 * torch.randn(NB201_EDGES, len(NB201_OPS))) if genotype is None else None
 
     def arch_parameters(self) -> list[nn.Parameter]:
@@ -139,8 +162,6 @@ class Nb201Network(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C_in, H, W) -> (N, num_classes); H and W divisible by 4."""
         weights = torch.softmax(self.alphas, dim=-1) if self.alphas is not None else None
-        x = self.stem(x)
-        for layer in self.layers:
-            x = layer(x, weights) if isinstance(layer, Nb201SearchCell) else layer(x)
-        logits: torch.Tensor = self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1))
+        features = run_nb201_layers(self.layers, self.stem(x), weights)[-1]
+        logits: torch.Tensor = self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(features, 1), 1))
         return logits

@@ -1,16 +1,12 @@
-"""JointNetwork: everything the cyclic search optimises, in one module.
+"""JointNetwork: the DARTS-cell space's joint network (see joint_base for the parts).
 
-It holds the stem shared by S and E, the search network S (with the alphas) and its classifier,
-the evaluation network E (rebuilt from a genotype every cycle) and its persistent classifier,
-the weight pool E inherits from, the two distillation heads shared by S and E at aligned stage
-boundaries, and the ensemble logits that weight the three heads of each network.
+S is the 8-cell mixed-op supernet, E the 20-cell (CIFAR) discrete network of the genotype, the
+pool a mixed-op supernet laid out like E; the heads read the outputs of stages 0 and 1.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
@@ -18,6 +14,7 @@ from torch import nn
 from cdarts.genotype import Genotype, derive_genotype
 from cdarts.networks.eval_network import EvalNetwork
 from cdarts.networks.heads import DistillationHead
+from cdarts.networks.joint_base import Branch, BranchFeatures, JointModel, NetworkOutput
 from cdarts.networks.layout import StemKind, plan_cells, required_divisor, stage_spatial_sizes
 from cdarts.networks.search_network import SearchNetwork
 from cdarts.networks.stems import build_stem
@@ -25,22 +22,13 @@ from cdarts.networks.weight_pool import PoolTransfer, WeightPool
 from cdarts.search_space.cells import NodeAggregation
 from cdarts.search_space.primitives import PRIMITIVES
 
-Branch = Literal["search", "eval"]
+__all__ = ["Branch", "JointNetwork", "NetworkOutput"]
 
 # Reference pooling kernels of the two distillation heads (for 32 px CIFAR / 224 px ImageNet).
 _HEAD_KERNELS: dict[StemKind, tuple[int, int]] = {"cifar": (6, 6), "imagenet": (6, 5)}
 
 
-@dataclass
-class NetworkOutput:
-    """logits: (N, K) final logits; ensemble: (3N, K) the three weighted head outputs, stacked
-    along the batch dimension (stage-0 head, stage-1 head, final classifier)."""
-
-    logits: torch.Tensor
-    ensemble: torch.Tensor | None
-
-
-class JointNetwork(nn.Module):
+class JointNetwork(JointModel):
     """S, E, pool and the shared parts of CDARTS.
 
     Args:
@@ -88,6 +76,7 @@ class JointNetwork(nn.Module):
             raise ValueError(f"image_size must be a multiple of {divisor} for the {stem} layout")
         self.n_nodes = n_nodes
         self.primitives = primitives
+        self.candidates = primitives
         self.pool_transfer = pool_transfer
         stem_channels = init_channels * stem_multiplier
         search_plan = plan_cells(search_cells, init_channels, stem_channels, n_nodes, stem)
@@ -101,7 +90,7 @@ class JointNetwork(nn.Module):
         final_channels = search_plan[-1][-1].out_channels(n_nodes)
         self.search_classifier = nn.Linear(final_channels, num_classes)
         self.weight_pool = WeightPool(self.eval_plan, n_nodes, primitives, aggregation, pool_batchnorm)
-        self.eval_network: EvalNetwork | None = None
+        self.eval_network = None
         self.eval_classifier = nn.Linear(final_channels, num_classes)
 
         sizes = stage_spatial_sizes(image_size, 3, stem)
@@ -115,12 +104,7 @@ class JointNetwork(nn.Module):
             )
             for stage in (0, 1)
         )
-        if fix_heads:
-            self.distill_heads.requires_grad_(False)
-        self.ensemble_logits = nn.Parameter(
-            0.333 * torch.rand(3) if learnable_ensemble else torch.zeros(3),
-            requires_grad=learnable_ensemble,
-        )
+        self.init_ensemble(learnable_ensemble, fix_heads)
         if channels_last:
             self.to(memory_format=torch.channels_last)
 
@@ -150,47 +134,25 @@ class JointNetwork(nn.Module):
         """Store E's selected-op weights in the pool (end of every cycle)."""
         self.weight_pool.write_back(self._require_eval(), self.pool_transfer)
 
+    def named_alphas(self) -> dict[str, torch.Tensor]:
+        return {"alphas_normal": self.search_network.alphas_normal, "alphas_reduce": self.search_network.alphas_reduce}
+
+    def search_module_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.search_network.cell_parameters()
+        yield from self.search_classifier.parameters()
+
+    def eval_module_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self._require_eval().parameters()
+        yield from self.eval_classifier.parameters()
+
     def _require_eval(self) -> EvalNetwork:
-        if self.eval_network is None:
-            raise RuntimeError("the evaluation network has not been built yet")
-        return self.eval_network
-
-    # -- parameter groups -------------------------------------------------------------------
-
-    def arch_parameters(self) -> list[nn.Parameter]:
-        return self.search_network.arch_parameters()
-
-    def _shared_parameters(self) -> Iterator[nn.Parameter]:
-        yield from self.stem.parameters()
-        yield from (p for p in self.distill_heads.parameters() if p.requires_grad)
-        if self.ensemble_logits.requires_grad:
-            yield self.ensemble_logits
-
-    def search_weight_parameters(self) -> list[nn.Parameter]:
-        """What the W_S optimiser steps: stem, S cells, S classifier, heads, ensemble."""
-        return [
-            *self.search_network.cell_parameters(),
-            *self.search_classifier.parameters(),
-            *self._shared_parameters(),
-        ]
-
-    def eval_weight_parameters(self) -> list[nn.Parameter]:
-        """What the W_E optimiser steps: stem, E cells, E classifier, heads, ensemble."""
-        return [
-            *self._require_eval().parameters(),
-            *self.eval_classifier.parameters(),
-            *self._shared_parameters(),
-        ]
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        """Every parameter that is not an alpha (pool included); disjoint from the alphas."""
-        arch_ids = {id(p) for p in self.arch_parameters()}
-        return [p for p in self.parameters() if id(p) not in arch_ids]
+        eval_network = self.require_eval()
+        assert isinstance(eval_network, EvalNetwork)
+        return eval_network
 
     # -- forward ----------------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor, branch: Branch, with_ensemble: bool = True) -> NetworkOutput:
-        """Run S (``branch="search"``) or E (``"eval"``) on images x: (N, C, H, W)."""
+    def branch_features(self, x: torch.Tensor, branch: Branch) -> BranchFeatures:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         s0, s1 = self.stem(x)
@@ -201,9 +163,4 @@ class JointNetwork(nn.Module):
             stage_outputs = self._require_eval()(s0, s1)
             classifier = self.eval_classifier
         logits = classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(stage_outputs[-1], 1), 1))
-        if not with_ensemble:
-            return NetworkOutput(logits, None)
-        head_logits = [head(out) for head, out in zip(self.distill_heads, stage_outputs[:2], strict=True)]
-        weights = torch.softmax(self.ensemble_logits, dim=0)
-        ensemble = torch.cat([w * z for w, z in zip(weights, [*head_logits, logits], strict=True)], dim=0)
-        return NetworkOutput(logits, ensemble)
+        return BranchFeatures((stage_outputs[0], stage_outputs[1]), logits)

@@ -58,7 +58,12 @@ class AuxiliaryHead(nn.Module):
 
 @dataclass(frozen=True)
 class RetrainSpec:
-    """Everything besides the genotype that fixes the architecture (stored with the weights)."""
+    """Everything besides the genotype that fixes the architecture (stored with the weights).
+
+    The DARTS space uses every field but ``dropout``. NAS-Bench-201 reads ``init_channels`` as C
+    and ``cells`` as the cells per stage; the chain space has fixed widths and reads only the
+    data fields and ``dropout``.
+    """
 
     stem: StemKind
     in_channels: int
@@ -68,6 +73,7 @@ class RetrainSpec:
     cells: int
     stem_multiplier: int
     auxiliary: bool
+    dropout: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,4 +1,4 @@
-"""Runner of the ``derive_genotype`` stage: alphas -> genotype JSON, cell diagrams, heat-map."""
+"""Runner of the ``derive_genotype`` stage: alphas -> genotype JSON, diagrams, heat-map."""
 
 from __future__ import annotations
 
@@ -6,27 +6,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cdarts.alphas_file import load_alphas
-from cdarts.genotype import Genotype, derive_genotype
+from cdarts.architecture import Architecture
+from cdarts.derivation import alpha_probabilities, alpha_row_labels, derive_architecture
 from cdarts.tracking import Tracker
-from cdarts.visualize import write_alpha_heatmap, write_cell_diagrams
+from cdarts.visualize import write_alpha_heatmap, write_architecture_diagrams
 
 
 @dataclass
 class DeriveGenotypeResult:
-    genotype: Genotype
+    genotype: Architecture
     genotype_path: Path
     diagrams: list[Path]
     heatmap_path: Path
 
 
 def run_derive_genotype(alphas_path: Path, out_dir: Path, tracker: Tracker | None = None) -> DeriveGenotypeResult:
-    """Derive the genotype from ``alphas.pt`` and write ``genotype.json``, ``normal.svg``,
-    ``reduce.svg`` and ``alphas.png`` into ``out_dir``."""
-    alphas, primitives, n_nodes = load_alphas(alphas_path)
-    genotype = derive_genotype(alphas["alphas_normal"], alphas["alphas_reduce"], n_nodes, primitives)
+    """Derive the architecture from ``alphas.pt`` (any search space) and write ``genotype.json``,
+    its diagrams (``normal.svg``/``reduce.svg``, ``cell.svg`` or ``layers.svg``) and ``alphas.png``
+    into ``out_dir``."""
+    alphas_file = load_alphas(alphas_path)
+    genotype = derive_architecture(alphas_file)
     out_dir.mkdir(parents=True, exist_ok=True)
-    diagrams = write_cell_diagrams(genotype, out_dir)
-    heatmap = write_alpha_heatmap(alphas, primitives, n_nodes, out_dir / "alphas.png")
+    diagrams = write_architecture_diagrams(genotype, out_dir)
+    heatmap = write_alpha_heatmap(
+        alpha_probabilities(alphas_file), alphas_file.candidates, alpha_row_labels(alphas_file), out_dir / "alphas.png"
+    )
     # Written last: the genotype file marks the stage's output as complete.
     genotype_path = out_dir / "genotype.json"
     genotype_path.write_text(genotype.to_json(), encoding="utf-8")

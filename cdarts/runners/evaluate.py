@@ -22,7 +22,7 @@ from cdarts.devices import resolve_device
 from cdarts.errors import DataError
 from cdarts.model_file import load_model
 from cdarts.model_summary import summarize
-from cdarts.networks.retrain_network import RetrainNetwork
+from cdarts.networks.retrain_factory import RetrainModel
 from cdarts.seeding import seed_everything
 from cdarts.tracking import Tracker
 from cdarts.train.loops import evaluate
@@ -32,7 +32,7 @@ METRICS_NAME = "metrics.json"
 
 @torch.inference_mode()
 def median_forward_seconds(
-    model: RetrainNetwork, batch_size: int, device: torch.device, repeats: int, warmup: int
+    model: RetrainModel, batch_size: int, device: torch.device, repeats: int, warmup: int
 ) -> float:
     """Median wall time of one eval-mode forward pass on a random batch."""
     model.eval()

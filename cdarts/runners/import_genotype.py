@@ -1,20 +1,18 @@
-"""Runner of the ``import_genotype`` stage: a given genotype -> ``genotype.json`` + diagrams."""
+"""Runner of the ``import_genotype`` stage: a given architecture -> ``genotype.json`` + diagrams."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from cdarts.genotype import Genotype, resolve_genotype
+from cdarts.architecture import Architecture, resolve_architecture
 from cdarts.tracking import Tracker
-from cdarts.visualize import write_cell_diagrams
+from cdarts.visualize import write_architecture_diagrams
 
 
-def run_import_genotype(spec: str, out_dir: Path, tracker: Tracker | None = None) -> Genotype:
-    """``spec``: a reference name, a file, a ``Genotype(...)`` string or genotype JSON text."""
-    text = spec.strip()
-    genotype = Genotype.from_dict(json.loads(text)) if text.startswith("{") else resolve_genotype(text)
-    diagrams = write_cell_diagrams(genotype, out_dir)
+def run_import_genotype(spec: str, out_dir: Path, tracker: Tracker | None = None) -> Architecture:
+    """``spec``: a reference name, a file, a ``Genotype(...)`` / arch / chain string or JSON text."""
+    genotype = resolve_architecture(spec)
+    diagrams = write_architecture_diagrams(genotype, out_dir)
     genotype_path = out_dir / "genotype.json"
     genotype_path.write_text(genotype.to_json(), encoding="utf-8")
     if tracker is not None:

@@ -15,10 +15,9 @@ import tempfile
 from pathlib import Path
 
 from cdarts.alphas_file import load_alphas
+from cdarts.architecture import Architecture, read_architecture_file
 from cdarts.config import ExperimentConfig
 from cdarts.errors import CdartsError
-from cdarts.genotype import Genotype
-from cdarts.genotype_parser import parse_genotype_file
 from cdarts.model_file import MODEL_FILE
 from cdarts.runners.retrain import SUMMARY_NAME, RetrainResult, run_retrain
 from cdarts.runners.search import SearchRunResult, run_search
@@ -62,9 +61,9 @@ def load_search_result(out_dir: Path) -> SearchRunResult:
         raise LaunchError(f"the search wrote no genotype.json and alphas.pt to {out_dir}")
     cycles = sorted((out_dir / "genotypes").glob("cycle_*.json"))
     final_metrics = json.loads(cycles[-1].read_text(encoding="utf-8"))["metrics"] if cycles else {}
-    alphas, _, _ = load_alphas(alphas_path)
+    alphas = load_alphas(alphas_path).alphas
     return SearchRunResult(
-        genotype=parse_genotype_file(genotype_path),
+        genotype=read_architecture_file(genotype_path),
         alphas=alphas,
         completed=True,
         out_dir=out_dir,
@@ -102,7 +101,7 @@ def run_search_stage(
 def run_retrain_stage(
     experiment: ExperimentConfig,
     dataset_dir: Path,
-    genotype: Genotype,
+    genotype: Architecture,
     out_dir: Path,
     *,
     processes: int = 1,

@@ -13,7 +13,7 @@ from torch import nn
 from cdarts.config import ExperimentConfig
 from cdarts.errors import DataError
 from cdarts.model_file import load_model
-from cdarts.networks.retrain_network import RetrainNetwork
+from cdarts.networks.retrain_factory import RetrainModel
 from cdarts.runners.evaluate import METRICS_NAME
 from cdarts.tracking import Tracker, model_aliases, promote_if_better, register_model
 
@@ -23,7 +23,7 @@ REGISTRATION_NAME = "registration.json"
 class InferenceModel(nn.Module):
     """The retrained network as served: images (N, C, H, W) -> logits (N, K), eval mode."""
 
-    def __init__(self, network: RetrainNetwork) -> None:
+    def __init__(self, network: RetrainModel) -> None:
         super().__init__()
         self.network = network.eval()
 

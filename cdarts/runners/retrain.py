@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from cdarts.architecture import Architecture, architecture_from_dict
 from cdarts.checkpoint import load_checkpoint, save_checkpoint
 from cdarts.checkpoint_mirror import CheckpointMirror
 from cdarts.config import ExperimentConfig
@@ -31,7 +32,9 @@ from cdarts.distributed import device_for_rank, init_distributed
 from cdarts.errors import CheckpointError
 from cdarts.genotype import Genotype
 from cdarts.model_file import MODEL_FILE, save_model
-from cdarts.networks.retrain_network import RetrainNetwork, RetrainSpec
+from cdarts.nasbench201.genotype import Nb201Genotype
+from cdarts.networks.retrain_factory import build_retrain_network
+from cdarts.networks.retrain_network import RetrainSpec
 from cdarts.search.cyclic_search import ProgressCallback
 from cdarts.seeding import capture_rng_state, restore_rng_state, seed_everything
 from cdarts.tracking import FanOutTracker, JsonlTracker, Tracker
@@ -56,10 +59,34 @@ def _step_reporter(progress: ProgressCallback | None, description: str, total: i
     return lambda done: progress(description, done, total)
 
 
+def retrain_spec(config: ExperimentConfig, genotype: Architecture, in_channels: int, num_classes: int) -> RetrainSpec:
+    """The network's shape for the genotype's space: the retrain section for DARTS cells, the
+    ``nasbench201`` section's C and N (the benchmark trains the searched size), the ``chain``
+    section's dropout."""
+    cfg, image_size = config.retrain, config.data.image_size
+    if isinstance(genotype, Nb201Genotype):
+        nb201 = config.nasbench201
+        return RetrainSpec(
+            "cifar", in_channels, num_classes, image_size, nb201.channels, nb201.cells_per_stage, 1, False
+        )
+    if not isinstance(genotype, Genotype):
+        return RetrainSpec("imagenet", in_channels, num_classes, image_size, 0, 0, 1, False, config.chain.dropout)
+    return RetrainSpec(
+        cfg.stem,
+        in_channels,
+        num_classes,
+        image_size,
+        cfg.init_channels,
+        cfg.cells,
+        cfg.stem_multiplier,
+        cfg.auxiliary_weight > 0,
+    )
+
+
 def run_retrain(
     config: ExperimentConfig,
     dataset_dir: Path,
-    genotype: Genotype,
+    genotype: Architecture,
     out_dir: Path,
     *,
     tracker: Tracker | None = None,
@@ -93,20 +120,11 @@ def run_retrain(
     )
     test_loader = evaluation_loader(test_set, cfg.eval_batch_size, config.data)
 
-    spec = RetrainSpec(
-        cfg.stem,
-        prepared.channels,
-        prepared.num_classes,
-        config.data.image_size,
-        cfg.init_channels,
-        cfg.cells,
-        cfg.stem_multiplier,
-        cfg.auxiliary_weight > 0,
-    )
-    model = RetrainNetwork(genotype, spec)
+    spec = retrain_spec(config, genotype, prepared.channels, prepared.num_classes)
+    model = build_retrain_network(genotype, spec)
     params, params_without_aux = model.parameter_counts()
     weight_decay, max_drop_path = cfg.weight_decay, cfg.drop_path_prob
-    if cfg.param_count_rule:
+    if cfg.param_count_rule and isinstance(genotype, Genotype):
         weight_decay, max_drop_path = cifar_param_count_rule(params_without_aux)
     model = model.to(device)
     if cfg.channels_last:
@@ -139,7 +157,7 @@ def run_retrain(
         state = load_checkpoint(checkpoint_path)
         if state.get("config_digest") != config.digest() or state.get("dataset_digest") != prepared.digest:
             raise CheckpointError(f"{checkpoint_path} was written with another config or dataset; use a new --out")
-        if Genotype.from_dict(state["genotype"]) != genotype:
+        if architecture_from_dict(state["genotype"]) != genotype:
             raise CheckpointError(f"{checkpoint_path} was written for another genotype; use a new --out")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

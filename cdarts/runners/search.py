@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from cdarts.alphas_file import save_alphas
+from cdarts.alphas_file import AlphasFile, save_alphas
+from cdarts.architecture import Architecture
 from cdarts.checkpoint_mirror import CheckpointMirror
 from cdarts.config import ExperimentConfig
 from cdarts.data.datasets import split_dataset
@@ -17,8 +18,10 @@ from cdarts.data.prepared import PreparedDataset
 from cdarts.data.sampling import SplitLoader, build_split_loader
 from cdarts.devices import resolve_device
 from cdarts.distributed import device_for_rank, init_distributed
-from cdarts.genotype import Genotype
-from cdarts.search.build import build_joint_network
+from cdarts.nasbench201.genotype import Nb201Genotype
+from cdarts.nasbench201.lookup import BenchmarkLookup, JsonBenchmarkLookup
+from cdarts.networks.joint_base import JointModel
+from cdarts.search.build import build_search_model
 from cdarts.search.cyclic_search import CycleReport, CyclicSearch, ProgressCallback, SearchLoaders
 from cdarts.seeding import seed_everything
 from cdarts.tracking import FanOutTracker, JsonlTracker, Tracker
@@ -28,7 +31,7 @@ CHECKPOINT_NAME = "checkpoints/search-last.pt"
 
 @dataclass
 class SearchRunResult:
-    genotype: Genotype
+    genotype: Architecture
     alphas: dict[str, torch.Tensor]
     completed: bool
     out_dir: Path
@@ -59,7 +62,23 @@ def _build_loaders(config: ExperimentConfig, prepared: PreparedDataset, rank: in
     return SearchLoaders(train=loader(train_idx, config.seed), val=loader(val_idx, config.seed + 1))
 
 
-def _write_cycle(out_dir: Path, report: CycleReport) -> None:
+def _alphas_file(config: ExperimentConfig, model: JointModel, alphas: dict[str, torch.Tensor]) -> AlphasFile:
+    layout: dict[str, object] = {}
+    if config.search_space == "darts":
+        layout = {"n_nodes": config.search.n_nodes}
+    elif config.search_space == "chain":
+        layout = {"stage_layers": list(config.chain.stage_layers), "allow_skip": config.chain.allow_skip}
+    return AlphasFile(config.search_space, model.candidates, alphas, layout)
+
+
+def _benchmark_metrics(lookup: BenchmarkLookup | None, genotype: Architecture) -> dict[str, float] | None:
+    """The benchmark's accuracies of a NAS-Bench-201 genotype, when a benchmark file is configured."""
+    if lookup is None or not isinstance(genotype, Nb201Genotype):
+        return None
+    return lookup.metrics(genotype)
+
+
+def _write_cycle(out_dir: Path, report: CycleReport, benchmark: dict[str, float] | None) -> None:
     cycle_dir = out_dir / "genotypes"
     cycle_dir.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -68,6 +87,7 @@ def _write_cycle(out_dir: Path, report: CycleReport) -> None:
         "genotype_string": report.genotype.to_string(),
         "alpha_probs": report.alpha_probs,
         "metrics": report.metrics,
+        **({"benchmark": benchmark} if benchmark is not None else {}),
     }
     (cycle_dir / f"cycle_{report.cycle:03d}.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
 
@@ -99,18 +119,28 @@ def run_search(
         torch.backends.cudnn.benchmark = True  # fixed shapes: autotuned kernels pay off from step 2
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    benchmark_file = config.nasbench201.benchmark_file if config.search_space == "nasbench201" else None
+    # Read before the search starts: a bad benchmark file fails the stage at once, not after a cycle.
+    lookup = JsonBenchmarkLookup(Path(benchmark_file)) if benchmark_file else None
     loaders = _build_loaders(config, prepared, distributed.rank, distributed.world_size)
-    model = build_joint_network(config.search, prepared.channels, prepared.num_classes, config.data.image_size)
+    model = build_search_model(config, prepared.channels, prepared.num_classes)
     model = model.to(device)
     distributed.broadcast_module(model)
 
     trackers: list[Tracker] = [JsonlTracker(out_dir / "metrics.jsonl")] if distributed.is_main else []
     if tracker is not None:
         trackers.append(tracker)
+    log = FanOutTracker(trackers)
 
     def on_cycle_end(report: CycleReport) -> None:
         if distributed.is_main:
-            _write_cycle(out_dir, report)
+            benchmark = _benchmark_metrics(lookup, report.genotype)
+            _write_cycle(out_dir, report, benchmark)
+            if lookup is not None:
+                # Logged per cycle at the cycle's index; an architecture missing from the file is
+                # recorded as such, not guessed.
+                found = {f"benchmark/{name}": value for name, value in (benchmark or {}).items()}
+                log.log_metrics({**found, "benchmark/found": float(benchmark is not None)}, report.cycle)
             if tracker is not None:
                 tracker.log_artifact(out_dir / "genotypes" / f"cycle_{report.cycle:03d}.json", "genotypes")
 
@@ -126,7 +156,7 @@ def run_search(
         device,
         out_dir / CHECKPOINT_NAME,
         distributed=distributed,
-        tracker=FanOutTracker(trackers),
+        tracker=log,
         progress=progress,
         on_cycle_end=on_cycle_end,
         dataset_digest=prepared.digest,
@@ -146,7 +176,7 @@ def run_search(
     alphas_path = genotype_path = None
     if result.completed and distributed.is_main:
         alphas_path = out_dir / "alphas.pt"
-        save_alphas(result.alphas, model.primitives, model.n_nodes, alphas_path)
+        save_alphas(_alphas_file(config, model, result.alphas), alphas_path)
         genotype_path = out_dir / "genotype.json"
         genotype_path.write_text(result.genotype.to_json(), encoding="utf-8")
         if tracker is not None:

@@ -10,14 +10,14 @@ from typing import Any
 
 import torch
 
+from cdarts.architecture import Architecture, architecture_from_dict
 from cdarts.checkpoint import load_checkpoint, save_checkpoint
 from cdarts.config import ExperimentConfig, SearchConfig
 from cdarts.data.sampling import SplitLoader
 from cdarts.distributed import DistributedContext
 from cdarts.errors import CheckpointError
-from cdarts.genotype import Genotype
 from cdarts.metrics import MeanTracker
-from cdarts.networks.joint_network import Branch, JointNetwork
+from cdarts.networks.joint_base import Branch, JointModel
 from cdarts.search.losses import regularizer_coefficient
 from cdarts.search.optimizers import (
     CycleOptimizers,
@@ -43,14 +43,14 @@ class CycleReport:
     """What one cycle produced: the new genotype, softmax(alphas) and the epoch's metrics."""
 
     cycle: int
-    genotype: Genotype
+    genotype: Architecture
     alpha_probs: dict[str, list[list[float]]]
     metrics: dict[str, float]
 
 
 @dataclass
 class SearchResult:
-    genotype: Genotype
+    genotype: Architecture
     alphas: dict[str, torch.Tensor]
     completed: bool
     cycles: list[CycleReport] = field(default_factory=list)
@@ -62,14 +62,11 @@ class SearchLoaders:
     val: SplitLoader
 
 
-def _alpha_probs(model: JointNetwork) -> dict[str, list[list[float]]]:
-    return {
-        "normal": torch.softmax(model.search_network.alphas_normal.detach().float(), -1).tolist(),
-        "reduce": torch.softmax(model.search_network.alphas_reduce.detach().float(), -1).tolist(),
-    }
+def _alpha_probs(model: JointModel) -> dict[str, list[list[float]]]:
+    return {name.removeprefix("alphas_"): probs.tolist() for name, probs in model.alpha_probabilities().items()}
 
 
-def model_state_for_checkpoint(model: JointNetwork) -> dict[str, torch.Tensor]:
+def model_state_for_checkpoint(model: JointModel) -> dict[str, torch.Tensor]:
     """Everything but E's cells, which are rebuilt from the genotype and the pool each cycle."""
     return {k: v for k, v in model.state_dict().items() if not k.startswith("eval_network.")}
 
@@ -88,7 +85,7 @@ class CyclicSearch:
 
     def __init__(
         self,
-        model: JointNetwork,
+        model: JointModel,
         loaders: SearchLoaders,
         experiment: ExperimentConfig,
         device: torch.device,
@@ -177,11 +174,12 @@ class CyclicSearch:
             params = dict(self.model.named_parameters())
             for name, grad in state["grads"].items():
                 params[name].grad = grad.to(params[name].device)
-            self.genotype = Genotype.from_dict(state["genotype"])
+            self.genotype = architecture_from_dict(state["genotype"])
             self.next_iteration = int(state["next_iteration"])
             self.global_step = int(state["global_step"])
             self.cycles = [
-                CycleReport(c["cycle"], Genotype.from_dict(c["genotype"]), {}, c["metrics"]) for c in state["cycles"]
+                CycleReport(c["cycle"], architecture_from_dict(c["genotype"]), {}, c["metrics"])
+                for c in state["cycles"]
             ]
         except (KeyError, RuntimeError, ValueError) as error:
             raise CheckpointError(f"{self.checkpoint_path} does not match this model: {error}") from None
@@ -314,10 +312,7 @@ class CyclicSearch:
             self.save()
         return SearchResult(
             genotype=self.genotype,
-            alphas={
-                "alphas_normal": self.model.search_network.alphas_normal.detach().cpu().clone(),
-                "alphas_reduce": self.model.search_network.alphas_reduce.detach().cpu().clone(),
-            },
+            alphas={name: alphas.detach().cpu().clone() for name, alphas in self.model.named_alphas().items()},
             completed=self.next_iteration >= cfg.search_iterations,
             cycles=self.cycles,
         )

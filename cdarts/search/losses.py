@@ -64,10 +64,14 @@ def regularizer_coefficient(
     return max(coeff * (1.0 - (epoch - warmup_epochs) / span), 0.0)
 
 
-def alpha_l1_penalty(alphas: Sequence[torch.Tensor], columns: list[int]) -> torch.Tensor:
-    """Sum of |alpha| over the given op columns of every edge of every alpha tensor.
+def alpha_l1_penalty(
+    alphas: Sequence[torch.Tensor], columns: list[int], reduction: Literal["sum", "mean"] = "sum"
+) -> torch.Tensor:
+    """Sum of |alpha| over the given op columns of every edge (row) of every alpha tensor;
+    ``mean`` divides each tensor's sum by its number of edges (the NAS-Bench-201 variant).
 
     Penalising the raw logits pulls them towards 0 (negative values are penalised too), which
     is what the reference does.
     """
-    return torch.stack([a[:, columns].abs().sum() for a in alphas]).sum()
+    per_tensor = [a[:, columns].abs().sum() / (a.shape[0] if reduction == "mean" else 1) for a in alphas]
+    return torch.stack(per_tensor).sum()

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from cdarts.config import SearchConfig
-from cdarts.networks.joint_network import JointNetwork
+from cdarts.networks.joint_base import JointModel
 
 
 @dataclass
@@ -21,7 +21,7 @@ class CycleOptimizers:
     arch: torch.optim.Adam
 
 
-def build_search_weight_optimizer(model: JointNetwork, config: SearchConfig) -> torch.optim.SGD:
+def build_search_weight_optimizer(model: JointModel, config: SearchConfig) -> torch.optim.SGD:
     return torch.optim.SGD(
         model.search_weight_parameters(),
         lr=config.weight_lr,
@@ -30,7 +30,7 @@ def build_search_weight_optimizer(model: JointNetwork, config: SearchConfig) -> 
     )
 
 
-def build_cycle_optimizers(model: JointNetwork, config: SearchConfig) -> CycleOptimizers:
+def build_cycle_optimizers(model: JointModel, config: SearchConfig) -> CycleOptimizers:
     """Fresh W_S, W_E and A for the E that ``model`` currently holds.
 
     The stem, heads and ensemble logits are in both SGD optimisers (two momentum buffers on the

@@ -17,7 +17,7 @@ from cdarts.config import SearchConfig
 from cdarts.devices import autocast
 from cdarts.distributed import DistributedContext
 from cdarts.metrics import topk_accuracy
-from cdarts.networks.joint_network import Branch, JointNetwork
+from cdarts.networks.joint_base import Branch, JointModel
 from cdarts.search.losses import alpha_l1_penalty, distillation_loss
 from cdarts.search.optimizers import CycleOptimizers
 
@@ -28,14 +28,14 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 class SearchStepper:
     """Runs the steps of the cyclic search on one model with one config."""
 
-    model: JointNetwork
+    model: JointModel
     config: SearchConfig
     device: torch.device
     distributed: DistributedContext
 
     def __post_init__(self) -> None:
-        primitives = self.model.primitives
-        self._reg_columns = [primitives.index(p) for p in self.config.regularizer.primitives]
+        candidates = self.model.candidates
+        self._reg_columns = [candidates.index(p) for p in self.config.regularizer.primitives if p in candidates]
 
     # -- shared mechanics ---------------------------------------------------------------------
 
@@ -112,7 +112,7 @@ class SearchStepper:
         )
         loss_reg = torch.zeros((), device=self.device)
         if cfg.regularizer.enabled and reg_coefficient > 0:
-            penalty = alpha_l1_penalty(self.model.arch_parameters(), self._reg_columns)
+            penalty = alpha_l1_penalty(self.model.arch_parameters(), self._reg_columns, cfg.regularizer.reduction)
             loss_reg = reg_coefficient * cfg.regularizer.stage_repeats * penalty
         loss_arch = loss_cls + loss_distill + loss_reg
 

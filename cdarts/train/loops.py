@@ -1,4 +1,4 @@
-"""One training epoch and one evaluation pass of a :class:`RetrainNetwork`."""
+"""One training epoch and one evaluation pass of a retrain network (any search space)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from torch import nn
 
 from cdarts.devices import autocast
 from cdarts.metrics import MeanTracker, topk_accuracy
-from cdarts.networks.retrain_network import RetrainNetwork
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -90,7 +89,7 @@ class EvaluationResult:
 
 @torch.inference_mode()
 def evaluate(
-    model: RetrainNetwork,
+    model: nn.Module,
     batches: Iterable[Batch],
     device: torch.device,
     num_classes: int,

@@ -1,0 +1,134 @@
+"""The NAS-Bench-201 joint network (../shared/reference/cdarts-algorithm.md section 7).
+
+Unlike the DARTS space, S and E have the same depth and width: both are the benchmark's
+skeleton (N cells, block, N cells, block, N cells). S's cells mix the five ops with one shared
+6 x 5 alpha and non-affine BN; E holds the genotype's derived cells with affine BN. The pool is
+a second search-shaped skeleton (affine, never run) that keeps, per cell, edge and op, the
+weights E had when that op was last selected, and both ResNet blocks whole; E inherits by
+position. The distillation heads read the outputs of the first and second stage's cells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from cdarts.nasbench201.genotype import NB201_EDGES, NB201_OPS, Nb201Genotype
+from cdarts.nasbench201.networks import (
+    Nb201DerivedCell,
+    Nb201SearchCell,
+    ResNetBasicBlock,
+    build_nb201_layers,
+    build_nb201_stem,
+    nb201_edge_index,
+    run_nb201_layers,
+)
+from cdarts.networks.heads import DistillationHead
+from cdarts.networks.joint_base import Branch, BranchFeatures, JointModel
+
+_HEAD_KERNEL = 6  # the CIFAR heads' pooling kernel; smaller maps fall back to 2x2 pooling
+
+
+class Nb201JointNetwork(JointModel):
+    """S, E, pool, heads and ensemble of the NAS-Bench-201 search.
+
+    Args:
+        in_channels, num_classes, image_size: the data (square images, size divisible by 4).
+        channels: C of the first stage (16 in the benchmark).
+        cells_per_stage: N (5 in the benchmark).
+        head_channels, fix_heads, learnable_ensemble: as in the DARTS space.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        num_classes: int,
+        image_size: int,
+        channels: int = 16,
+        cells_per_stage: int = 5,
+        head_channels: tuple[int, int] = (128, 768),
+        fix_heads: bool = False,
+        learnable_ensemble: bool = True,
+    ) -> None:
+        super().__init__()
+        if image_size % 4:
+            raise ValueError("image_size must be a multiple of 4 (two stride-2 ResNet blocks)")
+        self.candidates = NB201_OPS
+        self.channels, self.cells_per_stage = channels, cells_per_stage
+        self.stem = build_nb201_stem(in_channels, channels)
+        self.search_layers = build_nb201_layers(channels, cells_per_stage, None, affine=False)
+        self.alphas = nn.Parameter(1e-3 * torch.randn(NB201_EDGES, len(NB201_OPS)))
+        self.search_classifier = nn.Linear(4 * channels, num_classes)
+        self.weight_pool = build_nb201_layers(channels, cells_per_stage, None, affine=True)
+        self.eval_network = None
+        self.eval_classifier = nn.Linear(4 * channels, num_classes)
+        # Heads after the last cell of stage 0 (C, full size) and of stage 1 (2C, half size).
+        self.head_layers = (cells_per_stage - 1, 2 * cells_per_stage)
+        self.distill_heads = nn.ModuleList(
+            DistillationHead(width, num_classes, size, _HEAD_KERNEL, head_channels)
+            for width, size in ((channels, image_size), (2 * channels, image_size // 2))
+        )
+        self.init_ensemble(learnable_ensemble, fix_heads)
+
+    # -- genotype, E and the pool ----------------------------------------------------------------
+
+    def current_genotype(self) -> Nb201Genotype:
+        return Nb201Genotype.from_alphas(self.alphas)
+
+    def rebuild_eval_network(self, genotype: Nb201Genotype) -> nn.Module:
+        device = self.alphas.device
+        eval_network = build_nb201_layers(self.channels, self.cells_per_stage, genotype, affine=True).to(device)
+        self.eval_network = eval_network
+        self._transfer(to_eval=True)
+        return eval_network
+
+    def write_back_to_pool(self) -> None:
+        self._transfer(to_eval=False)
+
+    @torch.no_grad()
+    def _transfer(self, to_eval: bool) -> None:
+        for eval_module, pool_module in self._module_pairs():
+            source, target = (pool_module, eval_module) if to_eval else (eval_module, pool_module)
+            for src, dst in zip(source.parameters(), target.parameters(), strict=True):
+                dst.copy_(src)
+
+    def _module_pairs(self) -> Iterator[tuple[nn.Module, nn.Module]]:
+        """(E module, pool module) pairs by position: each kept edge's op, each block whole."""
+        for eval_layer, pool_layer in zip(self.require_eval().children(), self.weight_pool, strict=True):
+            if isinstance(eval_layer, ResNetBasicBlock):
+                yield eval_layer, pool_layer
+                continue
+            assert isinstance(eval_layer, Nb201DerivedCell) and isinstance(pool_layer, Nb201SearchCell)
+            kept = [(node, source, op) for node, source, op in eval_layer.genotype.edges() if op != "none"]
+            for (node, source, op), eval_op in zip(kept, eval_layer.ops, strict=True):
+                yield eval_op, pool_layer.edge_ops[nb201_edge_index(node, source)][NB201_OPS.index(op)]
+
+    # -- parameter groups and forward ------------------------------------------------------------
+
+    def named_alphas(self) -> dict[str, torch.Tensor]:
+        return {"alphas": self.alphas}
+
+    def search_module_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.search_layers.parameters()
+        yield from self.search_classifier.parameters()
+
+    def eval_module_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.require_eval().parameters()
+        yield from self.eval_classifier.parameters()
+
+    def branch_features(self, x: torch.Tensor, branch: Branch) -> BranchFeatures:
+        x = self.stem(x)
+        if branch == "search":
+            outputs = run_nb201_layers(self.search_layers, x, torch.softmax(self.alphas, dim=-1))
+            classifier = self.search_classifier
+        else:
+            eval_layers = self.require_eval()
+            assert isinstance(eval_layers, nn.ModuleList)
+            outputs = run_nb201_layers(eval_layers, x, None)
+            classifier = self.eval_classifier
+        logits = classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(outputs[-1], 1), 1))
+        first, second = self.head_layers
+        return BranchFeatures((outputs[first], outputs[second]), logits)

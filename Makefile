@@ -48,10 +48,10 @@ IMAGE_REPO ?= ghcr.io/cdarts-pipelines
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 images:
-	docker build -f images/gpu/Dockerfile -t $(IMAGE_REPO)/cdarts-gpu:$(VERSION) \
-		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) .
-	docker build -f images/cpu/Dockerfile -t $(IMAGE_REPO)/cdarts-cpu:$(VERSION) \
-		--build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) .
+	docker build -f images/gpu/Dockerfile -t $(IMAGE_REPO)/cdarts-gpu:$(VERSION) --build-arg VERSION=$(VERSION) \
+		--build-arg REVISION=$(REVISION) --build-arg IMAGE_REF=$(IMAGE_REPO)/cdarts-gpu:$(VERSION) .
+	docker build -f images/cpu/Dockerfile -t $(IMAGE_REPO)/cdarts-cpu:$(VERSION) --build-arg VERSION=$(VERSION) \
+		--build-arg REVISION=$(REVISION) --build-arg IMAGE_REF=$(IMAGE_REPO)/cdarts-cpu:$(VERSION) .
 
 clean:
 	rm -rf .cdarts bench/results .pytest_cache .mypy_cache .ruff_cache

@@ -112,6 +112,8 @@ class KfpRunService:
             )
         return SubmittedRun(str(result.run_id), self._url(str(result.run_id)))
 
-    def wait(self, run_id: str, timeout_seconds: int) -> None:
+    def wait(self, run_id: str, timeout_seconds: int) -> str:
+        """Block until the run ends; its final state (``SUCCEEDED``, ``FAILED``, ``SKIPPED``, ...)."""
         with _client_errors(self.host, f"waiting for run {run_id} on"):
-            self.client.wait_for_run_completion(run_id, timeout=timeout_seconds)
+            finished = self.client.wait_for_run_completion(run_id, timeout=timeout_seconds)
+        return str(finished.state).upper()

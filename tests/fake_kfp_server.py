@@ -23,6 +23,7 @@ API = "/apis/v2beta1"
 @dataclass
 class FakeKfp:
     create_delay_seconds: float = 0.0
+    finish_as: str | None = None  # a run looked up by id ends in this state (None: stays PENDING)
     experiments: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)  # the Authorization header of each request
@@ -99,6 +100,8 @@ def _handler(state: FakeKfp) -> type[BaseHTTPRequestHandler]:
                 elif url.path.startswith(f"{API}/runs/"):
                     run_id = url.path.rsplit("/", 1)[-1]
                     match = [r for r in state.runs if r["run_id"] == run_id]
+                    if match and state.finish_as is not None:
+                        match[0]["state"] = state.finish_as  # the run "finishes" once it is looked at
                     self._reply(200, match[0]) if match else self._reply(404, {"error": "no such run"})
                 else:
                     self._reply(404, {"error": f"not served by the fake: {url.path}"})

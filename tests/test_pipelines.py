@@ -344,3 +344,15 @@ def test_killed_local_run_resumes_with_the_same_result(tmp_path: Path) -> None:
         return int(json.loads(log.read_text().splitlines()[0])["step"])
 
     assert first_step(summary) > first_step(expected)
+
+
+@pytest.mark.parametrize(("final_state", "exit_code"), [("SUCCEEDED", 0), ("FAILED", 1)])
+def test_submit_wait_reports_the_final_state_and_fails_with_the_run(
+    fake_kfp: FakeKfp, final_state: str, exit_code: int
+) -> None:
+    fake_kfp.finish_as = final_state
+    arguments = ["submit", "--host", fake_kfp.url, "--pipeline", "retrain", "--genotype", "DARTS_V2"]
+    result = runner.invoke(app, [*arguments, "--config", str(CONFIGS / "tiny.yaml"), "--namespace", "team", "--wait"])
+    assert result.exit_code == exit_code, result.output
+    assert f"run state: {final_state}" in result.stdout
+    assert ("ended FAILED" in result.stderr) == (final_state == "FAILED")

@@ -14,7 +14,7 @@ from cdarts.alphas_file import AlphasFile, load_alphas, save_alphas
 from cdarts.architecture import architecture_from_dict, read_architecture_file, resolve_architecture
 from cdarts.chain_space.architectures import ChainArchitecture
 from cdarts.chain_space.joint_network import ChainJointNetwork
-from cdarts.checkpoint import save_checkpoint
+from cdarts.checkpoint import load_checkpoint, save_checkpoint
 from cdarts.cli.main import app
 from cdarts.config import ExperimentConfig, build_config, load_config
 from cdarts.derivation import alpha_probabilities, derive_architecture
@@ -24,6 +24,8 @@ from cdarts.genotype import Genotype, reference_genotype
 from cdarts.nasbench201.genotype import Nb201Genotype
 from cdarts.nasbench201.joint_network import Nb201JointNetwork
 from cdarts.networks.joint_base import JointModel
+from cdarts.runners.data_prep import run_data_prep
+from cdarts.runners.search import CHECKPOINT_NAME, run_search
 from cdarts.search.build import build_search_model
 from cdarts.search.optimizers import build_cycle_optimizers
 from cdarts.search.steps import SearchStepper
@@ -286,3 +288,23 @@ def test_genotype_show_describes_every_space() -> None:
     assert shown.exit_code == 0 and "node 2: none <- node 0, skip_connect <- node 1" in shown.stdout
     chain = runner.invoke(app, ["genotype", "show", "CDARTS_A"])
     assert chain.exit_code == 0 and "stage 3 (80 ch): MB6 5x5 SE, MB6 3x3 SE, MB6 5x5 SE" in chain.stdout
+
+
+# -- the search loop ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("space", ["nasbench201", "chain"])
+def test_interrupted_and_resumed_search_equals_an_uninterrupted_one(space: str, tmp_path: Path) -> None:
+    config = _tiny(space)
+    config = config.model_copy(update={"search": config.search.model_copy(update={"search_iterations": 4})})
+    run_data_prep(config.data, config.seed, tmp_path / "data")
+    straight = run_search(config, tmp_path / "data", tmp_path / "straight")
+    partial = run_search(config, tmp_path / "data", tmp_path / "resumed", max_iterations=2)
+    assert not partial.completed and not (tmp_path / "resumed" / "genotype.json").exists()
+    resumed = run_search(config, tmp_path / "data", tmp_path / "resumed")
+    assert resumed.completed and resumed.genotype == straight.genotype
+    assert all(torch.equal(straight.alphas[k], resumed.alphas[k]) for k in straight.alphas)
+    state_a = load_checkpoint(tmp_path / "straight" / CHECKPOINT_NAME)["model"]
+    state_b = load_checkpoint(tmp_path / "resumed" / CHECKPOINT_NAME)["model"]
+    assert state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    assert read_architecture_file(tmp_path / "resumed" / "genotype.json") == straight.genotype

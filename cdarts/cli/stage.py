@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from cdarts.cli.errors import handles_user_errors
+from cdarts.cli.errors import fail, handles_user_errors
 from cdarts.cli.options import ConfigOption, OutDirOption, SetOption
 from cdarts.cli.progress import progress_display
 from cdarts.config import source_overrides
@@ -55,8 +56,16 @@ def data_prep(
 @handles_user_errors
 def search(
     config: ConfigOption,
-    data: DataOption,
     out: OutDirOption,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            "-d",
+            help="Prepared dataset directory (from data-prep). Default: the config's data, prepared into OUT/data "
+            "(reused by a rerun, which resumes).",
+        ),
+    ] = None,
     overrides: SetOption = None,
     max_iterations: Annotated[
         int | None,
@@ -70,9 +79,19 @@ def search(
     """Run (or resume) the cyclic joint search. Works under torchrun for several processes."""
     from cdarts.config import load_config
     from cdarts.distributed import destroy_process_group
+    from cdarts.runners.data_prep import run_data_prep
     from cdarts.runners.search import run_search
 
     experiment = load_config(config, overrides)
+    if data is None:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise fail("under torchrun, prepare the data first (cdarts stage data-prep) and pass --data")
+        data = out / "data"
+        if not (data / "manifest.json").is_file():
+            prepared = run_data_prep(experiment.data, experiment.seed, data)
+            typer.echo(
+                f"prepared {experiment.data.source} ({prepared.manifest['counts']['train']} train images) -> {data}"
+            )
     try:
         with (
             progress_display(progress) as callback,

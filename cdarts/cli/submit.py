@@ -132,4 +132,8 @@ def submit(
     typer.echo(f"run id: {run.run_id}")
     typer.echo(f"run url: {run.url}")
     if wait:
-        runs.wait(run.run_id, timeout_seconds=7 * 24 * 3600)
+        state = runs.wait(run.run_id, timeout_seconds=7 * 24 * 3600)
+        typer.echo(f"run state: {state}")
+        if state != "SUCCEEDED":
+            typer.echo(f"error: run {run.run_id} ended {state}", err=True)
+            raise typer.Exit(1)

@@ -32,6 +32,7 @@ from cdarts.chain_space.network import (
 from cdarts.chain_space.supernet import ChainSupernet, architecture_from_probabilities
 from cdarts.networks.heads import DistillationHead
 from cdarts.networks.joint_base import Branch, BranchFeatures, JointModel
+from cdarts.networks.weight_pool import copy_parameters
 
 HEAD_STAGES = (1, 3)  # the 40- and 96-channel stages (strides 8 and 16)
 _HEAD_KERNELS = (6, 5)  # the ImageNet heads' pooling kernels; small maps fall back to 2x2 pooling
@@ -129,8 +130,7 @@ class ChainJointNetwork(JointModel):
             for position, (spec, layer) in enumerate(zip(specs, layers, strict=True)):
                 pooled = self.weight_pool[_pool_key(stage, position, CHOICES.index((spec.kernel_size, spec.expansion)))]
                 source, target = (pooled, layer) if to_eval else (layer, pooled)
-                for src, dst in zip(source.parameters(), target.parameters(), strict=True):
-                    dst.copy_(src)
+                copy_parameters(source, target)
 
     def _eval_stages(self) -> nn.ModuleList:
         stages = self.require_eval()

@@ -27,6 +27,7 @@ from cdarts.nasbench201.networks import (
 )
 from cdarts.networks.heads import DistillationHead
 from cdarts.networks.joint_base import Branch, BranchFeatures, JointModel
+from cdarts.networks.weight_pool import copy_parameters
 
 _HEAD_KERNEL = 6  # the CIFAR heads' pooling kernel; smaller maps fall back to 2x2 pooling
 
@@ -92,8 +93,7 @@ class Nb201JointNetwork(JointModel):
     def _transfer(self, to_eval: bool) -> None:
         for eval_module, pool_module in self._module_pairs():
             source, target = (pool_module, eval_module) if to_eval else (eval_module, pool_module)
-            for src, dst in zip(source.parameters(), target.parameters(), strict=True):
-                dst.copy_(src)
+            copy_parameters(source, target)
 
     def _module_pairs(self) -> Iterator[tuple[nn.Module, nn.Module]]:
         """(E module, pool module) pairs by position: each kept edge's op, each block whole."""

@@ -65,16 +65,17 @@ class WeightPool(nn.Module):
     def inherit(self, eval_network: EvalNetwork, mode: PoolTransfer = "all") -> None:
         """Copy the pool's weights of every selected op into a freshly built E."""
         for eval_module, pool_module in self._module_pairs(eval_network, eval_network.genotype, mode):
-            _copy_parameters(source=pool_module, target=eval_module)
+            copy_parameters(source=pool_module, target=eval_module)
 
     @torch.no_grad()
     def write_back(self, eval_network: EvalNetwork, mode: PoolTransfer = "all") -> None:
         """Store E's current weights of every selected op in the pool."""
         for eval_module, pool_module in self._module_pairs(eval_network, eval_network.genotype, mode):
-            _copy_parameters(source=eval_module, target=pool_module)
+            copy_parameters(source=eval_module, target=pool_module)
 
 
-def _copy_parameters(source: nn.Module, target: nn.Module) -> None:
+def copy_parameters(source: nn.Module, target: nn.Module) -> None:
+    """Copy ``source``'s parameters into ``target``'s, in order (the same op built twice)."""
     source_params = list(source.parameters())
     target_params = list(target.parameters())
     if len(source_params) != len(target_params):

@@ -29,6 +29,7 @@ from cdarts.runners.search import CHECKPOINT_NAME, run_search
 from cdarts.search.build import build_search_model
 from cdarts.search.optimizers import build_cycle_optimizers
 from cdarts.search.steps import SearchStepper
+from cdarts.search_space.primitives import PRIMITIVES
 from tests.conftest import CONFIGS
 
 NB201_ARCH = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
@@ -237,16 +238,7 @@ def test_alphas_files_derive_the_same_architecture_the_search_holds(tmp_path: Pa
 
 def test_old_darts_alphas_files_are_still_read_and_bad_shapes_refused(tmp_path: Path) -> None:
     alphas = {"alphas_normal": torch.randn(14, 8), "alphas_reduce": torch.randn(14, 8)}
-    primitives = [
-        "max_pool_3x3",
-        "avg_pool_3x3",
-        "skip_connect",
-        "sep_conv_3x3",
-        "sep_conv_5x5",
-        "dil_conv_3x3",
-        "dil_conv_5x5",
-        "none",
-    ]
+    primitives = list(PRIMITIVES)  # format 1 stored the DARTS op names in this order
     save_checkpoint({"format": 1, "primitives": primitives, "n_nodes": 4, **alphas}, tmp_path / "old.pt")
     assert isinstance(derive_architecture(load_alphas(tmp_path / "old.pt")), Genotype)
     save_alphas(AlphasFile("nasbench201", ("a",) * 5, {"alphas": torch.zeros(7, 5)}), tmp_path / "bad.pt")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
+import re
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import yaml
@@ -225,7 +226,12 @@ class TrackingConfig(_Section):
         None, description="tracking URI; default $MLFLOW_TRACKING_URI, else sqlite:///.cdarts/mlflow.db"
     )
     experiment: str = "cdarts"
-    registered_model: str = "cdarts-model"
+    registered_model: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$",
+        description="registered-model name; default cdarts-<dataset>-<search space>, so that the promotion "
+        "gate only ever compares models of one dataset and space",
+    )
     promotion_margin: float = Field(0.0, ge=0, description="top-1 a challenger must add to the champion's")
 
 
@@ -289,6 +295,17 @@ class ExperimentConfig(_Section):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def registered_model_name(self) -> str:
+        """``tracking.registered_model``, else ``cdarts-<dataset>-<space>``: the data source, or
+        for an image folder its directory name (``cdarts-imagenet-darts``)."""
+        if self.tracking.registered_model:
+            return self.tracking.registered_model
+        dataset: str = self.data.source
+        if self.data.source == "imagefolder" and self.data.location:
+            folder = PurePosixPath(self.data.location.rstrip("/")).name.lower()
+            dataset = re.sub(r"[^a-z0-9]+", "-", folder).strip("-") or "imagefolder"
+        return f"cdarts-{dataset[:80]}-{self.search_space}"
 
 
 def space_candidates(space: SearchSpace, allow_skip: bool = True) -> tuple[str, ...]:

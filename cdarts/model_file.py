@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -44,3 +46,26 @@ def load_model(path: Path) -> tuple[RetrainModel, dict[str, Any]]:
     except (KeyError, TypeError, RuntimeError) as error:
         raise CheckpointError(f"{path} does not hold a loadable model: {str(error).splitlines()[0]}") from None
     return model, dict(state.get("extra", {}))
+
+
+LOGGED_MODEL_FILE = "logged_model.json"
+"""Beside ``model.pt`` when the retrain run logged the model to MLflow: its model and run ids."""
+
+
+def write_logged_model_reference(model_dir: Path, model_id: str, run_id: str) -> None:
+    partial = model_dir / f".{LOGGED_MODEL_FILE}.partial"
+    partial.write_text(json.dumps({"model_id": model_id, "run_id": run_id}, indent=2), encoding="utf-8")
+    os.replace(partial, model_dir / LOGGED_MODEL_FILE)
+
+
+def read_logged_model_reference(model_path: Path) -> dict[str, str] | None:
+    """The MLflow model and run ids retrain recorded for a model file or directory, if any."""
+    model_dir = model_path if model_path.is_dir() else model_path.parent
+    path = model_dir / LOGGED_MODEL_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {"model_id": str(data["model_id"]), "run_id": str(data["run_id"])}
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        raise CheckpointError(f"{path} is not a logged-model reference") from None

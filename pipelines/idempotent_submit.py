@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from cdarts.errors import CdartsError
 from cdarts.idempotency import IdempotencyLedger, new_holder_token
+from pipelines.parent_run import ParentRun
 from pipelines.submit import SubmitError, SubmittedRun
 
 
@@ -48,8 +49,10 @@ def submit_once(
     details: dict[str, str] | None = None,
     wait_seconds: float = 300.0,
     poll_seconds: float = 2.0,
+    parent: ParentRun | None = None,
 ) -> SubmitOutcome:
-    """Create the run for ``key`` unless it exists; see the module docstring."""
+    """Create the run for ``key`` unless it exists; see the module docstring. ``parent`` (the
+    MLflow parent run) is opened only when a run is really created."""
     holder = new_holder_token()
     deadline = time.monotonic() + wait_seconds
     while True:
@@ -67,11 +70,18 @@ def submit_once(
         time.sleep(poll_seconds)
     try:
         existing = runs.find_run(run_name)
-        run = existing or runs.create_run(run_name, package, arguments)
+        if existing is None:
+            run = runs.create_run(run_name, package, {**arguments, **(parent.open() if parent else {})})
+            if parent is not None:
+                parent.created(run)
+        else:
+            run = existing
     except BaseException:
         # If even that fails the lease expires on its own; the submission error is what to report.
         with contextlib.suppress(CdartsError):
             ledger.abandon(claim)
+            if parent is not None:
+                parent.finished(succeeded=False)
         raise
     ledger.complete(claim, run.run_id, run.url)
     return SubmitOutcome(key, run, created=existing is None)

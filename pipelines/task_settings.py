@@ -8,7 +8,7 @@ from kfp.dsl.pipeline_channel import PipelineParameterChannel
 
 from pipelines.options import PipelineOptions
 
-SETTINGS_KEYS = ("MLFLOW_TRACKING_URI", "CDARTS_S3_ENDPOINT")
+SETTINGS_KEYS = ("CDARTS_MLFLOW_TRACKING_URI", "CDARTS_S3_ENDPOINT")
 POD_LABEL = ("cdarts.io/pipeline-task", "true")
 
 

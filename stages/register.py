@@ -36,11 +36,9 @@ def register(
         (out / "registration.json").write_text(json.dumps({"decision": "skipped: tracking disabled"}))
         registration.metadata["decision"] = "skipped: tracking disabled"
         return
-    with tracked_stage("register", experiment, mlflow_parent_run_id, run_id) as tracker:
+    with tracked_stage("register", experiment, mlflow_parent_run_id, run_id, strict=True) as tracker:
         assert isinstance(tracker, MlflowTracker)
-        result = run_register(
-            experiment, Path(model.path), Path(evaluation.path), tracker.uri, tracker.run_id, out, tracker
-        )
+        result = run_register(experiment, Path(model.path), Path(evaluation.path), tracker.uri, out, tracker)
     registration.metadata.update(
         {**{k: v for k, v in result.items() if v is not None}, "seconds": time.perf_counter() - start}
     )

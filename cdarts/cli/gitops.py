@@ -22,7 +22,15 @@ from cdarts.cli.pipeline_options import (
     TolerationOption,
     pipeline_options,
 )
-from cdarts.cli.submit import CheckpointRootOption, HostOption, LedgerOption, NamespaceOption, WaitSecondsOption
+from cdarts.cli.submit import (
+    CheckpointRootOption,
+    HostOption,
+    LedgerOption,
+    NamespaceOption,
+    TrackingUriOption,
+    WaitSecondsOption,
+    tracking_parent,
+)
 from cdarts.errors import CdartsError
 
 app = typer.Typer(no_args_is_help=True, help="GitOps retraining: one KFP run per changed retrain request.")
@@ -92,6 +100,7 @@ def sync(
     period: PeriodOption = "none",
     wait_for_holder: WaitSecondsOption = 300.0,
     checkpoint_root: CheckpointRootOption = "",
+    tracking_uri: TrackingUriOption = None,
     image: ImageOption = None,
     accelerator_type: AcceleratorOption = "nvidia.com/gpu",
     node_selector: NodeSelectorOption = None,
@@ -139,9 +148,16 @@ def sync(
                 experiment = request.request.experiment
                 if experiment not in services:
                     services[experiment] = KfpRunService(host, experiment, namespace)
+                run_name = run_name_for_key(f"retrain-{stem}", key)
+                parent = tracking_parent(
+                    request.experiment_config,
+                    run_name,
+                    tracking_uri,
+                    {"cdarts.gitops.request": request.path.name, "cdarts.gitops.revision": revision},
+                )
                 outcome = submit_once(
                     key,
-                    run_name_for_key(f"retrain-{stem}", key),
+                    run_name,
                     opened,
                     services[experiment],
                     package,
@@ -152,6 +168,7 @@ def sync(
                         "submitter": os.environ.get("HOSTNAME", ""),
                     },
                     wait_seconds=wait_for_holder,
+                    parent=parent,
                 )
             except CdartsError as error:
                 failures += 1

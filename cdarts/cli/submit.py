@@ -6,7 +6,7 @@ import os
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,7 +27,11 @@ from cdarts.cli.pipeline_options import (
     genotype_argument,
     pipeline_options,
 )
-from cdarts.config import load_config
+from cdarts.config import ExperimentConfig, load_config
+
+if TYPE_CHECKING:
+    from pipelines.parent_run import ParentRun
+    from pipelines.submit import KfpRunService, SubmittedRun
 
 HostOption = Annotated[
     str,
@@ -44,9 +48,49 @@ LedgerOption = Annotated[
 WaitSecondsOption = Annotated[
     float, typer.Option(min=0, help="How long to wait for another trigger holding the same key.")
 ]
+TrackingUriOption = Annotated[
+    str | None,
+    typer.Option(
+        help="MLflow server to open the pipeline run's parent run on (default: the config's tracking.uri, "
+        "$CDARTS_MLFLOW_TRACKING_URI, $MLFLOW_TRACKING_URI). Without one, stage runs are grouped by the "
+        "kfp.run_id tag only.",
+    ),
+]
 CheckpointRootOption = Annotated[
     str, typer.Option(help="Checkpoint mirror root for resumable tasks, e.g. s3://bucket/checkpoints.")
 ]
+
+
+def tracking_parent(
+    config: ExperimentConfig, run_name: str, tracking_uri: str | None, tags: dict[str, str]
+) -> ParentRun | None:
+    """The MLflow parent run to open for a submission, or None (tracking off, or no server known
+    to the submitter: then the stages' runs are grouped by their kfp.run_id tag)."""
+    from pipelines.parent_run import ParentRun, submitter_tracking_uri
+
+    uri = tracking_uri or submitter_tracking_uri(config.tracking.uri)
+    if not config.tracking.enabled:
+        return None
+    if uri is None:
+        typer.echo("note: no MLflow server given (--tracking-uri); stage runs are grouped by kfp.run_id", err=True)
+        return None
+    return ParentRun(uri, config.tracking.experiment, run_name, config.digest(), tags)
+
+
+def create_with_parent(
+    runs: KfpRunService, name: str, package: Path, arguments: dict[str, Any], parent: ParentRun | None
+) -> SubmittedRun:
+    """Open the parent run (if any), create the KFP run nested under it, tag the parent with it."""
+    extra = parent.open() if parent is not None else {}
+    try:
+        run = runs.create_run(name, package, {**arguments, **extra})
+    except BaseException:
+        if parent is not None:
+            parent.finished(succeeded=False)
+        raise
+    if parent is not None:
+        parent.created(run)
+    return run
 
 
 @handles_user_errors
@@ -68,6 +112,7 @@ def submit(
     gpus: Annotated[int, typer.Option(min=1, help="GPUs per GPU step.")] = 1,
     checkpoint_root: CheckpointRootOption = "",
     wait: Annotated[bool, typer.Option(help="Wait for the run to finish.")] = False,
+    tracking_uri: TrackingUriOption = None,
     image: ImageOption = None,
     accelerator_type: AcceleratorOption = "nvidia.com/gpu",
     node_selector: NodeSelectorOption = None,
@@ -110,30 +155,38 @@ def submit(
     )
     opened_ledger = open_ledger(ledger) if idempotency_key is not None and ledger else None
     runs = KfpRunService(host, experiment, namespace)
+    name = run_name or f"cdarts-{pipeline}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    if idempotency_key is not None:
+        name = run_name_for_key(f"cdarts-{pipeline}", idempotency_key)
+    parent = tracking_parent(experiment_config, name, tracking_uri, {"kfp.experiment": experiment})
     with tempfile.TemporaryDirectory() as tmp:
         package = Path(tmp) / f"cdarts-{pipeline}.yaml"
         compile_pipeline(pipeline, package, options)
         if opened_ledger is not None and idempotency_key is not None:
             outcome = submit_once(
                 idempotency_key,
-                run_name_for_key(f"cdarts-{pipeline}", idempotency_key),
+                name,
                 opened_ledger,
                 runs,
                 package,
                 arguments,
                 details={"host": host, "experiment": experiment, "submitter": os.environ.get("HOSTNAME", "")},
                 wait_seconds=wait_for_holder,
+                parent=parent,
             )
             run = outcome.run
             typer.echo(f"{'created' if outcome.created else 'already submitted'}: key {idempotency_key}")
         else:
-            name = run_name or f"cdarts-{pipeline}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-            run = runs.create_run(name, package, arguments)
+            run = create_with_parent(runs, name, package, arguments, parent)
     typer.echo(f"run id: {run.run_id}")
     typer.echo(f"run url: {run.url}")
+    if parent is not None and parent.run_id is not None:
+        typer.echo(f"mlflow parent run: {parent.run_id}")
     if wait:
         state = runs.wait(run.run_id, timeout_seconds=7 * 24 * 3600)
         typer.echo(f"run state: {state}")
+        if parent is not None:
+            parent.finished(succeeded=state == "SUCCEEDED")
         if state != "SUCCEEDED":
             typer.echo(f"error: run {run.run_id} ended {state}", err=True)
             raise typer.Exit(1)

@@ -20,7 +20,7 @@ from cdarts.data.datasets import evaluation_loader, split_dataset
 from cdarts.data.prepared import PreparedDataset
 from cdarts.devices import resolve_device
 from cdarts.errors import DataError
-from cdarts.model_file import load_model
+from cdarts.model_file import load_model, read_logged_model_reference
 from cdarts.model_summary import summarize
 from cdarts.networks.retrain_factory import RetrainModel
 from cdarts.seeding import seed_everything
@@ -109,6 +109,12 @@ def run_evaluate(
         }
         tracker.log_metrics(scalars, 0)
         tracker.set_tags({"cdarts.genotype": metrics["genotype"], "cdarts.dataset_digest": prepared.digest})
+        tracker.log_dataset(config.data.source, prepared.digest, config.data.location or config.data.source, "test")
+        reference = read_logged_model_reference(model_path)
+        if reference is not None:  # the retrain run's LoggedModel: these are its test metrics
+            quality = {f"evaluate/{k}": float(metrics[k]) for k in ("top1", "top5", "loss")}
+            tracker.log_model_metrics(reference["model_id"], quality, config.data.source, prepared.digest)
+            tracker.set_tags({"cdarts.logged_model_id": reference["model_id"]})
         tracker.log_artifact(out_dir / METRICS_NAME)
         tracker.log_artifact(out_dir / "confusion_matrix.csv")
     return metrics

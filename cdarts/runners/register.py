@@ -1,5 +1,6 @@
-"""Runner of the ``register`` stage: log the retrained model to MLflow, register a version with
-alias ``challenger``, and move ``champion`` to it only if it beats the current champion."""
+"""Runner of the ``register`` stage: the model its retrain run logged becomes a registered
+version (alias ``challenger``); ``champion`` moves to it only if it beats the current champion
+of the same dataset. This stage only registers, gates and moves aliases: it logs no model."""
 
 from __future__ import annotations
 
@@ -7,29 +8,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
 from cdarts.config import ExperimentConfig
-from cdarts.errors import DataError
-from cdarts.model_file import load_model
-from cdarts.networks.retrain_factory import RetrainModel
+from cdarts.errors import DataError, TrackingError
+from cdarts.model_file import read_logged_model_reference
 from cdarts.runners.evaluate import METRICS_NAME
-from cdarts.tracking import Tracker, model_aliases, promote_if_better, register_model
+from cdarts.tracking import Tracker, model_aliases, promote_if_better, register_logged_model
 
 REGISTRATION_NAME = "registration.json"
-
-
-class InferenceModel(nn.Module):
-    """The retrained network as served: images (N, C, H, W) -> logits (N, K), eval mode."""
-
-    def __init__(self, network: RetrainModel) -> None:
-        super().__init__()
-        self.network = network.eval()
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.network(images)[0]
-        return logits
 
 
 def run_register(
@@ -37,7 +22,6 @@ def run_register(
     model_path: Path,
     evaluation_dir: Path,
     tracking_uri: str,
-    run_id: str,
     out_dir: Path,
     tracker: Tracker | None = None,
 ) -> dict[str, Any]:
@@ -47,35 +31,46 @@ def run_register(
     if not metrics_path.is_file():
         raise DataError(f"{evaluation_dir} holds no {METRICS_NAME}; run evaluate first")
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-    network, extra = load_model(model_path)
-    spec = network.spec
-    example = torch.zeros(1, spec.in_channels, spec.image_size, spec.image_size).numpy()
-    name = config.tracking.registered_model
-    version = register_model(
+    reference = read_logged_model_reference(model_path)
+    if reference is None:
+        raise TrackingError(f"{model_path} was not logged to MLflow by its retrain run (tracking off?); nothing to register")
+    if not metrics.get("same_dataset_as_training", False):
+        raise DataError("the model was evaluated on another dataset than it was trained on; not registering it")
+    name = config.registered_model_name()
+    digest = str(metrics["dataset_digest"])
+    version = register_logged_model(
         tracking_uri,
-        run_id,
-        InferenceModel(network),
-        example,
+        reference["model_id"],
         name,
         {
             "test_top1": str(metrics["top1"]),
             "test_top5": str(metrics["top5"]),
             "genotype": metrics["genotype"],
-            "dataset_digest": str(extra.get("dataset_digest", "")),
+            "dataset_digest": digest,
             "config_digest": config.digest(),
+            "retrain_run_id": reference["run_id"],
         },
     )
-    decision = promote_if_better(tracking_uri, name, version, float(metrics["top1"]), config.tracking.promotion_margin)
-    result = {"name": name, "version": version, "aliases": model_aliases(tracking_uri, name, version), **decision}
+    decision = promote_if_better(
+        tracking_uri, name, version, float(metrics["top1"]), config.tracking.promotion_margin, digest
+    )
+    result = {
+        "name": name,
+        "version": version,
+        "model_id": reference["model_id"],
+        "aliases": model_aliases(tracking_uri, name, version),
+        **decision,
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / REGISTRATION_NAME).write_text(json.dumps(result, indent=2), encoding="utf-8")
     if tracker is not None:
         tracker.set_tags(
             {
                 "cdarts.registered_model": f"{name}/{version}",
+                "cdarts.logged_model_id": reference["model_id"],
                 "cdarts.promotion": decision["decision"],
                 "cdarts.genotype": metrics["genotype"],
-                "cdarts.dataset_digest": str(extra.get("dataset_digest", "")),
+                "cdarts.dataset_digest": digest,
             }
         )
         tracker.log_metrics({"register/challenger_top1": float(metrics["top1"])}, 0)

@@ -31,12 +31,13 @@ from cdarts.devices import resolve_device
 from cdarts.distributed import device_for_rank, init_distributed
 from cdarts.errors import CheckpointError
 from cdarts.genotype import Genotype
-from cdarts.model_file import MODEL_FILE, save_model
+from cdarts.model_file import MODEL_FILE, save_model, write_logged_model_reference
 from cdarts.nasbench201.genotype import Nb201Genotype
 from cdarts.networks.retrain_factory import build_retrain_network
 from cdarts.networks.retrain_network import RetrainSpec
 from cdarts.search.cyclic_search import ProgressCallback
 from cdarts.seeding import capture_rng_state, restore_rng_state, seed_everything
+from cdarts.serving import example_images, serving_contract
 from cdarts.tracking import FanOutTracker, JsonlTracker, Tracker
 from cdarts.train.loops import TrainSettings, evaluate, train_one_epoch
 from cdarts.train.recipe import cifar_param_count_rule, drop_path_probability, learning_rate
@@ -166,6 +167,7 @@ def run_retrain(
     else:
         log.log_params(config.model_dump(mode="json", exclude={"tracking"}))
         log.set_tags({"cdarts.genotype": genotype.to_string(), "cdarts.dataset_digest": prepared.digest})
+        log.log_dataset(config.data.source, prepared.digest, config.data.location or config.data.source, "training")
         log.log_metrics(
             {
                 "retrain/params": params,
@@ -257,6 +259,7 @@ def run_retrain(
         cfg.epochs,
     )
     model_path = out_dir / MODEL_FILE
+    contract = serving_contract(prepared, config.data)
     save_model(
         model,
         model_path,
@@ -265,8 +268,25 @@ def run_retrain(
             "normalization": prepared.manifest["normalization"],
             "dataset_digest": prepared.digest,
             "summary": summary,
+            "serving": contract.to_dict(),
         },
     )
+    # The run that trained the model logs it (raises if that fails: an unlogged model cannot be
+    # registered, and a retry resumes from the finished checkpoint and logs it again).
+    logged = log.log_served_model(
+        model_path,
+        contract.to_dict(),
+        example_images(prepared, config.data.image_size),
+        {"cdarts.genotype": genotype.to_string(), "cdarts.dataset_digest": prepared.digest},
+    )
+    if logged is not None:
+        log.log_model_metrics(
+            logged.model_id,
+            {"retrain/final_test_top1": final["test_top1"], "retrain/final_test_loss": final["test_loss"]},
+            config.data.source,
+            prepared.digest,
+        )
+        write_logged_model_reference(out_dir, logged.model_id, logged.run_id)
     # Written last: the summary marks the stage as complete.
     (out_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=2), encoding="utf-8")
     log.log_artifact(out_dir / SUMMARY_NAME)

@@ -12,15 +12,16 @@ from cdarts.tracking import NullTracker, Tracker, lineage_tags, resolve_tracking
 
 @contextmanager
 def tracked_stage(
-    stage: str, experiment: ExperimentConfig, parent_run_id: str = "", kfp_run_id: str = ""
+    stage: str, experiment: ExperimentConfig, parent_run_id: str = "", kfp_run_id: str = "", *, strict: bool = False
 ) -> Iterator[Tracker]:
     """Open the stage's run: KFP's injected one, else nested under ``parent_run_id``, else a new
-    top-level run. Tags carry the config digest, git commit, image and KFP run."""
+    top-level run. Tags carry the config digest, git commit, image and KFP run. With ``strict``
+    a failed logging call fails the stage (register) instead of printing a warning."""
     # Under torchrun only rank 0 tracks: one run per stage, not one per process.
     if not experiment.tracking.enabled or int(os.environ.get("RANK", "0")) != 0:
         yield NullTracker()
         return
     uri = resolve_tracking_uri(experiment.tracking.uri)
     tags = lineage_tags(experiment.digest(), kfp_run_id, stage)
-    with stage_run(stage, uri, experiment.tracking.experiment, parent_run_id or None, tags) as tracker:
+    with stage_run(stage, uri, experiment.tracking.experiment, parent_run_id or None, tags, strict=strict) as tracker:
         yield tracker

@@ -3,7 +3,8 @@ lineage). This package is the only place that imports mlflow, always lazily.
 
 Runs: a parent run per pipeline run and a nested run per stage, named after the stage. When
 Kubeflow Pipelines (2.17+, MLflow plugin) injects ``MLFLOW_RUN_ID``, a stage logs into that run
-instead. Logging during training never kills it: transient failures are retried, then reported.
+(and KFP's tracking URI) instead. Logging during training never kills it: it is asynchronous, and
+failures are reported once per run. Models are logged by the run that trained them.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from cdarts.tracking.registry import (
     model_aliases,
     promote,
     promote_if_better,
-    register_model,
+    register_logged_model,
     rollback,
 )
 from cdarts.tracking.runs import (
+    CDARTS_TRACKING_URI_ENV,
     MlflowTracker,
     check_tracking,
     end_run,
@@ -29,9 +31,11 @@ from cdarts.tracking.runs import (
     resolve_tracking_uri,
     stage_run,
     start_parent_run,
+    tag_run,
 )
 
 __all__ = [
+    "CDARTS_TRACKING_URI_ENV",
     "CHALLENGER",
     "CHAMPION",
     "FanOutTracker",
@@ -48,9 +52,10 @@ __all__ = [
     "promote",
     "promote_if_better",
     "redact_uri",
-    "register_model",
+    "register_logged_model",
     "resolve_tracking_uri",
     "rollback",
     "stage_run",
     "start_parent_run",
+    "tag_run",
 ]

@@ -8,6 +8,8 @@ from cdarts.errors import TrackingError
 from cdarts.tracking.registry import CHAMPION
 from cdarts.tracking.runs import _client, check_tracking
 
+PIPELINE_STAGES = ("data_prep", "search", "derive_genotype", "import_genotype", "retrain", "evaluate", "register")
+
 
 def _model_version(client: Any, ref: str) -> Any:
     try:
@@ -22,44 +24,67 @@ def _model_version(client: Any, ref: str) -> Any:
         raise TrackingError(f"no model version {ref!r} in the registry") from None
 
 
+def pipeline_runs(client: Any, run: Any) -> list[Any]:
+    """The stage runs of the pipeline run ``run`` belongs to: its siblings under one MLflow parent
+    (``cdarts run``, ``cdarts submit``, GitOps, or KFP's plugin), else the runs tagged with the
+    same KFP run id (``kfp run create`` without the plugin), else ``run`` alone."""
+    tags = run.data.tags
+    if parent := tags.get("mlflow.parentRunId"):
+        query = f"tags.mlflow.parentRunId = '{parent}'"
+    elif kfp_run := tags.get("kfp.run_id"):
+        query = f"tags.`kfp.run_id` = '{kfp_run}'"
+    else:
+        return [run]
+    return list(client.search_runs([run.info.experiment_id], filter_string=query, max_results=1000))
+
+
+def _by_stage(runs: list[Any], model_id: str | None) -> dict[str, Any]:
+    """One run per stage; where a stage ran more than once, the one that names this model."""
+    found: dict[str, Any] = {}
+    for run in runs:
+        stage = run.data.tags.get("cdarts.stage", run.info.run_name)
+        if stage not in PIPELINE_STAGES:
+            continue
+        names_model = model_id is not None and run.data.tags.get("cdarts.logged_model_id") == model_id
+        if stage not in found or names_model:
+            found[stage] = run
+    return found
+
+
 def lineage(uri: str, ref: str) -> list[dict[str, Any]]:
     """The chain model version -> evaluate -> retrain -> genotype -> search -> dataset.
 
-    ``ref`` is ``NAME@ALIAS``, ``NAME/VERSION`` or ``NAME`` (its champion).
+    ``ref`` is ``NAME@ALIAS``, ``NAME/VERSION`` or ``NAME`` (its champion). The version's run is
+    the retrain run that logged the model.
     """
     check_tracking(uri)
     client = _client(uri)
     version = _model_version(client, ref)
-    register_run = client.get_run(version.run_id)
-    parent = register_run.data.tags.get("mlflow.parentRunId")
-    siblings: dict[str, Any] = {}
-    if parent:
-        runs = client.search_runs(
-            [register_run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'"
-        )
-        for run in runs:
-            siblings.setdefault(run.data.tags.get("cdarts.stage", run.info.run_name), run)
+    source_run = client.get_run(version.run_id)
+    model_id = getattr(version, "model_id", None)
+    stages = _by_stage(pipeline_runs(client, source_run), model_id)
+    stages.setdefault("retrain", source_run)
 
     def entry(kind: str, run: Any, **facts: Any) -> dict[str, Any]:
         return {"kind": kind, "run_id": run.info.run_id if run is not None else None, **facts}
 
-    evaluate, retrain = siblings.get("evaluate"), siblings.get("retrain")
-    genotype_run = siblings.get("derive_genotype") or siblings.get("import_genotype") or retrain
-    search, data = siblings.get("search"), siblings.get("data_prep")
-    genotype = genotype_run.data.tags.get("cdarts.genotype") if genotype_run is not None else None
+    evaluate, retrain = stages.get("evaluate"), stages["retrain"]
+    genotype_run = stages.get("derive_genotype") or stages.get("import_genotype") or retrain
+    data = stages.get("data_prep")
+    digest = version.tags.get("dataset_digest") or retrain.data.tags.get("cdarts.dataset_digest")
     return [
         {
             "kind": "model_version",
             "name": version.name,
             "version": str(version.version),
             "aliases": sorted(version.aliases),
+            "model_id": model_id,
+            "promotion": version.tags.get("promotion.decision"),
             "run_id": version.run_id,
         },
         entry("evaluate", evaluate, top1=evaluate.data.metrics.get("evaluate/top1") if evaluate else None),
-        entry(
-            "retrain", retrain, final_test_top1=retrain.data.metrics.get("retrain/final_test_top1") if retrain else None
-        ),
-        entry("genotype", genotype_run, genotype=genotype),
-        entry("search", search),
-        entry("dataset", data, digest=register_run.data.tags.get("cdarts.dataset_digest")),
+        entry("retrain", retrain, final_test_top1=retrain.data.metrics.get("retrain/final_test_top1")),
+        entry("genotype", genotype_run, genotype=genotype_run.data.tags.get("cdarts.genotype")),
+        entry("search", stages.get("search")),
+        entry("dataset", data, digest=digest),
     ]

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class LoggedModelRef:
+    """An MLflow 3 LoggedModel and the run that logged it."""
+
+    model_id: str
+    run_id: str
 
 
 class Tracker(Protocol):
@@ -16,6 +25,18 @@ class Tracker(Protocol):
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
     def log_dataset(self, name: str, digest: str, source: str, context: str) -> None: ...
+    def log_served_model(
+        self, model_file: Path, contract: Mapping[str, Any], input_example: Any, tags: Mapping[str, str]
+    ) -> LoggedModelRef | None:
+        """Log the served classifier of ``model_file`` as this run's model (None when nothing is
+        tracked)."""
+        ...
+
+    def log_model_metrics(
+        self, model_id: str, metrics: Mapping[str, float], dataset_name: str, dataset_digest: str
+    ) -> None:
+        """Metrics of logged model ``model_id`` measured on a dataset (linked to both)."""
+        ...
 
 
 class NullTracker:
@@ -34,6 +55,16 @@ class NullTracker:
         return None
 
     def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
+        return None
+
+    def log_served_model(
+        self, model_file: Path, contract: Mapping[str, Any], input_example: Any, tags: Mapping[str, str]
+    ) -> LoggedModelRef | None:
+        return None
+
+    def log_model_metrics(
+        self, model_id: str, metrics: Mapping[str, float], dataset_name: str, dataset_digest: str
+    ) -> None:
         return None
 
 
@@ -78,3 +109,19 @@ class FanOutTracker:
     def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
         for tracker in self.trackers:
             tracker.log_dataset(name, digest, source, context)
+
+    def log_served_model(
+        self, model_file: Path, contract: Mapping[str, Any], input_example: Any, tags: Mapping[str, str]
+    ) -> LoggedModelRef | None:
+        """The model of the first tracker that logs models (at most one does)."""
+        for tracker in self.trackers:
+            logged = tracker.log_served_model(model_file, contract, input_example, tags)
+            if logged is not None:
+                return logged
+        return None
+
+    def log_model_metrics(
+        self, model_id: str, metrics: Mapping[str, float], dataset_name: str, dataset_digest: str
+    ) -> None:
+        for tracker in self.trackers:
+            tracker.log_model_metrics(model_id, metrics, dataset_name, dataset_digest)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse, urlunparse
 
 from cdarts.errors import TrackingError
+from cdarts.tracking.protocol import LoggedModelRef
 
 T = TypeVar("T")
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a parameter value
@@ -30,12 +33,43 @@ def redact_uri(uri: str) -> str:
     return urlunparse(parsed._replace(netloc=netloc))
 
 
+CDARTS_TRACKING_URI_ENV = "CDARTS_MLFLOW_TRACKING_URI"
+"""Our own key for the MLflow endpoint (the cdarts-settings ConfigMap), so that the
+``MLFLOW_TRACKING_URI`` Kubeflow's MLflow plugin injects is never overridden."""
+
+
+def kfp_injected_run() -> tuple[str, str] | None:
+    """(tracking URI, run id) when Kubeflow Pipelines' MLflow plugin injected a run for this task."""
+    run_id, uri = os.environ.get("MLFLOW_RUN_ID"), os.environ.get("MLFLOW_TRACKING_URI")
+    return (uri, run_id) if run_id and uri else None
+
+
+def in_kfp_pod() -> bool:
+    """True inside a task pod of a Kubeflow Pipelines cluster (the launcher sets KFP_POD_NAME)."""
+    return bool(os.environ.get("KFP_POD_NAME"))
+
+
 def resolve_tracking_uri(configured: str | None) -> str:
-    """The configured URI, else ``$MLFLOW_TRACKING_URI``, else the embedded ``sqlite:`` file
-    ``.cdarts/mlflow.db`` under the current directory."""
-    uri = configured or os.environ.get("MLFLOW_TRACKING_URI")
+    """Where this process tracks.
+
+    KFP's injected run and URI come first (never overridden), then the configured URI, then
+    ``$CDARTS_MLFLOW_TRACKING_URI``, then ``$MLFLOW_TRACKING_URI``; outside a cluster, last, the
+    embedded ``sqlite:`` file ``.cdarts/mlflow.db`` under the current directory. Inside a KFP
+    pod there is no such fallback: a store in the pod would vanish with it, so tracking with no
+    server configured is refused before any work.
+    """
+    injected = kfp_injected_run()
+    if injected is not None:
+        return injected[0]
+    uri = configured or os.environ.get(CDARTS_TRACKING_URI_ENV) or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
         return uri
+    if in_kfp_pod():
+        raise TrackingError(
+            f"tracking is on but no MLflow server is configured for this Kubeflow task: set "
+            f"{CDARTS_TRACKING_URI_ENV} (key of the cdarts-settings ConfigMap) or tracking.uri, "
+            "or turn tracking off with tracking.enabled=false"
+        )
     store = Path.cwd() / ".cdarts" / "mlflow.db"
     store.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{store}"
@@ -101,7 +135,13 @@ def _flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 class MlflowTracker:
-    """Logs into one MLflow run; every call is retried and never raises into training."""
+    """Logs into one MLflow run and never raises into training.
+
+    Metrics, parameters and tags go through MLflow's asynchronous logging, so a slow or
+    unreachable server never stalls a training step; artifacts are uploaded synchronously with
+    retries. Failures print one warning per run and are counted; :meth:`close` waits for what is
+    still in flight and returns the count.
+    """
 
     def __init__(self, uri: str, run_id: str, attempts: int = 3, backoff_seconds: float = 1.0) -> None:
         self.uri = uri
@@ -109,24 +149,77 @@ class MlflowTracker:
         self.client = _client(uri)
         self.attempts = attempts
         self.backoff_seconds = backoff_seconds
+        self.calls = 0
+        self.failures = 0
+        self._warned = False
+        self._closed = False
+        self._lock = threading.Lock()
+        self._in_flight: queue.Queue[tuple[str, Any] | None] = queue.Queue()
+        self._watcher = threading.Thread(target=self._watch_in_flight, name="mlflow-async-watch", daemon=True)
+        self._watcher.start()
+
+    def _failed(self, what: str, error: BaseException) -> None:
+        with self._lock:
+            self.failures += 1
+            first, self._warned = not self._warned, True
+        if first:
+            print(
+                f"cdarts: warning: MLflow {what} failed for run {self.run_id} ({type(error).__name__}); "
+                "later failures of this run are counted and reported when it ends",
+                file=sys.stderr,
+            )
+
+    def _watch_in_flight(self) -> None:
+        while (item := self._in_flight.get()) is not None:
+            what, operations = item
+            try:
+                operations.wait()
+            except Exception as error:  # the server refused or never answered this batch
+                self._failed(what, error)
+
+    def _submit(self, what: str, call: Callable[[], Any]) -> None:
+        """Hand one batch to MLflow's async logging queue; its outcome is checked off-thread."""
+        self.calls += 1
+        try:
+            operations = call()
+        except Exception as error:  # rejected before it was even queued
+            self._failed(what, error)
+            return
+        if operations is not None:
+            self._in_flight.put((what, operations))
 
     def _retry(self, what: str, call: Callable[[], T]) -> T | None:
+        self.calls += 1
         for attempt in range(1, self.attempts + 1):
             try:
                 return call()
             except Exception as error:  # a tracking hiccup must not stop a long training run
                 if attempt == self.attempts:
-                    print(f"cdarts: warning: MLflow {what} failed: {type(error).__name__}", file=sys.stderr)
+                    self._failed(what, error)
                     return None
                 time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
         return None
+
+    def close(self) -> int:
+        """Wait for in-flight logging; the number of calls of this run that failed."""
+        if not self._closed:
+            self._closed = True
+            self._in_flight.put(None)
+            self._watcher.join()
+            if self.failures:
+                print(
+                    f"cdarts: warning: {self.failures} of {self.calls} MLflow logging calls of run "
+                    f"{self.run_id} failed",
+                    file=sys.stderr,
+                )
+        return self.failures
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if math.isfinite(v)]
-        self._retry("log_metrics", lambda: self.client.log_batch(self.run_id, metrics=batch))
+        self._submit("log_metrics", lambda: self.client.log_batch(self.run_id, metrics=batch, synchronous=False))
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -136,13 +229,13 @@ class MlflowTracker:
             self._log_param_batch(flat[start : start + 100])
 
     def _log_param_batch(self, batch: list[Any]) -> None:
-        self._retry("log_params", lambda: self.client.log_batch(self.run_id, params=batch))
+        self._submit("log_params", lambda: self.client.log_batch(self.run_id, params=batch, synchronous=False))
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         from mlflow.entities import RunTag
 
         batch = [RunTag(k, str(v)) for k, v in tags.items()]
-        self._retry("set_tags", lambda: self.client.log_batch(self.run_id, tags=batch))
+        self._submit("set_tags", lambda: self.client.log_batch(self.run_id, tags=batch, synchronous=False))
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         def upload() -> None:
@@ -156,13 +249,44 @@ class MlflowTracker:
     def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
-        # MLflow keeps at most 36 characters of a dataset digest; the full one is a run tag.
-        short = digest.removeprefix("sha256:")[:36]
         dataset = Dataset(
-            name=name, digest=short, source_type="s3" if source.startswith("s3://") else "local", source=source
+            name=name,
+            digest=short_digest(digest),
+            source_type="s3" if source.startswith("s3://") else "local",
+            source=source,
         )
         inputs = [DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)])]
         self._retry("log_inputs", lambda: self.client.log_inputs(self.run_id, datasets=inputs))
+
+    def log_served_model(
+        self, model_file: Path, contract: Mapping[str, Any], input_example: Any, tags: Mapping[str, str]
+    ) -> LoggedModelRef:
+        """Unlike the other calls this one raises: a model that was not logged cannot be
+        registered, so the stage must fail (and be retried) rather than report success."""
+        from cdarts.tracking.models import log_served_model
+
+        model_id = log_served_model(self.uri, self.run_id, model_file, contract, input_example, tags)
+        return LoggedModelRef(model_id, self.run_id)
+
+    def log_model_metrics(
+        self, model_id: str, metrics: Mapping[str, float], dataset_name: str, dataset_digest: str
+    ) -> None:
+        from mlflow.entities import LoggedModelInput, Metric
+
+        now, digest = int(time.time() * 1000), short_digest(dataset_digest)
+        batch = [
+            Metric(k, float(v), now, 0, model_id=model_id, dataset_name=dataset_name, dataset_digest=digest)
+            for k, v in metrics.items()
+            if math.isfinite(v)
+        ]
+        self._submit("log_metrics", lambda: self.client.log_batch(self.run_id, metrics=batch, synchronous=False))
+        inputs = [LoggedModelInput(model_id)]
+        self._retry("log_inputs", lambda: self.client.log_inputs(self.run_id, models=inputs))
+
+
+def short_digest(digest: str) -> str:
+    """MLflow keeps at most 36 characters of a dataset digest; the full one is a run tag."""
+    return digest.removeprefix("sha256:")[:36]
 
 
 def git_commit() -> str:
@@ -200,20 +324,36 @@ def start_parent_run(uri: str, experiment: str, name: str, tags: Mapping[str, st
     return str(run.info.run_id)
 
 
+def tag_run(uri: str, run_id: str, tags: Mapping[str, str]) -> None:
+    client = _client(uri)
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+
+
 def end_run(uri: str, run_id: str, succeeded: bool) -> None:
     _client(uri).set_terminated(run_id, "FINISHED" if succeeded else "FAILED")
 
 
 @contextlib.contextmanager
 def stage_run(
-    stage: str, uri: str, experiment: str, parent_run_id: str | None, tags: Mapping[str, str]
+    stage: str,
+    uri: str,
+    experiment: str,
+    parent_run_id: str | None,
+    tags: Mapping[str, str],
+    *,
+    strict: bool = False,
 ) -> Iterator[MlflowTracker]:
-    """The MLflow run of one stage: KFP's injected run, else a run nested under the parent."""
+    """The MLflow run of one stage: KFP's injected run, else a run nested under the parent.
+
+    On the way out the tracker's in-flight logging is awaited; with ``strict`` (the register
+    stage) any failed logging call fails the stage instead of a warning.
+    """
     check_tracking(uri)
     client = _client(uri)
-    injected = os.environ.get("MLFLOW_RUN_ID")
-    if injected:
-        run_id, created = injected, False
+    injected = kfp_injected_run()
+    if injected is not None:
+        run_id, created = injected[1], False
     else:
         run_tags = {**tags, "cdarts.stage": stage}
         if parent_run_id:
@@ -226,8 +366,14 @@ def stage_run(
     try:
         yield tracker
     except BaseException:
+        tracker.close()
         if created:
             client.set_terminated(run_id, "FAILED")
         raise
+    failures = tracker.close()
+    if strict and failures:
+        if created:
+            client.set_terminated(run_id, "FAILED")
+        raise TrackingError(f"{failures} MLflow call(s) of the {stage} stage failed; its record is incomplete")
     if created:
         client.set_terminated(run_id, "FINISHED")

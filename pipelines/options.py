@@ -24,7 +24,7 @@ class PipelineOptions:
     the two field names of ``s3_secret_fields`` (``accesskey``/``secretkey`` in Kubeflow Pipelines'
     own ``mlpipeline-minio-artifact``), the MLflow one ``MLFLOW_TRACKING_USERNAME`` and
     ``MLFLOW_TRACKING_PASSWORD``. Endpoints come from the ``settings_config_map`` ConfigMap of the
-    run's namespace (``MLFLOW_TRACKING_URI``, ``CDARTS_S3_ENDPOINT``). All are optional at run time
+    run's namespace (``CDARTS_MLFLOW_TRACKING_URI``, ``CDARTS_S3_ENDPOINT``). All are optional at run time
     (a cluster without them still runs, untracked). Every task carries the pod label
     ``cdarts.io/pipeline-task: "true"``, which the NetworkPolicies in ``k8s/`` admit.
     """

@@ -81,3 +81,18 @@ def s3_env(seaweedfs: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY)
     return seaweedfs
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(seaweedfs: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real MLflow tracking server on 127.0.0.1 (sqlite backend, artifacts proxied to the
+    SeaweedFS test server) for the session; yields its URI."""
+    from cdarts.local_stack.mlflow_server import start_mlflow_server
+
+    server = start_mlflow_server(
+        tmp_path_factory.mktemp("mlflow-server"), seaweedfs, S3_ACCESS_KEY, S3_SECRET_KEY, bucket="cdarts"
+    )
+    try:
+        yield server.uri
+    finally:
+        server.stop()

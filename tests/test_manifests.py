@@ -5,6 +5,7 @@ exactly the declared clients; no credential values."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -18,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -204,33 +206,6 @@ def test_workloads_run_locked_down_with_resources(kustomization: str) -> None:
                     assert "readinessProbe" in container and "livenessProbe" in container, where
 
 
-def test_network_policies_admit_only_pipeline_tasks_and_declared_clients() -> None:
-    documents = render("overlays/standalone-minio")
-    policies = {doc["metadata"]["name"]: doc["spec"] for doc in documents if doc["kind"] == "NetworkPolicy"}
-    assert policies["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
-    for name, target, client_label in [
-        ("cdarts-mlflow-ingress", "cdarts-mlflow", "cdarts.io/mlflow-client"),
-        ("cdarts-minio-ingress", "cdarts-minio", "cdarts.io/object-store-client"),
-    ]:
-        policy = policies[name]
-        assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": target}}
-        (rule,) = policy["ingress"]
-        assert rule["from"] == [
-            {"namespaceSelector": {}, "podSelector": {"matchLabels": {"cdarts.io/pipeline-task": "true"}}},
-            {"podSelector": {"matchLabels": {client_label: "true"}}},
-        ]
-    # The pods that must reach the object store carry the client label.
-    labelled = {
-        _name(doc)
-        for doc in documents
-        if doc["kind"] in WORKLOAD_KINDS
-        and doc["spec"]["template"]["metadata"]["labels"].get("cdarts.io/object-store-client") == "true"
-    }
-    assert {"Deployment/cdarts-mlflow", "Job/cdarts-minio-bucket-init"} <= labelled
-    (trigger,) = [doc for doc in render("gitops/on-change") if doc["kind"] == "Job"]
-    assert trigger["spec"]["template"]["metadata"]["labels"]["cdarts.io/object-store-client"] == "true"
-
-
 @dataclass(frozen=True)
 class Pod:
     namespace: str
@@ -288,6 +263,44 @@ def _ingress_admits(policies: list[dict[str, Any]], target: Pod, source: Pod, po
                 if namespace_ok and _selects(peer.get("podSelector"), source.labels):
                     return True
     return False
+
+
+def test_network_policies_admit_only_pipeline_tasks_and_declared_clients() -> None:
+    documents = render("overlays/standalone-minio")
+    policies_rendered = [doc for doc in documents if doc["kind"] == "NetworkPolicy"]
+    policies = {doc["metadata"]["name"]: doc["spec"] for doc in policies_rendered}
+    assert policies["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    for name, target, client_label in [
+        ("cdarts-mlflow-ingress", "cdarts-mlflow", "cdarts.io/mlflow-client"),
+        ("cdarts-minio-ingress", "cdarts-minio", "cdarts.io/object-store-client"),
+    ]:
+        policy = policies[name]
+        assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": target}}
+        (rule,) = policy["ingress"]
+        assert rule["from"] == [
+            {"namespaceSelector": {}, "podSelector": {"matchLabels": {"cdarts.io/pipeline-task": "true"}}},
+            {"podSelector": {"matchLabels": {client_label: "true"}}},
+        ]
+    # The pods that must reach the object store carry the client label.
+    labelled = {
+        _name(doc)
+        for doc in documents
+        if doc["kind"] in WORKLOAD_KINDS
+        and doc["spec"]["template"]["metadata"]["labels"].get("cdarts.io/object-store-client") == "true"
+    }
+    assert {"Deployment/cdarts-mlflow", "Job/cdarts-minio-bucket-init"} <= labelled
+    (trigger,) = [doc for doc in render("gitops/on-change") if doc["kind"] == "Job"]
+    assert trigger["spec"]["template"]["metadata"]["labels"]["cdarts.io/object-store-client"] == "true"
+    # The trigger (Job and CronJob) opens an MLflow parent run per submission: MLflow admits it.
+    (mlflow,) = [doc for doc in documents if doc["kind"] == "Deployment" and doc["metadata"]["name"] == "cdarts-mlflow"]
+    server = Pod("cdarts", mlflow["spec"]["template"]["metadata"]["labels"])
+    triggers = [doc for doc in render("gitops/on-change") if doc["kind"] in ("Job", "CronJob")]
+    assert len(triggers) == 2
+    for doc in triggers:
+        template = (
+            doc["spec"]["jobTemplate"]["spec"]["template"] if doc["kind"] == "CronJob" else doc["spec"]["template"]
+        )
+        assert _ingress_admits(policies_rendered, server, Pod("cdarts", template["metadata"]["labels"]), 5000)
 
 
 def test_kfp_components_of_the_mlflow_plugin_reach_mlflow_and_other_pods_do_not() -> None:
@@ -365,10 +378,60 @@ def _expand(text: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", lambda m: env.get(m.group(1), m.group(0)), text)
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _http(url: str, body: bytes | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def _venv_environment(**extra: str) -> dict[str, str]:
+    """This environment with the virtual environment's scripts (mlflow, uvicorn) first on PATH."""
+    binaries = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": f"{binaries}{os.pathsep}{os.environ.get('PATH', '')}", **extra}
+
+
+@contextlib.contextmanager
+def _serving(command: list[str], environment: dict[str, str], ready_url: str, log: Path) -> Iterator[None]:
+    """Run a server in its own process group until ``ready_url`` answers 200; stop the group after."""
+    executable = str(Path(sys.executable).parent / command[0])
+    with log.open("wb") as output:
+        server = subprocess.Popen(
+            [executable, *command[1:]], env=environment, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, log.read_text(errors="replace")[-2000:]
+            with contextlib.suppress(OSError):
+                if _http(ready_url)[0] == 200:
+                    break
+            assert time.monotonic() < deadline, log.read_text(errors="replace")[-2000:]
+            time.sleep(0.5)
+        yield
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["Job", "CronJob"])
-def test_the_rendered_trigger_runs_as_written_and_submits_once(kind: str, tmp_path: Path) -> None:
+def test_the_rendered_trigger_runs_as_written_and_submits_once(kind: str, tmp_path: Path, mlflow_server: str) -> None:
     """Run the trigger's own command line from the rendered manifest, with its mounted request
-    files and its settings, against an in-memory KFP API; then once more, as a re-sync would."""
+    files and its settings, against an in-memory KFP API and a real MLflow server (the in-cluster
+    addresses do not resolve here); then once more, as a re-sync would."""
     documents = render("gitops/scheduled")
     (workload,) = [doc for doc in documents if doc["kind"] == kind]
     (pod,) = _pod_specs(workload)
@@ -397,7 +460,13 @@ def test_the_rendered_trigger_runs_as_written_and_submits_once(kind: str, tmp_pa
     (env_from,) = container["envFrom"]
     assert env_from["configMapRef"]["name"] == "cdarts-settings"
     fake = start_fake_kfp()
-    environment = {**settings, "KF_PIPELINES_ENDPOINT": fake.url, "CDARTS_IDEMPOTENCY_LEDGER": str(tmp_path / "ledger")}
+    assert settings["CDARTS_MLFLOW_TRACKING_URI"].startswith("http://cdarts-mlflow.cdarts.svc")
+    environment = {
+        **settings,
+        "KF_PIPELINES_ENDPOINT": fake.url,
+        "CDARTS_MLFLOW_TRACKING_URI": mlflow_server,
+        "CDARTS_IDEMPOTENCY_LEDGER": str(tmp_path / "ledger"),
+    }
     command = [_expand(part, environment) for part in [*container["command"], *container["args"]]]
     assert command[:4] == ["cdarts", "gitops", "sync", requests_mount]
     arguments = [str(requests_dir), *command[4:]]
@@ -411,10 +480,16 @@ def test_the_rendered_trigger_runs_as_written_and_submits_once(kind: str, tmp_pa
     assert first.exit_code == 0, first.output
     assert again.exit_code == 0 and again.output.count("already submitted") == len(requests["data"])
     assert len(fake.runs) == len(requests["data"])
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(mlflow_server)
     for run in fake.runs:
-        assert run["runtime_config"]["parameters"]["checkpoint_root"] == settings["CDARTS_CHECKPOINT_ROOT"]
+        parameters = run["runtime_config"]["parameters"]
+        assert parameters["checkpoint_root"] == settings["CDARTS_CHECKPOINT_ROOT"]
         spec = json.dumps(run["pipeline_spec"])
         assert settings["CDARTS_GPU_IMAGE"] in spec and settings["CDARTS_CPU_IMAGE"] in spec
+        # The stages nest under a parent run the trigger opened on the settings' MLflow server.
+        assert client.get_run(parameters["mlflow_parent_run_id"]).data.tags["kfp.run_id"] == run["run_id"]
 
 
 def test_argo_cd_syncs_the_trigger_and_passes_the_revision_it_reads() -> None:
@@ -521,9 +596,14 @@ def test_our_mlflow_endpoint_never_takes_the_variable_kfp_injects() -> None:
                     assert reference["key"] != "MLFLOW_TRACKING_URI", f"{where}: {_name(doc)}"
                     from_config_map.append((env["name"], reference["key"]))
     assert ("CDARTS_MLFLOW_TRACKING_URI", "CDARTS_MLFLOW_TRACKING_URI") in from_config_map  # the TrainJob
+    # The compiled tasks read these keys of the pipeline namespace's ConfigMap into same-named variables.
+    from pipelines.task_settings import SETTINGS_KEYS
+
+    (task_settings,) = _load(K8S / "pipeline-namespace" / "task-settings.yaml")
+    assert "MLFLOW_TRACKING_URI" not in SETTINGS_KEYS and set(SETTINGS_KEYS) <= set(task_settings["data"])
 
 
-def _serving() -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+def _serving_manifests() -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
     documents = render("serving")
     (isvc,) = [doc for doc in documents if doc["kind"] == "InferenceService"]
     (runtime,) = [doc for doc in documents if doc["kind"] == "ServingRuntime"]
@@ -531,7 +611,7 @@ def _serving() -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
 
 
 def test_the_inference_service_serves_the_champion_with_our_mlflow_runtime() -> None:
-    documents, isvc, runtime = _serving()
+    documents, isvc, runtime = _serving_manifests()
     predictor = isvc["spec"]["predictor"]
     model = predictor["model"]
     assert model["modelFormat"] == {"name": "mlflow", "version": "3"}
@@ -573,14 +653,14 @@ def test_the_inference_service_serves_the_champion_with_our_mlflow_runtime() -> 
 
 
 def test_the_serving_crd_check_catches_a_misspelt_field() -> None:
-    _, isvc, runtime = _serving()
+    _, isvc, runtime = _serving_manifests()
     _validate_custom_resource(isvc)
     _validate_custom_resource(runtime)
     model = isvc["spec"]["predictor"]["model"]
     model["storageURI"] = model.pop("storageUri")
     with pytest.raises(jsonschema.ValidationError, match="storageURI"):
         _validate_custom_resource(isvc)
-    _, isvc, runtime = _serving()
+    _, isvc, runtime = _serving_manifests()
     isvc["spec"]["predictor"]["model"]["modelFormat"] = {"nam": "mlflow"}
     with pytest.raises(jsonschema.ValidationError):
         _validate_custom_resource(isvc)
@@ -609,75 +689,39 @@ mlflow.models.set_model(Mean())
 '''
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _http(url: str, body: bytes | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
 @pytest.mark.slow
 def test_the_runtime_command_serves_an_mlflow_pyfunc_model(tmp_path: Path) -> None:
     """The ServingRuntime's own command line (host and port swapped for loopback ones, the model
     directory for a local one) serves a models-from-code pyfunc with a uint8 N x H x W x C
     signature, answers the probes' paths and takes the {"inputs": ...} body."""
-    import mlflow.pyfunc
     import numpy as np
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import Schema, TensorSpec
 
     code = tmp_path / "tiny_model.py"
     code.write_text(TINY_MODEL)
-    signature = ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, 2, 2, 1))]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 2))]),
-    )
     model_dir = tmp_path / "models"
-    with warnings.catch_warnings():  # no input example, no type hints: beside the point here
+    with warnings.catch_warnings():  # MLflow's advice on type hints and input examples: beside the point
         warnings.simplefilter("ignore", UserWarning)
+        import mlflow.pyfunc
+        from mlflow.models import ModelSignature
+        from mlflow.types.schema import Schema, TensorSpec
+
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype(np.uint8), (-1, 2, 2, 1))]),
+            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 2))]),
+        )
         mlflow.pyfunc.save_model(
             str(model_dir), python_model=str(code), signature=signature, pip_requirements=["numpy"]
         )
 
-    _, _, runtime = _serving()
+    _, _, runtime = _serving_manifests()
     (container,) = runtime["spec"]["containers"]
     port = _free_port()
     swap = {"/mnt/models": str(model_dir), "0.0.0.0": "127.0.0.1", "8080": str(port)}
     command = [swap.get(part, part) for part in [*container["command"], *container["args"]]]
-    binaries = str(Path(sys.executable).parent)
-    environment = {**os.environ, **{e["name"]: e["value"] for e in container["env"]}}
-    environment.update(
-        PATH=f"{binaries}{os.pathsep}{os.environ.get('PATH', '')}", HOME=str(tmp_path), TMPDIR=str(tmp_path)
-    )
-    log = tmp_path / "server.log"
-    with log.open("wb") as output:
-        server = subprocess.Popen(
-            [str(Path(binaries) / command[0]), *command[1:]],
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    environment = _venv_environment(**{e["name"]: e["value"] for e in container["env"]})
+    environment.update(HOME=str(tmp_path), TMPDIR=str(tmp_path))
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, log.read_text(errors="replace")[-2000:]
-            try:
-                if _http(base + container["readinessProbe"]["httpGet"]["path"])[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, log.read_text(errors="replace")[-2000:]
-            time.sleep(0.5)
+    with _serving(command, environment, base + container["readinessProbe"]["httpGet"]["path"], tmp_path / "log"):
         assert _http(base + container["livenessProbe"]["httpGet"]["path"])[0] == 200
         images = [[[[0], [255]], [[255], [0]]], [[[255], [255]], [[255], [255]]]]  # N=2, 2 x 2, C=1
         status, body = _http(base + "/invocations", json.dumps({"inputs": images}).encode())
@@ -685,10 +729,3 @@ def test_the_runtime_command_serves_an_mlflow_pyfunc_model(tmp_path: Path) -> No
         assert json.loads(body)["predictions"] == [[0.5, 0.5], [1.0, 0.0]]
         status, body = _http(base + "/invocations", json.dumps({"inputs": [[1, 2, 3]]}).encode())
         assert status == 400 and b"shape" in body.lower()
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()

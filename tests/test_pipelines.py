@@ -90,7 +90,7 @@ def test_credentials_are_secret_references_never_values(tmp_path: Path, monkeypa
         # Endpoints from the namespace's settings ConfigMap; the label the NetworkPolicies admit.
         (settings,) = executor["configMapAsEnv"]
         assert settings["configMapName"] == "cdarts-settings" and settings["optional"] is True
-        assert {pair["envVar"] for pair in settings["keyToEnv"]} == {"MLFLOW_TRACKING_URI", "CDARTS_S3_ENDPOINT"}
+        assert {pair["envVar"] for pair in settings["keyToEnv"]} == {"CDARTS_MLFLOW_TRACKING_URI", "CDARTS_S3_ENDPOINT"}
         assert executor["podMetadata"]["labels"] == {"cdarts.io/pipeline-task": "true"}
 
 

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -13,9 +23,12 @@ from typer.testing import CliRunner
 from cdarts.cli.main import app
 from cdarts.config import load_config
 from cdarts.errors import TrackingError
+from cdarts.local_stack.ports import free_port_pairs
 from cdarts.runners.register import run_register
 from cdarts.tracking import redact_uri, resolve_tracking_uri, stage_run
+from cdarts.tracking.registry import version_model_id
 from tests.conftest import CONFIGS
+from tests.holding_proxy import start_proxy
 
 runner = CliRunner()
 MARKER = "credential-marker-7f3a9c"  # planted in every credential variable; must never be recorded
@@ -26,14 +39,86 @@ def _all_recorded_text(client: MlflowClient) -> str:
     return json.dumps([{"params": r.data.params, "tags": r.data.tags} for r in runs])
 
 
+SERVE_SCRIPT = """
+import json, sys
+import numpy as np
+import mlflow
+model = mlflow.pyfunc.load_model(sys.argv[1])
+images, labels = np.load(sys.argv[2]), np.load(sys.argv[3])
+shapes = [list(model.predict(images[:n]).shape) for n in (1, 3, 8)]
+probabilities = np.concatenate([model.predict(images[i : i + 5]) for i in range(0, len(images), 5)])
+print(json.dumps({
+    "shapes": shapes,
+    "row_sums": probabilities.sum(axis=1).tolist(),
+    "top1": float((probabilities.argmax(axis=1) == labels).mean()),
+    "first4": probabilities[:4].tolist(),
+    "metadata": model.metadata.metadata["cdarts_serving"],
+    "input_schema": model.metadata.get_input_schema().to_dict(),
+}))
+"""
+
+
+def _predict_in_fresh_process(model_uri: str, dataset: Path, tracking_uri: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_SCRIPT, model_uri, str(dataset / "test_images.npy"), str(dataset / "test_labels.npy")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _serve_and_request(model_uri: str, tracking_uri: str, images: np.ndarray, workdir: Path) -> list[list[float]]:
+    """``mlflow models serve`` on 127.0.0.1 and one batch request over REST."""
+    (port,) = free_port_pairs(1, start=29100, stop=29900)
+    log = (workdir / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local"]
+        + ["-h", "127.0.0.1", "-p", str(port), "-w", "1"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        # The scoring server runs `uvicorn` from PATH: the environment's bin, as when activated.
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        },
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            assert server.poll() is None, (workdir / "serve.log").read_text()[-2000:]
+            time.sleep(0.5)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"inputs": images.tolist()}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            predictions: list[list[float]] = json.loads(response.read())["predictions"]
+        return predictions
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
 @pytest.mark.slow
-def test_tracked_pipeline_registers_promotes_and_traces_lineage(
+def test_tracked_pipeline_registers_serves_promotes_and_traces_lineage(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # the embedded store lives in ./.cdarts
     for name in ("AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_PASSWORD", "AWS_ACCESS_KEY_ID"):
         monkeypatch.setenv(name, MARKER)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for name in ("MLFLOW_TRACKING_URI", "CDARTS_MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
     result = runner.invoke(
         app,
         [
@@ -51,7 +136,8 @@ def test_tracked_pipeline_registers_promotes_and_traces_lineage(
     run_dir = Path(result.stdout.strip().splitlines()[-1])
     summary = json.loads((run_dir / "summary.json").read_text())
     model = summary["registered_model"]
-    assert model["name"] == "cdarts-model" and model["version"] == "1" and model["decision"] == "promoted"
+    name = "cdarts-synthetic-darts"  # derived from the dataset and the search space
+    assert model["name"] == name and model["version"] == "1" and model["decision"] == "promoted"
     assert model["aliases"] == ["challenger", "champion"]
     uri = resolve_tracking_uri(None)
     assert summary["tracking_uri"] == uri and uri.startswith("sqlite:///")
@@ -65,7 +151,8 @@ def test_tracked_pipeline_registers_promotes_and_traces_lineage(
     assert sorted(r.info.run_name for r in children) == sorted(
         ["data_prep", "search", "derive_genotype", "retrain", "evaluate", "register"]
     )
-    search = next(r for r in children if r.info.run_name == "search")
+    by_stage = {r.info.run_name: r for r in children}
+    search = by_stage["search"]
     assert search.data.params["search.arch_lr"] == "0.0003"  # the resolved config, flattened
     assert client.get_metric_history(search.info.run_id, "search/loss_cls_epoch")
     assert search.inputs.dataset_inputs[0].dataset.digest == summary["dataset_digest"].removeprefix("sha256:")[:36]
@@ -73,8 +160,36 @@ def test_tracked_pipeline_registers_promotes_and_traces_lineage(
     assert {"config.yaml", "genotype.json", "alphas.pt", "genotypes"} <= artifacts
     assert all(r.data.tags["cdarts.config_digest"] == parent.data.tags["cdarts.config_digest"] for r in children)
 
+    # The retrain run logged the model; the version points at it; evaluate's metrics are the model's.
+    version = client.get_model_version(name, "1")
+    assert version.run_id == by_stage["retrain"].info.run_id
+    logged = client.get_logged_model(version_model_id(version))
+    assert logged.source_run_id == by_stage["retrain"].info.run_id
+    model_metrics = {(m.key, m.run_id, m.dataset_digest) for m in logged.metrics}
+    short = summary["dataset_digest"].removeprefix("sha256:")[:36]
+    assert ("evaluate/top1", by_stage["evaluate"].info.run_id, short) in model_metrics
+    assert ("retrain/final_test_top1", by_stage["retrain"].info.run_id, short) in model_metrics
+    assert not client.search_logged_models([parent.info.experiment_id], filter_string=(
+        f"source_run_id = '{by_stage['register'].info.run_id}'"
+    ))  # register logs no model of its own
+
+    # The champion serves raw test images, in a fresh process, at any batch size, with the
+    # evaluate stage's accuracy; and over REST from `mlflow models serve`.
+    dataset = Path(summary["artifacts"]["data-prep/dataset"])
+    served = _predict_in_fresh_process(f"models:/{name}@champion", dataset, uri)
+    assert served["shapes"] == [[1, 4], [3, 4], [8, 4]]
+    assert served["row_sums"] == pytest.approx([1.0] * len(served["row_sums"]), abs=1e-5)
+    assert served["top1"] == pytest.approx(summary["top1"])
+    assert served["metadata"]["classes"] == ["class_0", "class_1", "class_2", "class_3"]
+    assert served["metadata"]["dataset_digest"] == summary["dataset_digest"]
+    assert len(served["metadata"]["mean"]) == 3 and len(served["metadata"]["std"]) == 3
+    assert served["input_schema"][0]["tensor-spec"] == {"dtype": "uint8", "shape": [-1, 8, 8, 3]}
+    images = np.load(dataset / "test_images.npy")[:4]
+    over_rest = _serve_and_request(f"models:/{name}@champion", uri, images, tmp_path)
+    assert np.allclose(over_rest, served["first4"], atol=1e-6)
+
     # The chain from the champion back to the data.
-    traced = runner.invoke(app, ["lineage", "cdarts-model@champion", "--json"])
+    traced = runner.invoke(app, ["lineage", f"{name}@champion", "--json"])
     assert traced.exit_code == 0, traced.output
     chain = {step["kind"]: step for step in json.loads(traced.stdout)}
     assert list(chain) == ["model_version", "evaluate", "retrain", "genotype", "search", "dataset"]
@@ -92,14 +207,12 @@ def test_tracked_pipeline_registers_promotes_and_traces_lineage(
     (worse / "metrics.json").write_text(json.dumps({**metrics, "top1": metrics["top1"] - 0.1}))
     config = load_config(str(CONFIGS / "tiny.yaml"), ["tracking.enabled=true"])
     with stage_run("register", uri, "cdarts", parent.info.run_id, {}) as tracker:
-        decision = run_register(
-            config, next(artifacts_root.glob("*/retrain/model")), worse, uri, tracker.run_id, tmp_path / "reg", tracker
-        )
+        decision = run_register(config, next(artifacts_root.glob("*/retrain/model")), worse, uri, tmp_path / "reg", tracker)
     assert decision["decision"] == "kept_champion" and decision["version"] == "2"
     assert decision["champion_top1"] == pytest.approx(metrics["top1"])
-    assert str(client.get_model_version_by_alias("cdarts-model", "champion").version) == "1"
-    assert str(client.get_model_version_by_alias("cdarts-model", "challenger").version) == "2"
-    tags = client.get_model_version("cdarts-model", "2").tags
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == "2"
+    tags = client.get_model_version(name, "2").tags
     assert tags["promotion.decision"] == "kept_champion" and tags["promotion.champion_version"] == "1"
 
     # No credential value anywhere we record things.
@@ -137,30 +250,80 @@ def test_redact_uri_drops_credentials() -> None:
     assert redact_uri("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
 
 
-def test_tracking_hiccups_never_stop_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    with stage_run("search", uri, "cdarts", None, {}) as tracker:
-        tracker.backoff_seconds = 0.01
-        real_log_batch = tracker.client.log_batch
-        failures = iter([ConnectionError("blip"), TimeoutError("slow")])
+@pytest.mark.slow
+def test_a_slow_server_never_stalls_a_training_step(mlflow_server: str) -> None:
+    """The server behind a proxy that holds every log-batch request until released: logging a
+    step's metrics must return while the request is still held (a synchronous client would wait
+    for the release, which comes only after it returned)."""
+    proxy = start_proxy(mlflow_server, "/runs/log-batch")
+    try:
+        with stage_run("search", proxy.url, "cdarts", None, {}) as tracker:
+            logging = threading.Thread(target=tracker.log_metrics, args=({"search/loss_cls": 1.5}, 3))
+            logging.start()
+            logging.join(timeout=20)
+            assert not logging.is_alive(), "log_metrics waited for the server"
+            deadline = time.monotonic() + 20
+            while proxy.matched == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert proxy.matched >= 1  # the batch did leave and is held at the server
+            proxy.release.set()
+            run_id = tracker.run_id
+    finally:
+        proxy.stop()
+    # The stage waited for its in-flight logging before it ended: the metric arrived.
+    history = MlflowClient(tracking_uri=mlflow_server).get_metric_history(run_id, "search/loss_cls")
+    assert [(m.step, m.value) for m in history] == [(3, 1.5)]
 
-        def flaky(*args: Any, **kwargs: Any) -> Any:
-            error = next(failures, None)
-            if error is not None:  # a fault a healthy store cannot be made to produce on demand
-                raise error
-            return real_log_batch(*args, **kwargs)
 
-        tracker.client.log_batch = flaky
-        tracker.log_metrics({"search/loss_cls": 1.5}, step=3)
-        history = MlflowClient(tracking_uri=uri).get_metric_history(tracker.run_id, "search/loss_cls")
-        assert [(m.step, m.value) for m in history] == [(3, 1.5)]
+@pytest.mark.slow
+def test_failing_tracking_warns_once_per_run_and_fails_the_register_stage(
+    mlflow_server: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    proxy = start_proxy(mlflow_server, "/runs/log-batch", refuse_with=503)  # the server refuses writes
+    try:
+        with stage_run("search", proxy.url, "cdarts", None, {}) as tracker:
+            for step in range(5):
+                tracker.log_metrics({"search/loss_cls": 1.0}, step)  # training goes on
+        err = capsys.readouterr().err
+        assert err.count("cdarts: warning: MLflow log_metrics failed") == 1
+        assert "5 of 5 MLflow logging calls" in err
+        assert MlflowClient(tracking_uri=mlflow_server).get_run(tracker.run_id).info.status == "FINISHED"
 
-        def broken(*args: Any, **kwargs: Any) -> Any:
-            raise ConnectionError("down")
+        with pytest.raises(TrackingError, match="1 MLflow call"), stage_run(
+            "register", proxy.url, "cdarts", None, {}, strict=True
+        ) as strict:
+            strict.set_tags({"cdarts.promotion": "promoted"})
+        assert MlflowClient(tracking_uri=mlflow_server).get_run(strict.run_id).info.status == "FAILED"
+    finally:
+        proxy.stop()
 
-        tracker.client.log_batch = broken
-        tracker.log_metrics({"search/loss_cls": 1.0}, step=4)  # must not raise
-    assert "MLflow log_metrics failed: ConnectionError" in capsys.readouterr().err
+
+def test_a_kfp_task_without_a_tracking_server_refuses_before_any_work(
+    tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("MLFLOW_TRACKING_URI", "CDARTS_MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KFP_POD_NAME", "cdarts-search-abc-123")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "s"
+    result = runner.invoke(
+        app,
+        ["stage", "search", "-c", str(CONFIGS / "tiny.yaml"), "-d", str(tiny_dataset), "-o", str(out)]
+        + ["--set", "tracking.enabled=true", "--no-progress"],
+    )
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and "CDARTS_MLFLOW_TRACKING_URI" in result.stderr
+    assert not out.exists() and not (tmp_path / ".cdarts").exists()  # no work, no throwaway store
+
+
+def test_kfp_injected_tracking_is_never_overridden(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDARTS_MLFLOW_TRACKING_URI", "http://ours.example:5000")
+    assert resolve_tracking_uri(None) == "http://ours.example:5000"
+    assert resolve_tracking_uri("http://configured.example:5000") == "http://configured.example:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://kfp-plugin.example:5000")
+    monkeypatch.setenv("MLFLOW_RUN_ID", "0123456789abcdef")
+    assert resolve_tracking_uri("http://configured.example:5000") == "http://kfp-plugin.example:5000"
 
 
 def test_failed_stage_marks_its_run_failed(tmp_path: Path) -> None:
@@ -187,6 +350,7 @@ def test_a_run_injected_by_kubeflow_is_used_and_left_open(tmp_path: Path, monkey
     client = MlflowClient(tracking_uri=uri)
     injected = client.create_run(client.create_experiment("kfp")).info.run_id
     monkeypatch.setenv("MLFLOW_RUN_ID", injected)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     with stage_run("retrain", uri, "cdarts", "ignored-parent", {"kfp.run_id": "abc"}) as tracker:
         assert tracker.run_id == injected
         tracker.log_metrics({"retrain/test_top1": 0.5}, step=1)

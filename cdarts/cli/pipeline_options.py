@@ -37,7 +37,7 @@ S3SecretKeysOption = Annotated[
 ]
 MlflowSecretOption = Annotated[str, typer.Option(help="Secret with MLflow credentials.")]
 SettingsConfigMapOption = Annotated[
-    str, typer.Option(help="ConfigMap with MLFLOW_TRACKING_URI and CDARTS_S3_ENDPOINT ('' for none).")
+    str, typer.Option(help="ConfigMap with CDARTS_MLFLOW_TRACKING_URI and CDARTS_S3_ENDPOINT ('' for none).")
 ]
 PipelineRootOption = Annotated[str | None, typer.Option(help="Pipeline root, e.g. minio://mlpipeline/v2/artifacts.")]
 

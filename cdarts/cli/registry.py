@@ -11,7 +11,7 @@ from cdarts.cli.errors import handles_user_errors
 app = typer.Typer(no_args_is_help=True, help="Operate the model registry's champion alias.")
 
 TrackingUriOption = Annotated[
-    str | None, typer.Option(help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or the embedded store).")
+    str | None, typer.Option(help="MLflow tracking URI (default $CDARTS_MLFLOW_TRACKING_URI, $MLFLOW_TRACKING_URI or the embedded store).")
 ]
 ReasonOption = Annotated[str, typer.Option(help="Why; recorded on the model version.")]
 

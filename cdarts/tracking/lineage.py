@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cdarts.errors import TrackingError
-from cdarts.tracking.registry import CHAMPION
+from cdarts.tracking.registry import CHAMPION, version_model_id
 from cdarts.tracking.runs import _client, check_tracking
 
 PIPELINE_STAGES = ("data_prep", "search", "derive_genotype", "import_genotype", "retrain", "evaluate", "register")
@@ -61,7 +61,7 @@ def lineage(uri: str, ref: str) -> list[dict[str, Any]]:
     client = _client(uri)
     version = _model_version(client, ref)
     source_run = client.get_run(version.run_id)
-    model_id = getattr(version, "model_id", None)
+    model_id = version_model_id(version)
     stages = _by_stage(pipeline_runs(client, source_run), model_id)
     stages.setdefault("retrain", source_run)
 

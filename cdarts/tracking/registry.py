@@ -24,6 +24,15 @@ def _current_champion(client: Any, name: str) -> Any | None:
         return None
 
 
+def version_model_id(version: Any) -> str | None:
+    """The LoggedModel a registry version was created from (the sqlite registry keeps it only in
+    the version's ``models:/<id>`` source)."""
+    if getattr(version, "model_id", None):
+        return str(version.model_id)
+    source = str(getattr(version, "source", "") or "")
+    return source.removeprefix("models:/") if source.startswith("models:/m-") else None
+
+
 def _move_champion(client: Any, name: str, version: str, previous: str | None) -> None:
     client.set_model_version_tag(name, version, PREVIOUS_CHAMPION_TAG, previous or "")
     client.set_registered_model_alias(name, CHAMPION, version)

@@ -88,9 +88,10 @@ def test_search_pipeline_on_the_local_stack(
     assert model["version"] == "1" and model["aliases"] == ["challenger", "champion"]
 
     client = MlflowClient(tracking_uri=state.tracking_uri, registry_uri=state.tracking_uri)
-    version = client.get_model_version_by_alias("cdarts-model", "champion")
+    name = "cdarts-synthetic-darts"
+    version = client.get_model_version_by_alias(name, "champion")
     assert version.tags["genotype"] == summary["genotype"]
-    traced = runner.invoke(app, ["lineage", "cdarts-model@champion", "--tracking-uri", state.tracking_uri, "--json"])
+    traced = runner.invoke(app, ["lineage", f"{name}@champion", "--tracking-uri", state.tracking_uri, "--json"])
     chain = {step["kind"]: step for step in json.loads(traced.stdout)}
     assert chain["dataset"]["digest"] == summary["dataset_digest"] and chain["search"]["run_id"]
 
@@ -100,6 +101,18 @@ def test_search_pipeline_on_the_local_stack(
     artifacts = [str(o.object_name) for o in s3.list_objects("mlflow", recursive=True)]
     assert any(name.endswith("genotype.json") for name in artifacts)  # MLflow artifacts live in S3
     assert any("/models/" in name and name.endswith("MLmodel") for name in artifacts)
+    # Where a KServe storage initializer downloads the champion from: the proxied location mapped
+    # onto the server's artifact bucket, holding the MLflow model.
+    located = runner.invoke(
+        app,
+        ["registry", "serving-uri", f"{name}@champion", "--tracking-uri", state.tracking_uri]
+        + ["--artifacts-destination", "s3://mlflow"],
+    )
+    assert located.exit_code == 0, located.output
+    storage_uri = located.stdout.strip()
+    assert storage_uri.startswith("s3://mlflow/") and "/models/m-" in storage_uri
+    prefix = storage_uri.removeprefix("s3://mlflow/")
+    assert f"{prefix}/MLmodel" in artifacts and f"{prefix}/artifacts/model.pt" in artifacts
     recorded = json.dumps(
         [
             {"params": r.data.params, "tags": r.data.tags}

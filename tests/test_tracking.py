@@ -25,7 +25,7 @@ from cdarts.config import load_config
 from cdarts.errors import TrackingError
 from cdarts.local_stack.ports import free_port_pairs
 from cdarts.runners.register import run_register
-from cdarts.tracking import redact_uri, resolve_tracking_uri, stage_run
+from cdarts.tracking import lineage, redact_uri, resolve_tracking_uri, stage_run
 from cdarts.tracking.registry import version_model_id
 from tests.conftest import CONFIGS
 from tests.holding_proxy import start_proxy
@@ -188,6 +188,9 @@ def test_tracked_pipeline_registers_serves_promotes_and_traces_lineage(
     over_rest = _serve_and_request(f"models:/{name}@champion", uri, images, tmp_path)
     assert np.allclose(over_rest, served["first4"], atol=1e-6)
 
+    located = runner.invoke(app, ["registry", "serving-uri", f"{name}@champion"])
+    assert located.exit_code == 0 and located.stdout.strip() == logged.artifact_location
+
     # The chain from the champion back to the data.
     traced = runner.invoke(app, ["lineage", f"{name}@champion", "--json"])
     assert traced.exit_code == 0, traced.output
@@ -339,8 +342,6 @@ def test_lineage_of_an_unknown_model_is_a_clear_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["lineage", "missing@champion", "--tracking-uri", uri])
     assert result.exit_code == 2 and "no model version 'missing@champion'" in result.stderr
     with pytest.raises(TrackingError):
-        from cdarts.tracking import lineage
-
         lineage(uri, "missing/3")
 
 
@@ -358,3 +359,25 @@ def test_a_run_injected_by_kubeflow_is_used_and_left_open(tmp_path: Path, monkey
     assert run.info.status == "RUNNING"  # KFP, not the stage, ends the run
     assert run.data.tags["cdarts.stage"] == "retrain" and run.data.tags["kfp.run_id"] == "abc"
     assert run.data.metrics["retrain/test_top1"] == 0.5
+
+
+def test_lineage_groups_the_stage_runs_of_a_kfp_run_without_a_parent(tmp_path: Path) -> None:
+    """`kfp run create` without the MLflow plugin: no parent run, only the kfp.run_id tag."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.create_experiment("cdarts", artifact_location=(tmp_path / "artifacts").as_uri())
+    runs = {}
+    for kfp_run in ("kfp-run-a", "kfp-run-b"):  # two pipeline runs side by side
+        for stage in ("data_prep", "search", "derive_genotype", "retrain", "evaluate", "register"):
+            tags = {"kfp.run_id": kfp_run, "cdarts.stage": stage, "cdarts.genotype": f"genotype-{kfp_run}"}
+            runs[kfp_run, stage] = client.create_run(experiment, run_name=stage, tags=tags).info.run_id
+    client.create_registered_model("cdarts-x-darts")
+    version = client.create_model_version(
+        "cdarts-x-darts", source=str(tmp_path / "model"), run_id=runs["kfp-run-b", "retrain"], tags={"dataset_digest": "d"}
+    )
+    chain = {step["kind"]: step for step in lineage(uri, f"cdarts-x-darts/{version.version}")}
+    for kind, stage in [("evaluate", "evaluate"), ("retrain", "retrain"), ("genotype", "derive_genotype")]:
+        assert chain[kind]["run_id"] == runs["kfp-run-b", stage]
+    assert chain["search"]["run_id"] == runs["kfp-run-b", "search"]
+    assert chain["dataset"]["run_id"] == runs["kfp-run-b", "data_prep"] and chain["dataset"]["digest"] == "d"
+    assert chain["genotype"]["genotype"] == "genotype-kfp-run-b"

@@ -1,4 +1,5 @@
-"""``cdarts registry promote|rollback``: move the ``champion`` alias by hand."""
+"""``cdarts registry promote|rollback|serving-uri``: move the ``champion`` alias by hand, and
+say where a serving system downloads a version from."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from cdarts.cli.errors import handles_user_errors
 app = typer.Typer(no_args_is_help=True, help="Operate the model registry's champion alias.")
 
 TrackingUriOption = Annotated[
-    str | None, typer.Option(help="MLflow tracking URI (default $CDARTS_MLFLOW_TRACKING_URI, $MLFLOW_TRACKING_URI or the embedded store).")
+    str | None,
+    typer.Option(
+        help="MLflow tracking URI (default $CDARTS_MLFLOW_TRACKING_URI, $MLFLOW_TRACKING_URI or the embedded store)."
+    ),
 ]
 ReasonOption = Annotated[str, typer.Option(help="Why; recorded on the model version.")]
 
@@ -47,3 +51,24 @@ def rollback(
     typer.echo(
         f"{name}: champion is version {decision['champion_version']} (rolled back from {decision['previous_version']})"
     )
+
+
+@app.command("serving-uri")
+@handles_user_errors
+def serving_uri(
+    model: Annotated[str, typer.Argument(help="NAME@ALIAS, NAME/VERSION, or NAME (its champion).")],
+    artifacts_destination: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MLFLOW_ARTIFACTS_DESTINATION",
+            help="The server's --artifacts-destination (e.g. s3://cdarts/mlflow), to turn a proxied "
+            "mlflow-artifacts: location into the object-store URI a KServe storage initializer reads.",
+        ),
+    ] = None,
+    tracking_uri: TrackingUriOption = None,
+) -> None:
+    """Print the object-store location of a registered version's model files (KServe storageUri)."""
+    from cdarts.tracking import resolve_tracking_uri
+    from cdarts.tracking.models import version_artifact_uri
+
+    typer.echo(version_artifact_uri(resolve_tracking_uri(tracking_uri), model, artifacts_destination))

@@ -11,7 +11,8 @@ from cdarts.tracking.runs import _client, check_tracking
 PIPELINE_STAGES = ("data_prep", "search", "derive_genotype", "import_genotype", "retrain", "evaluate", "register")
 
 
-def _model_version(client: Any, ref: str) -> Any:
+def model_version(client: Any, ref: str) -> Any:
+    """The registered version ``NAME@ALIAS``, ``NAME/VERSION`` or ``NAME`` (its champion)."""
     try:
         if "@" in ref:
             name, alias = ref.split("@", 1)
@@ -59,7 +60,7 @@ def lineage(uri: str, ref: str) -> list[dict[str, Any]]:
     """
     check_tracking(uri)
     client = _client(uri)
-    version = _model_version(client, ref)
+    version = model_version(client, ref)
     source_run = client.get_run(version.run_id)
     model_id = version_model_id(version)
     stages = _by_stage(pipeline_runs(client, source_run), model_id)

@@ -104,3 +104,26 @@ def artifact_location(uri: str, model_id: str) -> str:
         return str(_client(uri).get_logged_model(model_id).artifact_location)
     except Exception:
         raise TrackingError(f"no logged model {model_id!r} in {redact_uri(uri)}") from None
+
+
+def version_artifact_uri(uri: str, ref: str, artifacts_destination: str | None) -> str:
+    """Where the files of registered version ``ref`` (``NAME@ALIAS``, ``NAME/VERSION``, ``NAME``)
+    live. Behind a proxying server that is ``mlflow-artifacts:/<path>``, which is
+    ``<artifacts_destination>/<path>`` in the object store."""
+    from cdarts.tracking.lineage import model_version
+    from cdarts.tracking.registry import version_model_id
+
+    version = model_version(_client(uri), ref)
+    model_id = version_model_id(version)
+    if model_id is None:
+        raise TrackingError(f"version {version.version} of {version.name!r} was not registered from a logged model")
+    location = artifact_location(uri, model_id)
+    if location.startswith("mlflow-artifacts:"):
+        if not artifacts_destination:
+            raise TrackingError(
+                f"{location} is proxied by the MLflow server; pass --artifacts-destination (the server's "
+                "--artifacts-destination) to resolve it"
+            )
+        path = location.removeprefix("mlflow-artifacts:").lstrip("/")
+        return f"{artifacts_destination.rstrip('/')}/{path}"
+    return location

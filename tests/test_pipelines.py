@@ -4,6 +4,7 @@ directly, a kfp.local end-to-end run, and submission to a recording fake KFP API
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 from cdarts.cli.main import app
 from cdarts.config import load_config
 from cdarts.genotype import Genotype, reference_genotype
+from cdarts.tracking import lineage
 from pipelines.compile import compile_pipeline
 from pipelines.options import PipelineOptions, Toleration
 from tests.conftest import CONFIGS, REPO_ROOT
@@ -356,3 +358,48 @@ def test_submit_wait_reports_the_final_state_and_fails_with_the_run(
     assert result.exit_code == exit_code, result.output
     assert f"run state: {final_state}" in result.stdout
     assert ("ended FAILED" in result.stderr) == (final_state == "FAILED")
+
+
+@pytest.mark.slow
+def test_a_submitted_run_makes_one_mlflow_tree(
+    fake_kfp: FakeKfp, mlflow_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`cdarts submit` opens the parent run before the KFP run exists and passes it on; the
+    cluster's execution of that run (here kfp.local with the parameters KFP received, the tasks
+    finding our server through CDARTS_MLFLOW_TRACKING_URI as the ConfigMap provides it) nests
+    every stage run under it."""
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.local_run import run_locally
+
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CDARTS_MLFLOW_TRACKING_URI", mlflow_server)
+    experiment_name = f"submitted-{time.time_ns()}"
+    result = runner.invoke(
+        app,
+        ["submit", "--host", fake_kfp.url, "--pipeline", "retrain", "--genotype", "DARTS_V2"]
+        + ["--config", str(CONFIGS / "tiny.yaml"), "--set", "tracking.enabled=true"]
+        + ["--set", f"tracking.experiment={experiment_name}", "--run-name", "nightly"],
+    )
+    assert result.exit_code == 0, result.output
+    (run,) = fake_kfp.runs
+    parameters = run["runtime_config"]["parameters"]
+    parent_id = parameters["mlflow_parent_run_id"]
+    assert f"mlflow parent run: {parent_id}" in result.stdout
+    client = MlflowClient(tracking_uri=mlflow_server, registry_uri=mlflow_server)
+    parent = client.get_run(parent_id)
+    assert parent.info.run_name == "nightly" and parent.data.tags["kfp.run_id"] == run["run_id"]
+
+    run_locally("retrain", parameters, tmp_path / "cluster", show_progress=False)
+
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'"
+    )
+    assert sorted(r.info.run_name for r in children) == sorted(
+        ["data_prep", "import_genotype", "retrain", "evaluate", "register"]
+    )
+    assert len(client.search_runs([parent.info.experiment_id])) == 6  # the parent and its five stages
+    chain = {step["kind"]: step for step in lineage(mlflow_server, "cdarts-synthetic-darts@champion")}
+    retrain = next(r for r in children if r.info.run_name == "retrain")
+    assert chain["retrain"]["run_id"] == retrain.info.run_id and chain["dataset"]["run_id"]

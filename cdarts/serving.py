@@ -167,9 +167,7 @@ class ImageClassifier(nn.Module):
             batch = F.center_crop(F.resize(batch, [shorter], antialias=True), [size, size])
         if batch.dtype == torch.uint8:
             batch = F.to_dtype(batch, torch.float32, scale=True)
-        mean: torch.Tensor = self.mean
-        std: torch.Tensor = self.std
-        return (batch.contiguous() - mean) / std
+        return (batch.contiguous() - self.get_buffer("mean")) / self.get_buffer("std")
 
     @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -63,7 +63,7 @@ def _handler(proxy: HoldingProxy) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_POST = do_PATCH = do_DELETE = _forward
+        do_GET = do_POST = do_PATCH = do_DELETE = _forward  # noqa: N815 - http.server's method names
 
     return Handler
 

@@ -105,8 +105,10 @@ def test_search_pipeline_on_the_local_stack(
     # onto the server's artifact bucket, holding the MLflow model.
     located = runner.invoke(
         app,
-        ["registry", "serving-uri", f"{name}@champion", "--tracking-uri", state.tracking_uri]
-        + ["--artifacts-destination", "s3://mlflow"],
+        [
+            *("registry", "serving-uri", f"{name}@champion"),
+            *("--tracking-uri", state.tracking_uri, "--artifacts-destination", "s3://mlflow"),
+        ],
     )
     assert located.exit_code == 0, located.output
     storage_uri = located.stdout.strip()

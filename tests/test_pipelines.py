@@ -378,9 +378,11 @@ def test_a_submitted_run_makes_one_mlflow_tree(
     experiment_name = f"submitted-{time.time_ns()}"
     result = runner.invoke(
         app,
-        ["submit", "--host", fake_kfp.url, "--pipeline", "retrain", "--genotype", "DARTS_V2"]
-        + ["--config", str(CONFIGS / "tiny.yaml"), "--set", "tracking.enabled=true"]
-        + ["--set", f"tracking.experiment={experiment_name}", "--run-name", "nightly"],
+        [
+            *("submit", "--host", fake_kfp.url, "--pipeline", "retrain", "--genotype", "DARTS_V2"),
+            *("--config", str(CONFIGS / "tiny.yaml"), "--set", "tracking.enabled=true"),
+            *("--set", f"tracking.experiment={experiment_name}", "--run-name", "nightly"),
+        ],
     )
     assert result.exit_code == 0, result.output
     (run,) = fake_kfp.runs
@@ -393,9 +395,7 @@ def test_a_submitted_run_makes_one_mlflow_tree(
 
     run_locally("retrain", parameters, tmp_path / "cluster", show_progress=False)
 
-    children = client.search_runs(
-        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'"
-    )
+    children = client.search_runs([parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
     assert sorted(r.info.run_name for r in children) == sorted(
         ["data_prep", "import_genotype", "retrain", "evaluate", "register"]
     )

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
@@ -60,7 +59,14 @@ print(json.dumps({
 
 def _predict_in_fresh_process(model_uri: str, dataset: Path, tracking_uri: str) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-c", SERVE_SCRIPT, model_uri, str(dataset / "test_images.npy"), str(dataset / "test_labels.npy")],
+        [
+            sys.executable,
+            "-c",
+            SERVE_SCRIPT,
+            model_uri,
+            str(dataset / "test_images.npy"),
+            str(dataset / "test_labels.npy"),
+        ],
         capture_output=True,
         text=True,
         env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri},
@@ -76,8 +82,10 @@ def _serve_and_request(model_uri: str, tracking_uri: str, images: np.ndarray, wo
     (port,) = free_port_pairs(1, start=29100, stop=29900)
     log = (workdir / "serve.log").open("wb")
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local"]
-        + ["-h", "127.0.0.1", "-p", str(port), "-w", "1"],
+        [
+            *(sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local"),
+            *("-h", "127.0.0.1", "-p", str(port), "-w", "1"),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         # The scoring server runs `uvicorn` from PATH: the environment's bin, as when activated.
@@ -91,10 +99,12 @@ def _serve_and_request(model_uri: str, tracking_uri: str, images: np.ndarray, wo
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
-                    if response.status == 200:
-                        break
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response,
+            ):
+                if response.status == 200:
+                    break
             assert server.poll() is None, (workdir / "serve.log").read_text()[-2000:]
             time.sleep(0.5)
         request = urllib.request.Request(
@@ -169,9 +179,9 @@ def test_tracked_pipeline_registers_serves_promotes_and_traces_lineage(
     short = summary["dataset_digest"].removeprefix("sha256:")[:36]
     assert ("evaluate/top1", by_stage["evaluate"].info.run_id, short) in model_metrics
     assert ("retrain/final_test_top1", by_stage["retrain"].info.run_id, short) in model_metrics
-    assert not client.search_logged_models([parent.info.experiment_id], filter_string=(
-        f"source_run_id = '{by_stage['register'].info.run_id}'"
-    ))  # register logs no model of its own
+    assert not client.search_logged_models(
+        [parent.info.experiment_id], filter_string=(f"source_run_id = '{by_stage['register'].info.run_id}'")
+    )  # register logs no model of its own
 
     # The champion serves raw test images, in a fresh process, at any batch size, with the
     # evaluate stage's accuracy; and over REST from `mlflow models serve`.
@@ -210,7 +220,9 @@ def test_tracked_pipeline_registers_serves_promotes_and_traces_lineage(
     (worse / "metrics.json").write_text(json.dumps({**metrics, "top1": metrics["top1"] - 0.1}))
     config = load_config(str(CONFIGS / "tiny.yaml"), ["tracking.enabled=true"])
     with stage_run("register", uri, "cdarts", parent.info.run_id, {}) as tracker:
-        decision = run_register(config, next(artifacts_root.glob("*/retrain/model")), worse, uri, tmp_path / "reg", tracker)
+        decision = run_register(
+            config, next(artifacts_root.glob("*/retrain/model")), worse, uri, tmp_path / "reg", tracker
+        )
     assert decision["decision"] == "kept_champion" and decision["version"] == "2"
     assert decision["champion_top1"] == pytest.approx(metrics["top1"])
     assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
@@ -293,9 +305,10 @@ def test_failing_tracking_warns_once_per_run_and_fails_the_register_stage(
         assert "5 of 5 MLflow logging calls" in err
         assert MlflowClient(tracking_uri=mlflow_server).get_run(tracker.run_id).info.status == "FINISHED"
 
-        with pytest.raises(TrackingError, match="1 MLflow call"), stage_run(
-            "register", proxy.url, "cdarts", None, {}, strict=True
-        ) as strict:
+        with (
+            pytest.raises(TrackingError, match="1 MLflow call"),
+            stage_run("register", proxy.url, "cdarts", None, {}, strict=True) as strict,
+        ):
             strict.set_tags({"cdarts.promotion": "promoted"})
         assert MlflowClient(tracking_uri=mlflow_server).get_run(strict.run_id).info.status == "FAILED"
     finally:
@@ -312,8 +325,10 @@ def test_a_kfp_task_without_a_tracking_server_refuses_before_any_work(
     out = tmp_path / "s"
     result = runner.invoke(
         app,
-        ["stage", "search", "-c", str(CONFIGS / "tiny.yaml"), "-d", str(tiny_dataset), "-o", str(out)]
-        + ["--set", "tracking.enabled=true", "--no-progress"],
+        [
+            *("stage", "search", "-c", str(CONFIGS / "tiny.yaml"), "-d", str(tiny_dataset), "-o", str(out)),
+            *("--set", "tracking.enabled=true", "--no-progress"),
+        ],
     )
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and "CDARTS_MLFLOW_TRACKING_URI" in result.stderr
@@ -373,7 +388,10 @@ def test_lineage_groups_the_stage_runs_of_a_kfp_run_without_a_parent(tmp_path: P
             runs[kfp_run, stage] = client.create_run(experiment, run_name=stage, tags=tags).info.run_id
     client.create_registered_model("cdarts-x-darts")
     version = client.create_model_version(
-        "cdarts-x-darts", source=str(tmp_path / "model"), run_id=runs["kfp-run-b", "retrain"], tags={"dataset_digest": "d"}
+        "cdarts-x-darts",
+        source=str(tmp_path / "model"),
+        run_id=runs["kfp-run-b", "retrain"],
+        tags={"dataset_digest": "d"},
     )
     chain = {step["kind"]: step for step in lineage(uri, f"cdarts-x-darts/{version.version}")}
     for kind, stage in [("evaluate", "evaluate"), ("retrain", "retrain"), ("genotype", "derive_genotype")]:

@@ -14,7 +14,11 @@ from cdarts.cli.errors import handles_user_errors
 def lineage(
     model: Annotated[str, typer.Argument(help="NAME@ALIAS, NAME/VERSION, or NAME (its champion).")],
     tracking_uri: Annotated[
-        str | None, typer.Option(help="MLflow tracking URI (default $CDARTS_MLFLOW_TRACKING_URI, $MLFLOW_TRACKING_URI or the embedded store).")
+        str | None,
+        typer.Option(
+            help="MLflow tracking URI (default $CDARTS_MLFLOW_TRACKING_URI, $MLFLOW_TRACKING_URI or the embedded "
+            "store)."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:

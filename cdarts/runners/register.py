@@ -33,7 +33,9 @@ def run_register(
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     reference = read_logged_model_reference(model_path)
     if reference is None:
-        raise TrackingError(f"{model_path} was not logged to MLflow by its retrain run (tracking off?); nothing to register")
+        raise TrackingError(
+            f"{model_path} was not logged to MLflow by its retrain run (tracking off?); nothing to register"
+        )
     if not metrics.get("same_dataset_as_training", False):
         raise DataError("the model was evaluated on another dataset than it was trained on; not registering it")
     name = config.registered_model_name()

@@ -69,7 +69,9 @@ def log_served_model(
             tags=dict(tags),
         )
     except Exception as error:
-        raise TrackingError(f"logging the model to {redact_uri(uri)} failed ({type(error).__name__}: {error})") from None
+        raise TrackingError(
+            f"logging the model to {redact_uri(uri)} failed ({type(error).__name__}: {error})"
+        ) from None
     return str(info.model_id)
 
 

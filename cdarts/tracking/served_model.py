@@ -9,8 +9,9 @@ numpy only.
 from __future__ import annotations
 
 from pathlib import Path
+
 import mlflow
-from mlflow.pyfunc import PythonModel, PythonModelContext
+from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
 MODEL_ARTIFACT = "model"
 

@@ -30,7 +30,10 @@ StageCallback = Callable[[str, str, float], None]
 STAGE_LABELS = {"running": "started", "done": "finished"}
 
 # Display order of the tasks; kfp.local names task directories after the components.
-STAGE_ORDER = ("data-prep", "import-genotype", "search", "derive-genotype", "retrain", "evaluate", "register")
+STAGE_ORDER = (
+    *("data-prep", "import-genotype", "search", "derive-genotype", "retrain", "evaluate", "register"),
+    "close-tracking",
+)
 
 
 class LocalRunError(Exception):
@@ -101,9 +104,10 @@ def summarize_run(run_dir: Path) -> dict[str, Any]:
     metrics = json.loads((Path(evaluation["uri"]) / "metrics.json").read_text())
     genotype_task = "derive-genotype" if "derive-genotype" in outputs else "import-genotype"
     genotype_dir = Path(outputs[genotype_task]["genotype"]["uri"])
-    stage_seconds = {
-        task: round(float(max((a["metadata"].get("seconds", 0.0) for a in artifacts.values()), default=0.0)), 2)
+    stage_seconds = {  # the stages (the exit task that closes the MLflow run has no artifacts)
+        task: round(float(max(a["metadata"].get("seconds", 0.0) for a in artifacts.values())), 2)
         for task, artifacts in outputs.items()
+        if artifacts
     }
     registration_dir = Path(outputs["register"]["registration"]["uri"]) if "register" in outputs else None
     registration = (

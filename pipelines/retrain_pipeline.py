@@ -9,7 +9,7 @@ from kfp import dsl
 from pipelines.options import PipelineOptions
 from pipelines.retrain_and_evaluate import add_retrain_evaluate_register
 from pipelines.task_settings import configure_cpu_task
-from stages import data_prep, import_genotype
+from stages import close_tracking, data_prep, import_genotype
 
 
 def build_retrain_pipeline(options: PipelineOptions) -> Callable[..., Any]:
@@ -33,35 +33,39 @@ def build_retrain_pipeline(options: PipelineOptions) -> Callable[..., Any]:
         """genotype: reference name, genotype JSON text or Genotype(...) string; the other
         parameters as in cdarts-search."""
         run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
-        prepared = data_prep(
-            config=config,
-            overrides=overrides,
-            data_source=data_source,
-            seed=seed,
-            mlflow_parent_run_id=mlflow_parent_run_id,
-            run_id=run_id,
-        )
-        configure_cpu_task(prepared, options, "Prepare data")
-        imported = import_genotype(
-            config=config,
-            overrides=overrides,
-            genotype_spec=genotype,
-            mlflow_parent_run_id=mlflow_parent_run_id,
-            run_id=run_id,
-        )
-        configure_cpu_task(imported, options, "Import genotype")
-        add_retrain_evaluate_register(
-            options,
-            config=config,
-            overrides=overrides,
-            seed=seed,
-            retrain_epochs=retrain_epochs,
-            gpus=gpus,
-            checkpoint_root=checkpoint_root,
-            checkpoint_scope=checkpoint_scope,
-            mlflow_parent_run_id=mlflow_parent_run_id,
-            prepared=prepared,
-            genotype_task=imported,
-        )
+        # The exit task runs last whatever happened, and ends the MLflow parent run accordingly.
+        closer = close_tracking(config=config, overrides=overrides, mlflow_parent_run_id=mlflow_parent_run_id)
+        configure_cpu_task(closer, options, "Close MLflow run").set_caching_options(False)
+        with dsl.ExitHandler(closer):
+            prepared = data_prep(
+                config=config,
+                overrides=overrides,
+                data_source=data_source,
+                seed=seed,
+                mlflow_parent_run_id=mlflow_parent_run_id,
+                run_id=run_id,
+            )
+            configure_cpu_task(prepared, options, "Prepare data")
+            imported = import_genotype(
+                config=config,
+                overrides=overrides,
+                genotype_spec=genotype,
+                mlflow_parent_run_id=mlflow_parent_run_id,
+                run_id=run_id,
+            )
+            configure_cpu_task(imported, options, "Import genotype")
+            add_retrain_evaluate_register(
+                options,
+                config=config,
+                overrides=overrides,
+                seed=seed,
+                retrain_epochs=retrain_epochs,
+                gpus=gpus,
+                checkpoint_root=checkpoint_root,
+                checkpoint_scope=checkpoint_scope,
+                mlflow_parent_run_id=mlflow_parent_run_id,
+                prepared=prepared,
+                genotype_task=imported,
+            )
 
     return cdarts_retrain

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from stages.close_tracking import close_tracking
 from stages.data_prep import data_prep
 from stages.derive_genotype import derive_genotype
 from stages.evaluate import evaluate
@@ -10,4 +11,13 @@ from stages.register import register
 from stages.retrain import retrain
 from stages.search import search
 
-__all__ = ["data_prep", "derive_genotype", "evaluate", "import_genotype", "register", "retrain", "search"]
+__all__ = [
+    "close_tracking",
+    "data_prep",
+    "derive_genotype",
+    "evaluate",
+    "import_genotype",
+    "register",
+    "retrain",
+    "search",
+]

@@ -66,9 +66,15 @@ def test_gpu_steps_get_accelerators_shm_retries_and_scheduling(tmp_path: Path) -
     for cpu_step in ("exec-data-prep", "exec-derive-genotype"):
         assert "accelerator" not in executors[cpu_step]["container"].get("resources", {})
         assert "emptyDirMounts" not in platform.get(cpu_step, {})
+    # The stages run inside an exit handler whose exit task closes the MLflow parent run.
+    root = documents[0]["root"]["dag"]["tasks"]
+    assert set(root) == {"exit-handler-1", "close-tracking"}
+    assert root["close-tracking"]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
     # The GPU count of search and retrain is a run-time parameter of the pipeline.
-    tasks = documents[0]["root"]["dag"]["tasks"]
-    assert tasks["search"]["inputs"]["parameters"]["pipelinechannel--gpus"]["componentInputParameter"] == "gpus"
+    tasks = documents[0]["components"]["comp-exit-handler-1"]["dag"]["tasks"]
+    gpus = tasks["search"]["inputs"]["parameters"]["pipelinechannel--gpus"]["componentInputParameter"]
+    assert gpus == "pipelinechannel--gpus"
+    assert documents[0]["root"]["inputDefinitions"]["parameters"]["gpus"]["parameterType"] == "NUMBER_INTEGER"
     retries = {name: task.get("retryPolicy") for name, task in tasks.items()}
     assert retries["search"]["maxRetryCount"] == 3 and retries["retrain"]["maxRetryCount"] == 3
     assert retries["evaluate"] is None and retries["data-prep"] is None
@@ -403,3 +409,26 @@ def test_a_submitted_run_makes_one_mlflow_tree(
     chain = {step["kind"]: step for step in lineage(mlflow_server, "cdarts-synthetic-darts@champion")}
     retrain = next(r for r in children if r.info.run_name == "retrain")
     assert chain["retrain"]["run_id"] == retrain.info.run_id and chain["dataset"]["run_id"]
+    assert client.get_run(parent_id).info.status == "FINISHED"  # ended by the pipeline's exit task
+
+
+@pytest.mark.slow
+def test_the_exit_task_marks_the_parent_run_failed_when_a_stage_fails(
+    mlflow_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from pipelines.local_run import LocalRunError, run_locally
+
+    monkeypatch.setenv("CDARTS_MLFLOW_TRACKING_URI", mlflow_server)
+    client = MlflowClient(tracking_uri=mlflow_server)
+    experiment = client.create_experiment(f"failing-{time.time_ns()}")
+    parent_id = client.create_run(experiment, run_name="failing").info.run_id
+    config = load_config(
+        str(CONFIGS / "tiny.yaml"),
+        ["tracking.enabled=true", "data.source=cifar10", f"data.location={tmp_path / 'no-such-archive.tar.gz'}"],
+    )
+    arguments = {"config": config.to_yaml(), "genotype": "DARTS_V2", "mlflow_parent_run_id": parent_id}
+    with pytest.raises(LocalRunError, match="data-prep"):
+        run_locally("retrain", arguments, tmp_path / "run", show_progress=False)
+    assert client.get_run(parent_id).info.status == "FAILED"

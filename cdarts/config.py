@@ -224,7 +224,8 @@ class TrackingConfig(_Section):
     enabled: bool = True
     uri: str | None = Field(
         None,
-        description="tracking URI; default $CDARTS_MLFLOW_TRACKING_URI, $MLFLOW_TRACKING_URI, else (not in a KFP pod) sqlite:///.cdarts/mlflow.db",
+        description="tracking URI; default $CDARTS_MLFLOW_TRACKING_URI, $MLFLOW_TRACKING_URI, else (outside a "
+        "KFP task pod) sqlite:///.cdarts/mlflow.db",
     )
     experiment: str = "cdarts"
     registered_model: str | None = Field(

@@ -80,7 +80,8 @@ def submit_once(
         # If even that fails the lease expires on its own; the submission error is what to report.
         with contextlib.suppress(CdartsError):
             ledger.abandon(claim)
-            if parent is not None:
+        if parent is not None:
+            with contextlib.suppress(CdartsError):
                 parent.finished(succeeded=False)
         raise
     ledger.complete(claim, run.run_id, run.url)

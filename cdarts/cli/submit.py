@@ -68,9 +68,9 @@ def tracking_parent(
     to the submitter: then the stages' runs are grouped by their kfp.run_id tag)."""
     from pipelines.parent_run import ParentRun, submitter_tracking_uri
 
-    uri = tracking_uri or submitter_tracking_uri(config.tracking.uri)
     if not config.tracking.enabled:
         return None
+    uri = tracking_uri or submitter_tracking_uri(config.tracking.uri)
     if uri is None:
         typer.echo("note: no MLflow server given (--tracking-uri); stage runs are grouped by kfp.run_id", err=True)
         return None

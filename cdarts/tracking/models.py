@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from cdarts.errors import TrackingError
+from cdarts.serving import ServingContract
 from cdarts.tracking.runs import _client, redact_uri
 
 MODEL_NAME = "model"
@@ -28,9 +29,9 @@ def _signature(contract: Mapping[str, Any]) -> Any:
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Schema, TensorSpec
 
-    side = int(contract["image_size"]) if contract["resize"] == "none" else -1
-    inputs = Schema([TensorSpec(np.dtype(np.uint8), (-1, side, side, int(contract["channels"])))])
-    outputs = Schema([TensorSpec(np.dtype(np.float32), (-1, len(contract["classes"])))])
+    parsed = ServingContract.from_dict(dict(contract))
+    inputs = Schema([TensorSpec(np.dtype(np.uint8), parsed.input_shape)])
+    outputs = Schema([TensorSpec(np.dtype(np.float32), (-1, len(parsed.classes)))])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -69,34 +70,9 @@ def log_served_model(
             tags=dict(tags),
         )
     except Exception as error:
-        raise TrackingError(
-            f"logging the model to {redact_uri(uri)} failed ({type(error).__name__}: {error})"
-        ) from None
+        detail = (str(error).strip().splitlines() or [""])[0].replace(uri, redact_uri(uri))[:200]
+        raise TrackingError(f"logging the model to {redact_uri(uri)} failed ({type(error).__name__}: {detail})") from None
     return str(info.model_id)
-
-
-def logged_model_source_run(uri: str, model_id: str) -> str:
-    """The run that logged ``model_id`` (it must exist)."""
-    try:
-        model = _client(uri).get_logged_model(model_id)
-    except Exception:
-        raise TrackingError(f"no logged model {model_id!r} in {redact_uri(uri)}") from None
-    if not model.source_run_id:
-        raise TrackingError(f"logged model {model_id!r} has no source run")
-    return str(model.source_run_id)
-
-
-def serving_metadata(uri: str, model_id: str) -> dict[str, Any]:
-    """The serving contract recorded in a logged model's MLmodel metadata."""
-    import mlflow
-
-    mlflow.set_tracking_uri(uri)
-    try:
-        info = mlflow.models.get_model_info(f"models:/{model_id}")
-    except Exception as error:
-        raise TrackingError(f"cannot read model {model_id!r}: {type(error).__name__}") from None
-    metadata: dict[str, Any] = dict((info.metadata or {}).get("cdarts_serving", {}))
-    return metadata
 
 
 def artifact_location(uri: str, model_id: str) -> str:

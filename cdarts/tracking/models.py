@@ -71,7 +71,9 @@ def log_served_model(
         )
     except Exception as error:
         detail = (str(error).strip().splitlines() or [""])[0].replace(uri, redact_uri(uri))[:200]
-        raise TrackingError(f"logging the model to {redact_uri(uri)} failed ({type(error).__name__}: {detail})") from None
+        raise TrackingError(
+            f"logging the model to {redact_uri(uri)} failed ({type(error).__name__}: {detail})"
+        ) from None
     return str(info.model_id)
 
 

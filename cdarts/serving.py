@@ -179,7 +179,7 @@ class ImageClassifier(nn.Module):
         """NumPy in, NumPy out (what the MLflow model calls)."""
         if not isinstance(images, np.ndarray):
             raise DataError(f"expected a NumPy array of images, got {type(images).__name__}")
-        probabilities: npt.NDArray[np.float32] = self(torch.from_numpy(np.ascontiguousarray(images))).numpy()
+        probabilities: npt.NDArray[np.float32] = self(torch.from_numpy(np.require(images, requirements=["C", "W"]))).numpy()
         return probabilities
 
 

@@ -179,7 +179,8 @@ class ImageClassifier(nn.Module):
         """NumPy in, NumPy out (what the MLflow model calls)."""
         if not isinstance(images, np.ndarray):
             raise DataError(f"expected a NumPy array of images, got {type(images).__name__}")
-        probabilities: npt.NDArray[np.float32] = self(torch.from_numpy(np.require(images, requirements=["C", "W"]))).numpy()
+        writable = np.require(images, requirements=["C", "W"])  # copies read-only or strided input only
+        probabilities: npt.NDArray[np.float32] = self(torch.from_numpy(writable)).numpy()
         return probabilities
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -212,3 +213,26 @@ def test_an_in_cluster_trigger_authenticates_with_its_projected_token(
     monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(tmp_path / "missing"))
     code, output = _sync(requests_dir, kfp_api, tmp_path / "ledger2")
     assert code == 2 and "not a readable token file" in output
+
+
+@pytest.mark.slow
+def test_sync_opens_one_parent_run_per_created_run(
+    requests_dir: Path, kfp_api: FakeKfp, tmp_path: Path, mlflow_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parent MLflow run exists only for runs really created: a re-sync adds none."""
+    from mlflow.tracking import MlflowClient
+
+    experiment = f"gitops-{time.time_ns()}"
+    (requests_dir / "cifar.yaml").write_text(
+        f"genotype: DARTS_V2\nconfig: tiny\noverrides: [tracking.enabled=true, tracking.experiment={experiment}]\n"
+    )
+    monkeypatch.setenv("CDARTS_MLFLOW_TRACKING_URI", mlflow_server)  # as the trigger's ConfigMap provides it
+    ledger = tmp_path / "ledger"
+    assert _sync(requests_dir, kfp_api, ledger, "--revision", "abc123")[0] == 0
+    assert _sync(requests_dir, kfp_api, ledger)[0] == 0  # re-sync: already submitted
+    (run,) = kfp_api.runs
+    client = MlflowClient(tracking_uri=mlflow_server)
+    (parent,) = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    assert run["runtime_config"]["parameters"]["mlflow_parent_run_id"] == parent.info.run_id
+    assert parent.data.tags["kfp.run_id"] == run["run_id"] and parent.data.tags["cdarts.gitops.revision"] == "abc123"
+    assert parent.data.tags["cdarts.gitops.request"] == "cifar.yaml"

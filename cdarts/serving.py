@@ -23,10 +23,10 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
-from torchvision.transforms.v2 import functional as F
 
 from cdarts.config import DataConfig
 from cdarts.data.prepared import PreparedDataset, decode_image
+from cdarts.data.transforms import build_transform
 from cdarts.errors import CheckpointError, DataError
 from cdarts.model_file import load_model
 from cdarts.networks.retrain_factory import RetrainModel
@@ -103,20 +103,17 @@ def serving_contract(prepared: PreparedDataset, data: DataConfig) -> ServingCont
     )
 
 
-def example_images(prepared: PreparedDataset, image_size: int, count: int = 2) -> npt.NDArray[np.uint8]:
-    """The first ``count`` test images as served input, (count, S, S, C) uint8 (the model's
-    input example in MLflow)."""
+def example_images(prepared: PreparedDataset) -> npt.NDArray[np.uint8]:
+    """Raw test images as served input, uint8 (N, H, W, C) (the model's input example in
+    MLflow): the first two of an array dataset, the first decoded image of an image folder
+    (whose images differ in size, so one makes a batch)."""
     if prepared.format != "encoded":
-        return np.array(prepared.images("test")[:count], dtype=np.uint8)
+        return np.array(prepared.images("test")[:2], dtype=np.uint8)
     shard, index = prepared.encoded("test")
-    images = []
+    offset, length = (int(v) for v in index[0])
     with shard.open("rb") as handle:
-        for offset, length in index[:count]:
-            handle.seek(int(offset))
-            image = F.pil_to_tensor(decode_image(handle.read(int(length))))
-            image = F.center_crop(F.resize(image, [image_size], antialias=True), [image_size, image_size])
-            images.append(image.permute(1, 2, 0).numpy())
-    return np.stack(images).astype(np.uint8)
+        handle.seek(offset)
+        return np.asarray(decode_image(handle.read(length)), dtype=np.uint8)[None]
 
 
 class ImageClassifier(nn.Module):
@@ -126,8 +123,16 @@ class ImageClassifier(nn.Module):
         super().__init__()
         self.network = network.eval()
         self.contract = contract
-        self.register_buffer("mean", torch.tensor(contract.mean).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(contract.std).view(1, -1, 1, 1), persistent=False)
+        # The evaluate stage's own test transform, applied to the whole batch: served and
+        # evaluated predictions agree because they share one preprocessing.
+        self.transform = build_transform(
+            "imagenet" if contract.resize == "imagenet_center_crop" else "none",
+            train=False,
+            image_size=contract.image_size,
+            mean=contract.mean,
+            std=contract.std,
+            encoded=contract.resize != "none",
+        )
 
     def train(self, mode: bool = True) -> ImageClassifier:
         super().train(False)  # BatchNorm and drop-path must never switch to training behaviour
@@ -154,20 +159,11 @@ class ImageClassifier(nn.Module):
             )
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, H, W, C) uint8 or float32 -> the normalised (N, C, S, S) float32 the network takes.
-
-        Resizing runs on the input's dtype, as the evaluate stage resizes the decoded uint8 images
-        before scaling them, so that served and evaluated predictions agree exactly.
-        """
+        """(N, H, W, C) uint8 or float32 -> the normalised (N, C, S, S) float32 the network takes
+        (resizing runs on the input's dtype, before scaling, as in the evaluate stage)."""
         self._check(images)
-        batch = images.permute(0, 3, 1, 2)
-        size = self.contract.image_size
-        if self.contract.resize != "none":
-            shorter = round(size * 256 / 224) if self.contract.resize == "imagenet_center_crop" else size
-            batch = F.center_crop(F.resize(batch, [shorter], antialias=True), [size, size])
-        if batch.dtype == torch.uint8:
-            batch = F.to_dtype(batch, torch.float32, scale=True)
-        return (batch.contiguous() - self.get_buffer("mean")) / self.get_buffer("std")
+        batch: torch.Tensor = self.transform(images.permute(0, 3, 1, 2).contiguous())
+        return batch.as_subclass(torch.Tensor)
 
     @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -185,8 +185,6 @@ def submit(
     if wait:
         state = runs.wait(run.run_id, timeout_seconds=7 * 24 * 3600)
         typer.echo(f"run state: {state}")
-        if parent is not None:
-            parent.finished(succeeded=state == "SUCCEEDED")
         if state != "SUCCEEDED":
             typer.echo(f"error: run {run.run_id} ended {state}", err=True)
             raise typer.Exit(1)

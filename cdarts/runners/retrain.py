@@ -276,7 +276,7 @@ def run_retrain(
     logged = log.log_served_model(
         model_path,
         contract.to_dict(),
-        example_images(prepared, config.data.image_size),
+        example_images(prepared),
         {"cdarts.genotype": genotype.to_string(), "cdarts.dataset_digest": prepared.digest},
     )
     if logged is not None:

@@ -30,10 +30,7 @@ StageCallback = Callable[[str, str, float], None]
 STAGE_LABELS = {"running": "started", "done": "finished"}
 
 # Display order of the tasks; kfp.local names task directories after the components.
-STAGE_ORDER = (
-    *("data-prep", "import-genotype", "search", "derive-genotype", "retrain", "evaluate", "register"),
-    "close-tracking",
-)
+STAGE_ORDER = ("data-prep", "import-genotype", "search", "derive-genotype", "retrain", "evaluate", "register")
 
 
 class LocalRunError(Exception):

@@ -35,7 +35,6 @@ from cdarts.cli.pipeline_options import (
     genotype_argument,
     pipeline_options,
 )
-from cdarts.config import load_config, source_overrides
 from cdarts.tracking import end_run, lineage_tags, redact_uri, resolve_tracking_uri, start_parent_run
 
 
@@ -129,6 +128,7 @@ def _new_launch(
 ) -> Path:
     """Resolve config and genotype, open the MLflow parent run, and record everything the run
     needs (no credentials) in ``launch.json``, so that ``--resume`` repeats exactly this run."""
+    from cdarts.config import load_config, source_overrides
     from pipelines.local_run import new_run_dir
 
     experiment = load_config(config, [*overrides, *source_overrides(source)])

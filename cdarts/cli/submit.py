@@ -27,9 +27,9 @@ from cdarts.cli.pipeline_options import (
     genotype_argument,
     pipeline_options,
 )
-from cdarts.config import ExperimentConfig, load_config
 
 if TYPE_CHECKING:
+    from cdarts.config import ExperimentConfig
     from pipelines.parent_run import ParentRun
     from pipelines.submit import KfpRunService, SubmittedRun
 
@@ -124,6 +124,7 @@ def submit(
 ) -> None:
     """Compile and submit a pipeline run to a KFP server; prints the run id and URL."""
     check_pipeline(pipeline)
+    from cdarts.config import load_config
     from cdarts.idempotency import open_ledger
     from pipelines.compile import compile_pipeline
     from pipelines.idempotent_submit import run_name_for_key, submit_once

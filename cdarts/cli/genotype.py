@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from cdarts.architecture import Architecture, resolve_architecture
-from cdarts.chain_space.architectures import ChainArchitecture
-from cdarts.chain_space.candidates import CHOICES
-from cdarts.chain_space.network import STAGE_CHANNELS
 from cdarts.cli.errors import handles_user_errors
-from cdarts.genotype import Genotype, reference_genotype_names, resolve_genotype
-from cdarts.nasbench201.genotype import Nb201Genotype
+
+if TYPE_CHECKING:
+    from cdarts.architecture import Architecture
+    from cdarts.genotype import Genotype
 
 app = typer.Typer(no_args_is_help=True, help="Inspect, convert and compare genotypes.")
 
@@ -25,6 +23,11 @@ GenotypeArgument = Annotated[
 
 def _describe_any(architecture: Architecture) -> str:
     """Per node its kept edges (cells), or per stage its blocks (chain)."""
+    from cdarts.chain_space.architectures import ChainArchitecture
+    from cdarts.chain_space.candidates import CHOICES
+    from cdarts.chain_space.network import STAGE_CHANNELS
+    from cdarts.nasbench201.genotype import Nb201Genotype
+
     if isinstance(architecture, Nb201Genotype):
         return "\n".join(
             f"node {node}: " + ", ".join(f"{op} <- node {source}" for source, op in enumerate(ops))
@@ -62,6 +65,8 @@ def show(
 ) -> None:
     """Print an architecture of any search space: its string and, per node, the kept edges (per
     stage the blocks, in the chain space)."""
+    from cdarts.architecture import resolve_architecture
+
     parsed = resolve_architecture(genotype)
     if as_json:
         typer.echo(parsed.to_json(), nl=False)
@@ -78,6 +83,8 @@ def convert(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")] = None,
 ) -> None:
     """Convert between JSON, the nested CDARTS string and the flat DARTS string."""
+    from cdarts.genotype import resolve_genotype
+
     parsed = resolve_genotype(genotype)
     text = parsed.to_json() if to == "json" else parsed.to_string(flat=to == "flat") + "\n"
     if out is None:
@@ -117,6 +124,8 @@ def diff(
     as_json: Annotated[bool, typer.Option("--json", help="Print the differences as JSON.")] = False,
 ) -> None:
     """Compare two genotypes as architectures; exit 0 if identical, 1 if they differ."""
+    from cdarts.genotype import resolve_genotype
+
     differences = genotype_differences(resolve_genotype(first), resolve_genotype(second))
     if as_json:
         typer.echo(json.dumps({"identical": not differences, "differences": differences}, indent=2))
@@ -134,5 +143,7 @@ def diff(
 @app.command("list")
 def list_names() -> None:
     """List the reference genotypes shipped with cdarts."""
+    from cdarts.genotype import reference_genotype_names
+
     for name in reference_genotype_names():
         typer.echo(name)

@@ -11,8 +11,6 @@ import typer
 from cdarts.cli.errors import fail, handles_user_errors
 from cdarts.cli.options import ConfigOption, OutDirOption, SetOption
 from cdarts.cli.progress import progress_display
-from cdarts.config import source_overrides
-from cdarts.runners.tracked_stage import tracked_stage
 
 app = typer.Typer(no_args_is_help=True, help="Run one stage of the pipeline locally.")
 
@@ -39,8 +37,9 @@ def data_prep(
     ] = None,
 ) -> None:
     """Validate a data source and write a prepared dataset directory (manifest + arrays or shards)."""
-    from cdarts.config import load_config
+    from cdarts.config import load_config, source_overrides
     from cdarts.runners.data_prep import run_data_prep
+    from cdarts.runners.tracked_stage import tracked_stage
 
     experiment = load_config(config, [*(overrides or []), *source_overrides(source)])
     with tracked_stage("data_prep", experiment) as tracker:
@@ -81,6 +80,7 @@ def search(
     from cdarts.distributed import destroy_process_group
     from cdarts.runners.data_prep import run_data_prep
     from cdarts.runners.search import run_search
+    from cdarts.runners.tracked_stage import tracked_stage
 
     experiment = load_config(config, overrides)
     if data is None:
@@ -157,6 +157,7 @@ def retrain(
     from cdarts.config import load_config
     from cdarts.distributed import destroy_process_group
     from cdarts.runners.retrain import run_retrain
+    from cdarts.runners.tracked_stage import tracked_stage
 
     experiment = load_config(config, overrides)
     parsed = resolve_architecture(genotype)
@@ -202,6 +203,7 @@ def evaluate(
     """Test-split metrics, confusion matrix, size and speed of a retrained model (metrics.json)."""
     from cdarts.config import load_config
     from cdarts.runners.evaluate import run_evaluate
+    from cdarts.runners.tracked_stage import tracked_stage
 
     experiment = load_config(config, overrides)
     with tracked_stage("evaluate", experiment) as tracker:

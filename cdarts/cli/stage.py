@@ -57,12 +57,12 @@ def search(
     config: ConfigOption,
     out: OutDirOption,
     data: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--data",
             "-d",
-            help="Prepared dataset directory (from data-prep). Default: the config's data, prepared into OUT/data "
-            "(reused by a rerun, which resumes).",
+            help="Prepared dataset directory (from data-prep), or its s3:// prefix (fetched once per machine). "
+            "Default: the config's data, prepared into OUT/data (reused by a rerun, which resumes).",
         ),
     ] = None,
     overrides: SetOption = None,
@@ -74,6 +74,10 @@ def search(
     progress: ProgressOption = True,
     mlflow_parent_run_id: ParentRunOption = "",
     kfp_run_id: KfpRunOption = "",
+    publish: Annotated[
+        str | None,
+        typer.Option(help="Once finished, rank 0 uploads OUT to this s3://bucket/prefix (manifest last)."),
+    ] = None,
 ) -> None:
     """Run (or resume) the cyclic joint search. Works under torchrun for several processes."""
     from cdarts.config import load_config
@@ -81,16 +85,20 @@ def search(
     from cdarts.runners.data_prep import run_data_prep
     from cdarts.runners.search import run_search
     from cdarts.runners.tracked_stage import tracked_stage
+    from cdarts.storage import is_remote
+    from cdarts.trainjob.node_data import fetch_prepared_dataset, publish_directory
 
     experiment = load_config(config, overrides)
-    if data is None:
+    if data is not None:
+        dataset = fetch_prepared_dataset(data) if is_remote(data) else Path(data)
+    else:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise fail("under torchrun, prepare the data first (cdarts stage data-prep) and pass --data")
-        data = out / "data"
-        if not (data / "manifest.json").is_file():
-            prepared = run_data_prep(experiment.data, experiment.seed, data)
+        dataset = out / "data"
+        if not (dataset / "manifest.json").is_file():
+            prepared = run_data_prep(experiment.data, experiment.seed, dataset)
             typer.echo(
-                f"prepared {experiment.data.source} ({prepared.manifest['counts']['train']} train images) -> {data}"
+                f"prepared {experiment.data.source} ({prepared.manifest['counts']['train']} train images) -> {dataset}"
             )
     try:
         with (
@@ -99,7 +107,7 @@ def search(
         ):
             result = run_search(
                 experiment,
-                data,
+                dataset,
                 out,
                 tracker=tracker,
                 progress=callback,
@@ -111,6 +119,8 @@ def search(
     if result.genotype_path is not None:  # only the main process writes and reports
         typer.echo(f"genotype: {result.genotype.to_string()}")
         typer.echo(f"written: {result.genotype_path} {result.alphas_path}")
+        if publish:
+            typer.echo(f"published {publish_directory(out, publish)} files -> {publish}")
     elif not result.completed:
         typer.echo(f"stopped with {result.cycles_completed} cycle(s) completed; rerun the same command to resume")
 

@@ -31,6 +31,11 @@ STAGE_LABELS = {"running": "started", "done": "finished"}
 
 # Display order of the tasks; kfp.local names task directories after the components.
 STAGE_ORDER = ("data-prep", "import-genotype", "search", "derive-genotype", "retrain", "evaluate", "register")
+# The stages of each pipeline; one absent from a finished run's directory was served from the cache.
+PIPELINE_STAGES = {
+    "search": ("data-prep", "search", "derive-genotype", "retrain", "evaluate", "register"),
+    "retrain": ("data-prep", "import-genotype", "retrain", "evaluate", "register"),
+}
 
 
 class LocalRunError(Exception):
@@ -91,7 +96,7 @@ def _task_outputs(run_root: Path) -> dict[str, dict[str, Any]]:
     return outputs
 
 
-def summarize_run(run_dir: Path) -> dict[str, Any]:
+def summarize_run(run_dir: Path, pipeline: str = "search") -> dict[str, Any]:
     """The run's summary from its artifacts (keys: genotype, top1, top5, params, ...)."""
     run_roots = sorted((run_dir / "artifacts").glob("*"))
     if not run_roots:
@@ -99,8 +104,10 @@ def summarize_run(run_dir: Path) -> dict[str, Any]:
     outputs = _task_outputs(run_roots[-1])
     evaluation = outputs["evaluate"]["evaluation"]
     metrics = json.loads((Path(evaluation["uri"]) / "metrics.json").read_text())
-    genotype_task = "derive-genotype" if "derive-genotype" in outputs else "import-genotype"
-    genotype_dir = Path(outputs[genotype_task]["genotype"]["uri"])
+    genotype_dir = None  # a genotype step served from the cache left nothing in this run
+    for task in ("derive-genotype", "import-genotype"):
+        if task in outputs:
+            genotype_dir = Path(outputs[task]["genotype"]["uri"])
     stage_seconds = {  # the stages (the exit task that closes the MLflow run has no artifacts)
         task: round(float(max(a["metadata"].get("seconds", 0.0) for a in artifacts.values())), 2)
         for task, artifacts in outputs.items()
@@ -126,8 +133,9 @@ def summarize_run(run_dir: Path) -> dict[str, Any]:
             for name, artifact in sorted(artifacts.items())
         },
         # normal.svg + reduce.svg (DARTS cells), cell.svg (NAS-Bench-201) or layers.svg (chain)
-        "cell_diagrams": [str(path) for path in sorted(genotype_dir.glob("*.svg"))],
-        "dataset_digest": outputs["data-prep"]["dataset"]["metadata"].get("digest"),
+        "cell_diagrams": [str(path) for path in sorted(genotype_dir.glob("*.svg"))] if genotype_dir else [],
+        "dataset_digest": metrics.get("dataset_digest"),
+        "cached_tasks": [task for task in PIPELINE_STAGES[pipeline] if task not in outputs],
         "registered_model": (
             {key: registration[key] for key in ("name", "version", "aliases", "decision")}
             if "version" in registration
@@ -143,14 +151,24 @@ def run_locally(
     run_dir: Path,
     show_progress: bool = True,
     extra_summary: dict[str, Any] | None = None,
+    cache_root: Path | None = None,
 ) -> dict[str, Any]:
     """Run ``pipeline`` (``search`` or ``retrain``) with ``arguments``; returns the summary.
 
-    With ``show_progress`` a line per stage start and finish goes to the terminal (stderr).
+    With ``show_progress`` a line per stage start and finish goes to the terminal (stderr). With
+    ``cache_root`` kfp.local's task cache is on there: a cacheable task (data_prep, the genotype
+    steps) whose inputs equal an earlier run's is not run again; its outputs are that run's, and
+    the summary lists it under ``cached_tasks``.
     """
     run_dir.mkdir(parents=True, exist_ok=True)
     artifacts = run_dir / "artifacts"
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(artifacts), raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(artifacts),
+        raise_on_error=True,
+        enable_caching=cache_root is not None,
+        cache_root=str(cache_root) if cache_root is not None else None,
+    )
     pipeline_func = build_pipeline(pipeline)
     stop = threading.Event()
     start = time.perf_counter()
@@ -173,7 +191,7 @@ def run_locally(
             watcher.join()
     if failure is not None:
         raise LocalRunError(f"{str(failure).splitlines()[0]} (task logs: {run_dir / 'pipeline.log'})") from None
-    summary = summarize_run(run_dir)
+    summary = summarize_run(run_dir, pipeline)
     summary["wall_seconds"] = round(time.perf_counter() - start, 2)
     summary.update(extra_summary or {})
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")

@@ -7,7 +7,7 @@ from kfp.dsl import PipelineTask
 from kfp.dsl.pipeline_channel import PipelineChannel
 
 from pipelines.options import PipelineOptions
-from pipelines.task_settings import configure_cpu_task, configure_gpu_task
+from pipelines.task_settings import add_gpu_sizing, configure_cpu_task, configure_gpu_task
 from stages import evaluate, register, retrain
 
 
@@ -19,6 +19,8 @@ def add_retrain_evaluate_register(
     seed: PipelineChannel,
     retrain_epochs: PipelineChannel,
     gpus: PipelineChannel,
+    node_selector: PipelineChannel,
+    tolerations: PipelineChannel,
     checkpoint_root: PipelineChannel,
     checkpoint_scope: PipelineChannel,
     mlflow_parent_run_id: PipelineChannel,
@@ -27,6 +29,7 @@ def add_retrain_evaluate_register(
 ) -> PipelineTask:
     """Retrain ``genotype_task``'s genotype, evaluate it, register it; returns the register task."""
     run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
+    sizing = add_gpu_sizing(options, gpus, 1, "Size retrain task")
     trained = retrain(
         config=config,
         overrides=overrides,
@@ -40,7 +43,7 @@ def add_retrain_evaluate_register(
         dataset=prepared.outputs["dataset"],
         genotype=genotype_task.outputs["genotype"],
     )
-    configure_gpu_task(trained, options, "Retrain", gpus, resumable=True)
+    configure_gpu_task(trained, options, "Retrain", sizing, node_selector, tolerations, resumable=True)
     evaluated = evaluate(
         config=config,
         overrides=overrides,
@@ -49,7 +52,7 @@ def add_retrain_evaluate_register(
         dataset=prepared.outputs["dataset"],
         model=trained.outputs["model"],
     )
-    configure_gpu_task(evaluated, options, "Evaluate", 1, resumable=False)
+    configure_gpu_task(evaluated, options, "Evaluate", None, node_selector, tolerations, resumable=False)
     registered = register(
         config=config,
         overrides=overrides,
@@ -58,4 +61,6 @@ def add_retrain_evaluate_register(
         model=trained.outputs["model"],
         evaluation=evaluated.outputs["evaluation"],
     )
-    return configure_cpu_task(registered, options, "Register and promote")
+    configure_cpu_task(registered, options, "Register and promote")
+    # Registering and moving aliases are side effects on the registry: never served from a cache.
+    return registered.set_caching_options(False)

@@ -6,17 +6,21 @@ from typing import Any
 # No `from __future__ import annotations` here: KFP reads the real annotation objects.
 from kfp import dsl
 
-from pipelines.options import PipelineOptions
+from pipelines.options import PipelineOptions, pipeline_config
 from pipelines.retrain_and_evaluate import add_retrain_evaluate_register
-from pipelines.task_settings import configure_cpu_task, configure_gpu_task
+from pipelines.task_settings import add_gpu_sizing, configure_cpu_task, configure_gpu_task
 from stages import close_tracking, data_prep, derive_genotype, search
 
 
 def build_search_pipeline(options: PipelineOptions) -> Callable[..., Any]:
+    default_node_selector = dict(options.node_selector)
+    default_tolerations = [toleration.to_json() for toleration in options.tolerations]
+
     @dsl.pipeline(
         name="cdarts-search",
         description="CDARTS cyclic architecture search, then retrain, evaluate and register the found cell.",
         pipeline_root=options.pipeline_root,
+        pipeline_config=pipeline_config(options),
     )
     def cdarts_search(
         config: str = "demo",
@@ -26,17 +30,25 @@ def build_search_pipeline(options: PipelineOptions) -> Callable[..., Any]:
         search_iterations: int = 0,
         retrain_epochs: int = 0,
         gpus: int = 1,
+        nodes: int = 1,
+        node_selector: dict = default_node_selector,
+        tolerations: list = default_tolerations,
         checkpoint_root: str = "",
         checkpoint_scope: str = "",
         mlflow_parent_run_id: str = "",
     ) -> None:
         """config: preset name or YAML text; overrides: ["key.sub=value", ...]; data_source:
-        digits | cifar10:PATH | cifar100:PATH | imagefolder:DIR (empty: the config's); seed,
-        search_iterations, retrain_epochs: -1 / 0 keep the config's; gpus: GPUs per GPU step;
-        checkpoint_root: s3://bucket/prefix where search and retrain mirror their checkpoints, so
-        that a retried task resumes (empty: no mirror); checkpoint_scope: the sub-prefix (empty: the KFP
-        run id; `cdarts run` fixes it so that --resume finds it); mlflow_parent_run_id: the MLflow run the
-        stage runs nest under (empty: KFP's injected run, or top-level runs)."""
+        digits | cifar10:LOCATION | cifar100:LOCATION | imagefolder:LOCATION, where LOCATION is
+        s3://bucket/key or a path on a mounted data volume (empty: the config's); seed,
+        search_iterations, retrain_epochs: -1 / 0 keep the config's; gpus: GPUs per GPU task (CPU
+        and memory scale with it); nodes: > 1 runs the search as a Kubeflow Trainer TrainJob of
+        that many nodes with `gpus` GPUs each; node_selector, tolerations: where the GPU tasks
+        run (Kubernetes nodeSelector map and list of tolerations); checkpoint_root:
+        s3://bucket/prefix for the search and retrain checkpoints (empty: beside each task's
+        output artifact; either way a retried task resumes); checkpoint_scope: the sub-prefix
+        under checkpoint_root (empty: the KFP run id; `cdarts run` fixes it so that --resume
+        finds it); mlflow_parent_run_id: the MLflow run the stage runs nest under (empty: KFP's
+        injected run, or top-level runs)."""
         run_id = dsl.PIPELINE_JOB_ID_PLACEHOLDER
         # The exit task runs last whatever happened, and ends the MLflow parent run accordingly.
         closer = close_tracking(config=config, overrides=overrides, mlflow_parent_run_id=mlflow_parent_run_id)
@@ -47,10 +59,9 @@ def build_search_pipeline(options: PipelineOptions) -> Callable[..., Any]:
                 overrides=overrides,
                 data_source=data_source,
                 seed=seed,
-                mlflow_parent_run_id=mlflow_parent_run_id,
-                run_id=run_id,
             )
-            configure_cpu_task(prepared, options, "Prepare data")
+            configure_cpu_task(prepared, options, "Prepare data", reads_data=True)
+            search_size = add_gpu_sizing(options, gpus, nodes, "Size search task")
             searched = search(
                 config=config,
                 overrides=overrides,
@@ -61,14 +72,15 @@ def build_search_pipeline(options: PipelineOptions) -> Callable[..., Any]:
                 mlflow_parent_run_id=mlflow_parent_run_id,
                 run_id=run_id,
                 gpus=gpus,
+                nodes=nodes,
                 dataset=prepared.outputs["dataset"],
             )
-            configure_gpu_task(searched, options, "Cyclic search", gpus, resumable=True)
+            configure_gpu_task(
+                searched, options, "Cyclic search", search_size, node_selector, tolerations, resumable=True
+            )
             derived = derive_genotype(
                 config=config,
                 overrides=overrides,
-                mlflow_parent_run_id=mlflow_parent_run_id,
-                run_id=run_id,
                 alphas=searched.outputs["alphas"],
             )
             configure_cpu_task(derived, options, "Derive genotype")
@@ -79,6 +91,8 @@ def build_search_pipeline(options: PipelineOptions) -> Callable[..., Any]:
                 seed=seed,
                 retrain_epochs=retrain_epochs,
                 gpus=gpus,
+                node_selector=node_selector,
+                tolerations=tolerations,
                 checkpoint_root=checkpoint_root,
                 checkpoint_scope=checkpoint_scope,
                 mlflow_parent_run_id=mlflow_parent_run_id,

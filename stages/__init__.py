@@ -10,6 +10,7 @@ from stages.import_genotype import import_genotype
 from stages.register import register
 from stages.retrain import retrain
 from stages.search import search
+from stages.size_gpu_task import size_gpu_task
 
 __all__ = [
     "close_tracking",
@@ -20,4 +21,5 @@ __all__ = [
     "register",
     "retrain",
     "search",
+    "size_gpu_task",
 ]

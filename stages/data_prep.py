@@ -13,11 +13,13 @@ def data_prep(
     overrides: list,
     data_source: str,
     seed: int,
-    mlflow_parent_run_id: str,
-    run_id: str,
     dataset: Output[Dataset],
 ) -> None:
-    """Validate the data source and write the prepared dataset (manifest + arrays or shards)."""
+    """Validate the data source and write the prepared dataset (manifest + arrays or shards).
+
+    Cacheable: the inputs are exactly what defines the output (no run id, no MLflow parent), so a
+    re-run with equal inputs is served from KFP's cache. The MLflow run is claimed by the first
+    consumer of this run's pipeline (cdarts.tracking.upstream); its id travels in the metadata."""
     import time
     from pathlib import Path
 
@@ -27,8 +29,9 @@ def data_prep(
 
     start = time.perf_counter()
     experiment = load_config_spec(config, [*overrides, *pipeline_overrides(data_source, seed)])
-    with tracked_stage("data_prep", experiment, mlflow_parent_run_id, run_id) as tracker:
+    with tracked_stage("data_prep", experiment) as tracker:
         prepared = run_data_prep(experiment.data, experiment.seed, Path(dataset.path), tracker)
+        mlflow_run_id = getattr(tracker, "run_id", "")
     counts = prepared.manifest["counts"]
     dataset.metadata.update(
         {
@@ -37,6 +40,7 @@ def data_prep(
             "num_classes": prepared.num_classes,
             "train_images": counts["train"],
             "test_images": counts["test"],
+            "mlflow_run_id": mlflow_run_id,
             "seconds": time.perf_counter() - start,
         }
     )

@@ -11,14 +11,12 @@ from stages.images import CPU_IMAGE
 def derive_genotype(
     config: str,
     overrides: list,
-    mlflow_parent_run_id: str,
-    run_id: str,
     alphas: Input[Artifact],
     genotype: Output[Artifact],
     cells: Output[HTML],
 ) -> None:
     """Derive the genotype (``genotype`` holds genotype.json, the diagrams: normal/reduce.svg, cell.svg
-    or layers.svg by search space, and alphas.png)."""
+    or layers.svg by search space, and alphas.png). Cacheable like data_prep: no per-run inputs."""
     import time
     from pathlib import Path
 
@@ -29,7 +27,13 @@ def derive_genotype(
 
     start = time.perf_counter()
     experiment = load_config_spec(config, overrides)
-    with tracked_stage("derive_genotype", experiment, mlflow_parent_run_id, run_id) as tracker:
+    with tracked_stage("derive_genotype", experiment) as tracker:
         result = run_derive_genotype(Path(alphas.path), Path(genotype.path), tracker)
     Path(cells.path).write_text(genotype_html(result.genotype, result.heatmap_path), encoding="utf-8")
-    genotype.metadata.update({"genotype": result.genotype.to_string(), "seconds": time.perf_counter() - start})
+    genotype.metadata.update(
+        {
+            "genotype": result.genotype.to_string(),
+            "mlflow_run_id": getattr(tracker, "run_id", ""),
+            "seconds": time.perf_counter() - start,
+        }
+    )

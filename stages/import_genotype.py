@@ -12,12 +12,11 @@ def import_genotype(
     config: str,
     overrides: list,
     genotype_spec: str,
-    mlflow_parent_run_id: str,
-    run_id: str,
     genotype: Output[Artifact],
     cells: Output[HTML],
 ) -> None:
-    """Validate a reference name, genotype JSON text or ``Genotype(...)`` string and store it."""
+    """Validate a reference name, genotype JSON text or ``Genotype(...)`` string and store it.
+    Cacheable like data_prep: no per-run inputs."""
     import time
     from pathlib import Path
 
@@ -28,7 +27,13 @@ def import_genotype(
 
     start = time.perf_counter()
     experiment = load_config_spec(config, overrides)
-    with tracked_stage("import_genotype", experiment, mlflow_parent_run_id, run_id) as tracker:
+    with tracked_stage("import_genotype", experiment) as tracker:
         parsed = run_import_genotype(genotype_spec, Path(genotype.path), tracker)
     Path(cells.path).write_text(genotype_html(parsed), encoding="utf-8")
-    genotype.metadata.update({"genotype": parsed.to_string(), "seconds": time.perf_counter() - start})
+    genotype.metadata.update(
+        {
+            "genotype": parsed.to_string(),
+            "mlflow_run_id": getattr(tracker, "run_id", ""),
+            "seconds": time.perf_counter() - start,
+        }
+    )

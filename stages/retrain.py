@@ -24,19 +24,23 @@ def retrain(
     metrics: Output[Metrics],
 ) -> None:
     """Train the genotype's network from scratch; ``model`` holds model.pt and the training log.
-    With a ``checkpoint_root`` the checkpoint is mirrored to <root>/<scope or KFP run id>/, so a
-    retried task resumes. With ``gpus`` > 1, data-parallel on that many processes (torchrun)."""
+    The checkpoint is mirrored beside ``model`` in the object store (or, with a ``checkpoint_root``,
+    to <root>/<scope or KFP run id>/), so a retried task resumes. With ``gpus`` > 1, data-parallel
+    on that many processes (torchrun)."""
     import time
     from pathlib import Path
 
     from cdarts.architecture import read_architecture_file
-    from cdarts.checkpoint_mirror import mirror_uri
+    from cdarts.checkpoint_mirror import task_checkpoint_mirror
     from cdarts.config import load_config_spec, pipeline_overrides
     from cdarts.runners.launch import run_retrain_stage
+    from cdarts.runners.tracked_stage import link_upstream_runs
 
     start = time.perf_counter()
     experiment = load_config_spec(config, [*overrides, *pipeline_overrides(seed=seed, retrain_epochs=retrain_epochs)])
     parsed = read_architecture_file(Path(genotype.path) / "genotype.json")
+    upstream = [artifact.metadata.get("mlflow_run_id", "") for artifact in (dataset, genotype)]
+    link_upstream_runs(experiment, upstream, mlflow_parent_run_id, run_id)
     result = run_retrain_stage(
         experiment,
         Path(dataset.path),
@@ -45,7 +49,7 @@ def retrain(
         processes=gpus,
         parent_run_id=mlflow_parent_run_id,
         kfp_run_id=run_id,
-        checkpoint_mirror=mirror_uri(checkpoint_root, checkpoint_scope or run_id, "retrain"),
+        checkpoint_mirror=task_checkpoint_mirror(checkpoint_root, checkpoint_scope or run_id, "retrain", model.uri),
     )
     for name in ("final_test_top1", "final_test_top5", "best_test_top1_selected_on_test"):
         metrics.log_metric(name, result.summary[name])

@@ -18,35 +18,58 @@ def search(
     mlflow_parent_run_id: str,
     run_id: str,
     gpus: int,
+    nodes: int,
     dataset: Input[Dataset],
     supernet: Output[Model],
     alphas: Output[Artifact],
     metrics: Output[Metrics],
 ) -> None:
     """Run the search; ``supernet`` holds the checkpoints and logs, ``alphas`` the final alphas.
-    With a ``checkpoint_root`` the checkpoint is mirrored to <root>/<scope or KFP run id>/, so a
-    retried task resumes. With ``gpus`` > 1, data-parallel on that many processes (torchrun)."""
+    The checkpoint is mirrored beside ``supernet`` in the object store (or, with a
+    ``checkpoint_root``, to <root>/<scope or KFP run id>/), so a retried task resumes. With
+    ``gpus`` > 1, data-parallel on that many processes (torchrun); with ``nodes`` > 1, on
+    ``nodes`` x ``gpus`` processes of a Kubeflow Trainer TrainJob that this task launches and
+    waits for (its settings come from the compiled ``CDARTS_TRAINJOB_SETTINGS``)."""
     import shutil
     import time
     from pathlib import Path
 
-    from cdarts.checkpoint_mirror import mirror_uri
+    from cdarts.checkpoint_mirror import task_checkpoint_mirror
     from cdarts.config import load_config_spec, pipeline_overrides
     from cdarts.runners.launch import run_search_stage
+    from cdarts.runners.tracked_stage import link_upstream_runs
 
     start = time.perf_counter()
     experiment = load_config_spec(
         config, [*overrides, *pipeline_overrides(seed=seed, search_iterations=search_iterations)]
     )
-    result = run_search_stage(
-        experiment,
-        Path(dataset.path),
-        Path(supernet.path),
-        processes=gpus,
-        parent_run_id=mlflow_parent_run_id,
-        kfp_run_id=run_id,
-        checkpoint_mirror=mirror_uri(checkpoint_root, checkpoint_scope or run_id, "search"),
-    )
+    link_upstream_runs(experiment, [dataset.metadata.get("mlflow_run_id", "")], mlflow_parent_run_id, run_id)
+    mirror = task_checkpoint_mirror(checkpoint_root, checkpoint_scope or run_id, "search", supernet.uri)
+    if nodes > 1:
+        from cdarts.runners.multi_node_search import run_multi_node_search, trainjob_settings_from_env
+
+        result = run_multi_node_search(
+            experiment,
+            dataset_uri=dataset.uri,
+            output_uri=f"{supernet.uri}.trainjob",  # beside the artifact, which KFP uploads itself
+            out_dir=Path(supernet.path),
+            nodes=nodes,
+            gpus_per_node=gpus,
+            checkpoint_mirror=mirror,
+            parent_run_id=mlflow_parent_run_id,
+            kfp_run_id=run_id,
+            settings=trainjob_settings_from_env(),
+        )
+    else:
+        result = run_search_stage(
+            experiment,
+            Path(dataset.path),
+            Path(supernet.path),
+            processes=gpus,
+            parent_run_id=mlflow_parent_run_id,
+            kfp_run_id=run_id,
+            checkpoint_mirror=mirror,
+        )
     assert result.alphas_path is not None
     shutil.copyfile(result.alphas_path, alphas.path)
     for name, value in result.final_metrics.items():

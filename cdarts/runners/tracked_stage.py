@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from cdarts.config import ExperimentConfig
+from cdarts.errors import CdartsError
 from cdarts.tracking import NullTracker, Tracker, lineage_tags, resolve_tracking_uri, stage_run
+from cdarts.tracking.upstream import claim_upstream_runs
 
 
 @contextmanager
@@ -25,3 +28,15 @@ def tracked_stage(
     tags = lineage_tags(experiment.digest(), kfp_run_id, stage)
     with stage_run(stage, uri, experiment.tracking.experiment, parent_run_id or None, tags, strict=strict) as tracker:
         yield tracker
+
+
+def link_upstream_runs(experiment: ExperimentConfig, run_ids: list[str], parent_run_id: str, kfp_run_id: str) -> None:
+    """Claim the MLflow runs of the cacheable stages whose artifacts this stage consumes
+    (:mod:`cdarts.tracking.upstream`). A failure only costs the link, never the stage: it is
+    reported as a warning."""
+    if not experiment.tracking.enabled or not any(run_ids) or int(os.environ.get("RANK", "0")) != 0:
+        return
+    try:
+        claim_upstream_runs(resolve_tracking_uri(experiment.tracking.uri), run_ids, parent_run_id, kfp_run_id)
+    except CdartsError as error:
+        print(f"cdarts: warning: upstream runs not linked to this pipeline run: {error}", file=sys.stderr)

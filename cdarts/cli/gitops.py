@@ -13,6 +13,9 @@ import typer
 from cdarts.cli.errors import fail, handles_user_errors
 from cdarts.cli.pipeline_options import (
     AcceleratorOption,
+    AllowUnpinnedOption,
+    ClusterSettingsOption,
+    CompileFlags,
     ImageOption,
     MlflowSecretOption,
     NodeSelectorOption,
@@ -101,14 +104,16 @@ def sync(
     wait_for_holder: WaitSecondsOption = 300.0,
     checkpoint_root: CheckpointRootOption = "",
     tracking_uri: TrackingUriOption = None,
+    cluster_settings: ClusterSettingsOption = None,
+    allow_unpinned_images: AllowUnpinnedOption = False,
     image: ImageOption = None,
-    accelerator_type: AcceleratorOption = "nvidia.com/gpu",
+    accelerator_type: AcceleratorOption = None,
     node_selector: NodeSelectorOption = None,
     toleration: TolerationOption = None,
-    s3_secret: S3SecretOption = "cdarts-s3",
-    s3_secret_keys: S3SecretKeysOption = "AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY",
-    mlflow_secret: MlflowSecretOption = "cdarts-mlflow",
-    settings_config_map: SettingsConfigMapOption = "cdarts-settings",
+    s3_secret: S3SecretOption = None,
+    s3_secret_keys: S3SecretKeysOption = None,
+    mlflow_secret: MlflowSecretOption = None,
+    settings_config_map: SettingsConfigMapOption = None,
 ) -> None:
     """Submit the retrain pipeline once per request version: a re-sync, a retried Job or a second
     Job racing this one finds the recorded run instead of creating another. Every request is
@@ -126,15 +131,18 @@ def sync(
         return
     opened = open_ledger(ledger)
     options = pipeline_options(
-        image or [],
-        accelerator_type,
-        node_selector or [],
-        toleration or [],
-        s3_secret,
-        mlflow_secret,
-        None,
-        s3_secret_keys,
-        settings_config_map,
+        CompileFlags(
+            cluster_settings,
+            allow_unpinned_images,
+            image,
+            accelerator_type,
+            node_selector,
+            toleration,
+            s3_secret,
+            s3_secret_keys,
+            mlflow_secret,
+            settings_config_map,
+        )
     )
     services: dict[str, KfpRunService] = {}
     failures = 0

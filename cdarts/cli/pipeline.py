@@ -21,6 +21,9 @@ from cdarts.cli.errors import fail, handles_user_errors
 from cdarts.cli.options import SetOption
 from cdarts.cli.pipeline_options import (
     AcceleratorOption,
+    AllowUnpinnedOption,
+    ClusterSettingsOption,
+    CompileFlags,
     GenotypeOption,
     ImageOption,
     MlflowSecretOption,
@@ -33,6 +36,7 @@ from cdarts.cli.pipeline_options import (
     TolerationOption,
     check_pipeline,
     genotype_argument,
+    pairs,
     pipeline_options,
 )
 from cdarts.tracking import end_run, lineage_tags, redact_uri, resolve_tracking_uri, start_parent_run
@@ -196,30 +200,92 @@ def _execute(run_dir: Path, progress: bool) -> None:
 def compile_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the pipeline YAML.")],
     pipeline: PipelineOption = "search",
+    cluster_settings: ClusterSettingsOption = None,
+    allow_unpinned_images: AllowUnpinnedOption = False,
     image: ImageOption = None,
-    accelerator_type: AcceleratorOption = "nvidia.com/gpu",
+    image_pull_secret: Annotated[
+        list[str] | None, typer.Option(help="Secret for pulling the images (repeatable).")
+    ] = None,
+    accelerator_type: AcceleratorOption = None,
     node_selector: NodeSelectorOption = None,
     toleration: TolerationOption = None,
-    s3_secret: S3SecretOption = "cdarts-s3",
-    s3_secret_keys: S3SecretKeysOption = "AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY",
-    mlflow_secret: MlflowSecretOption = "cdarts-mlflow",
-    settings_config_map: SettingsConfigMapOption = "cdarts-settings",
+    cpu_per_gpu: Annotated[
+        str | None, typer.Option(help="CPU request per GPU of a GPU task (the limit is twice it) [default: 4].")
+    ] = None,
+    memory_per_gpu: Annotated[
+        str | None, typer.Option(help="Memory request per GPU of a GPU task (the limit is twice it) [default: 16G].")
+    ] = None,
+    data_pvc: Annotated[
+        list[str] | None, typer.Option(help="CLAIM:/path: mount a PersistentVolumeClaim for data_prep (repeatable).")
+    ] = None,
+    scratch_size: Annotated[
+        str | None, typer.Option(help="Request a scratch volume of this size at /scratch (TMPDIR) in every task.")
+    ] = None,
+    pod_label: Annotated[
+        list[str] | None, typer.Option(help="key=value label on every task pod, e.g. a Kueue queue (repeatable).")
+    ] = None,
+    pod_annotation: Annotated[list[str] | None, typer.Option(help="key=value annotation on every task pod.")] = None,
+    gpu_task_timeout: Annotated[
+        str | None, typer.Option(help="Per-attempt deadline of GPU tasks, e.g. 3d (0: none) [default: 7d].")
+    ] = None,
+    cpu_task_timeout: Annotated[
+        str | None, typer.Option(help="Per-attempt deadline of CPU tasks (0: none) [default: 6h].")
+    ] = None,
+    pipeline_deadline: Annotated[str | None, typer.Option(help="Deadline of the whole run, e.g. 10d.")] = None,
+    pipeline_ttl: Annotated[str | None, typer.Option(help="Delete a finished run's pods after this, e.g. 1d.")] = None,
+    s3_secret: S3SecretOption = None,
+    s3_secret_keys: S3SecretKeysOption = None,
+    mlflow_secret: MlflowSecretOption = None,
+    settings_config_map: SettingsConfigMapOption = None,
     pipeline_root: PipelineRootOption = None,
 ) -> None:
     """Compile a pipeline to KFP IR YAML for ``kfp run create -f``."""
     check_pipeline(pipeline)
     from pipelines.compile import compile_pipeline
 
-    options = pipeline_options(
-        image or [],
+    flags = CompileFlags(
+        cluster_settings,
+        allow_unpinned_images,
+        image,
         accelerator_type,
-        node_selector or [],
-        toleration or [],
+        node_selector,
+        toleration,
         s3_secret,
-        mlflow_secret,
-        pipeline_root,
         s3_secret_keys,
+        mlflow_secret,
         settings_config_map,
+        pipeline_root,
     )
-    compile_pipeline(pipeline, out, options)
+    extra: dict[str, Any] = {}
+    if image_pull_secret:
+        extra["image_pull_secrets"] = image_pull_secret
+    if cpu_per_gpu is not None:
+        extra["cpu_per_gpu"] = cpu_per_gpu
+        extra["cpu_limit_per_gpu"] = _twice(cpu_per_gpu, "--cpu-per-gpu")
+    if memory_per_gpu is not None:
+        extra["memory_per_gpu"] = memory_per_gpu
+        extra["memory_limit_per_gpu"] = _twice(memory_per_gpu, "--memory-per-gpu")
+    if data_pvc:
+        extra["data_volumes"] = data_pvc
+    if scratch_size is not None:
+        extra["scratch"] = {"size": scratch_size}
+    if pod_label:
+        extra["pod_labels"] = pairs(pod_label, "--pod-label")
+    if pod_annotation:
+        extra["pod_annotations"] = pairs(pod_annotation, "--pod-annotation")
+    for key, value in (
+        ("gpu_task_timeout", gpu_task_timeout),
+        ("cpu_task_timeout", cpu_task_timeout),
+        ("pipeline_deadline", pipeline_deadline),
+        ("pipeline_ttl", pipeline_ttl),
+    ):
+        if value is not None:
+            extra[key] = value
+    compile_pipeline(pipeline, out, pipeline_options(flags, extra))
     typer.echo(str(out))
+
+
+def _twice(quantity: str, flag: str) -> str:
+    from cdarts.task_resources import check_quantity, scale_quantity
+
+    return scale_quantity(check_quantity(quantity, flag), 2)

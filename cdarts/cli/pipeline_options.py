@@ -1,8 +1,11 @@
-"""Options shared by the commands that compile a pipeline (compile, submit, gitops sync)."""
+"""Options shared by the commands that compile a pipeline (compile, submit, gitops sync, pipeline
+upload): a cluster settings file, and flags that override single values of it."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,26 +23,67 @@ GenotypeOption = Annotated[
         help="retrain pipeline: architecture name, genotype file, Genotype(...), arch (|op~0|+...) or chain string.",
     ),
 ]
+ClusterSettingsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--cluster-settings",
+        help="YAML file of every compile-time setting (images, pull secrets, labels, volumes, timeouts, ...; "
+        "see pipelines/cluster_settings.py). Flags override its values.",
+    ),
+]
+AllowUnpinnedOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-unpinned-images",
+        help="Compile with images that are not pinned by digest (refused otherwise: tags move or were never "
+        "published).",
+    ),
+]
 ImageOption = Annotated[
     list[str] | None, typer.Option("--image", help="gpu=REF or cpu=REF: image for the GPU or CPU steps (repeatable).")
 ]
-AcceleratorOption = Annotated[str, typer.Option(help="Kubernetes GPU resource name.")]
+AcceleratorOption = Annotated[str | None, typer.Option(help="Kubernetes GPU resource name [default: nvidia.com/gpu].")]
 NodeSelectorOption = Annotated[list[str] | None, typer.Option(help="label=value for GPU steps (repeatable).")]
 TolerationOption = Annotated[
     list[str] | None, typer.Option(help="Taint key tolerated by GPU steps, key or key=value (repeatable).")
 ]
-S3SecretOption = Annotated[str, typer.Option(help="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY.")]
+S3SecretOption = Annotated[
+    str | None, typer.Option(help="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY [default: cdarts-s3].")
+]
 S3SecretKeysOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         help="The S3 secret's two field names, ACCESS,SECRET (accesskey,secretkey for mlpipeline-minio-artifact)."
     ),
 ]
-MlflowSecretOption = Annotated[str, typer.Option(help="Secret with MLflow credentials.")]
+MlflowSecretOption = Annotated[
+    str | None, typer.Option(help="Secret with MLflow credentials [default: cdarts-mlflow].")
+]
 SettingsConfigMapOption = Annotated[
-    str, typer.Option(help="ConfigMap with CDARTS_MLFLOW_TRACKING_URI and CDARTS_S3_ENDPOINT ('' for none).")
+    str | None,
+    typer.Option(
+        help="ConfigMap with CDARTS_MLFLOW_TRACKING_URI and CDARTS_S3_ENDPOINT ('' for none) "
+        "[default: cdarts-settings]."
+    ),
 ]
 PipelineRootOption = Annotated[str | None, typer.Option(help="Pipeline root, e.g. minio://mlpipeline/v2/artifacts.")]
+
+
+@dataclass
+class CompileFlags:
+    """The flags every compiling command has (None / empty: not given, the file's value stays)."""
+
+    cluster_settings: Path | None = None
+    allow_unpinned_images: bool = False
+    images: list[str] | None = None
+    accelerator_type: str | None = None
+    node_selector: list[str] | None = None
+    tolerations: list[str] | None = None
+    s3_secret: str | None = None
+    s3_secret_keys: str | None = None
+    mlflow_secret: str | None = None
+    settings_config_map: str | None = None
+    pipeline_root: str | None = None
 
 
 def check_pipeline(name: str) -> None:
@@ -54,7 +98,8 @@ def genotype_argument(spec: str) -> str:
     return resolve_architecture(spec).to_json()
 
 
-def _pairs(values: list[str], what: str) -> dict[str, str]:
+def pairs(values: list[str], what: str) -> dict[str, str]:
+    """``["k=v", ...]`` -> ``{"k": "v"}``; anything else is a one-line error naming ``what``."""
     result = {}
     for value in values:
         key, sep, rest = value.partition("=")
@@ -64,40 +109,68 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
     return result
 
 
-def pipeline_options(
-    images: list[str],
-    accelerator_type: str,
-    node_selector: list[str],
-    tolerations: list[str],
-    s3_secret: str,
-    mlflow_secret: str,
-    pipeline_root: str | None,
-    s3_secret_keys: str = "AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY",
-    settings_config_map: str = "cdarts-settings",
-) -> PipelineOptions:
-    from pipelines.options import PipelineOptions, Toleration
+def _flag_settings(flags: CompileFlags) -> dict[str, Any]:
+    """The flags given, as keys of the cluster settings file."""
+    raw: dict[str, Any] = {}
+    if flags.images:
+        chosen = pairs(flags.images, "--image")
+        unknown = set(chosen) - {"gpu", "cpu"}
+        if unknown:
+            raise fail(f"--image takes gpu=REF or cpu=REF, not {sorted(unknown)[0]}=...")
+        raw["images"] = chosen
+    if flags.node_selector:
+        raw["node_selector"] = pairs(flags.node_selector, "--node-selector")
+    if flags.tolerations:
+        raw["tolerations"] = [
+            {"key": key, "operator": "Equal", "value": value} if value else {"key": key}
+            for key, _, value in (t.partition("=") for t in flags.tolerations)
+        ]
+    if flags.s3_secret_keys is not None:
+        fields = tuple(part.strip() for part in flags.s3_secret_keys.split(","))
+        if len(fields) != 2 or not all(fields):
+            raise fail(f"--s3-secret-keys {flags.s3_secret_keys!r} must name two fields, ACCESS,SECRET")
+        raw["s3_secret_keys"] = list(fields)
+    for name in ("accelerator_type", "pipeline_root"):
+        if getattr(flags, name) is not None:
+            raw[name] = getattr(flags, name)
+    # '' switches a secret or the ConfigMap off; the settings file spells that as null.
+    for name in ("s3_secret", "mlflow_secret", "settings_config_map"):
+        value = getattr(flags, name)
+        if value is not None:
+            raw[name] = value or None
+    if flags.allow_unpinned_images:
+        raw["allow_unpinned_images"] = True
+    return raw
 
-    chosen = _pairs(images, "--image")
-    unknown = set(chosen) - {"gpu", "cpu"}
-    if unknown:
-        raise fail(f"--image takes gpu=REF or cpu=REF, not {sorted(unknown)[0]}=...")
-    fields = tuple(part.strip() for part in s3_secret_keys.split(","))
-    if len(fields) != 2 or not all(fields):
-        raise fail(f"--s3-secret-keys {s3_secret_keys!r} must name two fields, ACCESS,SECRET")
-    defaults = PipelineOptions()
-    parsed_tolerations = tuple(
-        Toleration(key, "Equal", value) if value else Toleration(key)
-        for key, _, value in (t.partition("=") for t in tolerations)
-    )
-    return PipelineOptions(
-        gpu_image=chosen.get("gpu", defaults.gpu_image),
-        cpu_image=chosen.get("cpu", defaults.cpu_image),
-        accelerator_type=accelerator_type,
-        node_selector=_pairs(node_selector, "--node-selector"),
-        tolerations=parsed_tolerations or defaults.tolerations,
-        s3_secret=s3_secret or None,
-        s3_secret_fields=(fields[0], fields[1]),
-        mlflow_secret=mlflow_secret or None,
-        settings_config_map=settings_config_map or None,
-        pipeline_root=pipeline_root,
-    )
+
+def pipeline_options(flags: CompileFlags, extra: dict[str, Any] | None = None) -> PipelineOptions:
+    """The compile options: defaults, then the ``--cluster-settings`` file, then the flags and
+    ``extra`` (more keys of the settings file, from command-specific flags)."""
+    import yaml
+
+    from pipelines.cluster_settings import parse_cluster_settings, pipeline_options_from
+    from pipelines.options import PipelineOptions
+
+    raw: dict[str, Any] = {}
+    where = "command line"
+    if flags.cluster_settings is not None:
+        path = flags.cluster_settings
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as error:
+            raise fail(f"{path}: cannot read ({error.strerror})") from None
+        except (UnicodeDecodeError, yaml.YAMLError):
+            raise fail(f"{path}: not valid UTF-8 YAML") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise fail(f"{path}: cluster settings must be a YAML mapping")
+        raw.update(loaded or {})
+        where = str(path)
+    explicit = {**_flag_settings(flags), **(extra or {})}
+    raw.update(explicit)
+    # Null values in the file mean "none" for the secrets and the ConfigMap, "unset" otherwise.
+    settings = parse_cluster_settings(raw, where)
+    options = pipeline_options_from(settings, PipelineOptions())
+    for name in ("s3_secret", "mlflow_secret", "settings_config_map"):
+        if name in raw and raw[name] is None:
+            options = PipelineOptions(**{**options.__dict__, name: None})
+    return options

@@ -14,6 +14,9 @@ from cdarts.cli.errors import fail, handles_user_errors
 from cdarts.cli.options import SetOption
 from cdarts.cli.pipeline_options import (
     AcceleratorOption,
+    AllowUnpinnedOption,
+    ClusterSettingsOption,
+    CompileFlags,
     GenotypeOption,
     ImageOption,
     MlflowSecretOption,
@@ -113,14 +116,16 @@ def submit(
     checkpoint_root: CheckpointRootOption = "",
     wait: Annotated[bool, typer.Option(help="Wait for the run to finish.")] = False,
     tracking_uri: TrackingUriOption = None,
+    cluster_settings: ClusterSettingsOption = None,
+    allow_unpinned_images: AllowUnpinnedOption = False,
     image: ImageOption = None,
-    accelerator_type: AcceleratorOption = "nvidia.com/gpu",
+    accelerator_type: AcceleratorOption = None,
     node_selector: NodeSelectorOption = None,
     toleration: TolerationOption = None,
-    s3_secret: S3SecretOption = "cdarts-s3",
-    s3_secret_keys: S3SecretKeysOption = "AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY",
-    mlflow_secret: MlflowSecretOption = "cdarts-mlflow",
-    settings_config_map: SettingsConfigMapOption = "cdarts-settings",
+    s3_secret: S3SecretOption = None,
+    s3_secret_keys: S3SecretKeysOption = None,
+    mlflow_secret: MlflowSecretOption = None,
+    settings_config_map: SettingsConfigMapOption = None,
 ) -> None:
     """Compile and submit a pipeline run to a KFP server; prints the run id and URL."""
     check_pipeline(pipeline)
@@ -144,15 +149,18 @@ def submit(
     if pipeline == "retrain":
         arguments["genotype"] = genotype_argument(genotype)
     options = pipeline_options(
-        image or [],
-        accelerator_type,
-        node_selector or [],
-        toleration or [],
-        s3_secret,
-        mlflow_secret,
-        None,
-        s3_secret_keys,
-        settings_config_map,
+        CompileFlags(
+            cluster_settings,
+            allow_unpinned_images,
+            image,
+            accelerator_type,
+            node_selector,
+            toleration,
+            s3_secret,
+            s3_secret_keys,
+            mlflow_secret,
+            settings_config_map,
+        )
     )
     opened_ledger = open_ledger(ledger) if idempotency_key is not None and ledger else None
     runs = KfpRunService(host, experiment, namespace)

@@ -7,6 +7,10 @@ A request names a genotype and a training config::
     overrides: [retrain.epochs=600] # dotted overrides applied to the config
     experiment: cdarts-retrain      # KFP experiment of the run
     gpus: 1                         # GPUs of the retrain task
+    data_source: cifar10:s3://datasets/cifar-10-python.tar.gz   # where the pods read the data
+    namespace: team-nas             # KFP namespace of the run (multi-user Kubeflow; default: the trigger's)
+    node_selector: {nvidia.com/gpu.product: NVIDIA-H100-80GB-HBM3}  # where the GPU tasks run
+    tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
 
 Its idempotency key is the file's git blob id (what ``git hash-object FILE`` prints: it changes
 exactly when the file's bytes change) plus the file name, so a re-sync of an unchanged file
@@ -18,16 +22,27 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cdarts.architecture import resolve_architecture
-from cdarts.config import ExperimentConfig, build_config, load_config
+from cdarts.config import ExperimentConfig, build_config, load_config, source_overrides
 from cdarts.errors import CdartsError, ConfigError
 
 MAX_REQUEST_BYTES = 1 << 20
+
+
+class Toleration(BaseModel):
+    """A Kubernetes toleration of the GPU tasks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str = Field(min_length=1)
+    operator: Literal["Equal", "Exists"] = "Exists"
+    value: str | None = None
+    effect: Literal["NoExecute", "NoSchedule", "PreferNoSchedule"] | None = None
 
 
 class RetrainRequest(BaseModel):
@@ -39,6 +54,10 @@ class RetrainRequest(BaseModel):
     experiment: str = Field(default="cdarts-retrain", min_length=1, max_length=128)
     gpus: int = Field(default=1, ge=1, le=64)
     description: str = ""
+    data_source: str = ""  # as the pipeline's: digits, cifar10:s3://..., imagefolder:/data/... (into the config)
+    namespace: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    node_selector: dict[str, str] | None = None  # None: the compiled pipeline's default
+    tolerations: list[Toleration] | None = None
 
 
 @dataclass(frozen=True)
@@ -55,13 +74,18 @@ class LoadedRequest:
         return f"{key}@{period}" if period else key
 
     def pipeline_arguments(self, checkpoint_root: str = "") -> dict[str, Any]:
-        return {
+        arguments: dict[str, Any] = {
             "genotype": self.genotype_json,
             "config": self.experiment_config.to_yaml(),
             "overrides": [],  # already applied to the config above
             "gpus": self.request.gpus,
             "checkpoint_root": checkpoint_root,
         }
+        if self.request.node_selector is not None:
+            arguments["node_selector"] = dict(self.request.node_selector)
+        if self.request.tolerations is not None:
+            arguments["tolerations"] = [t.model_dump(exclude_none=True) for t in self.request.tolerations]
+        return arguments
 
 
 def git_blob_id(data: bytes) -> str:
@@ -91,10 +115,12 @@ def load_request(path: Path) -> LoadedRequest:
         where = ".".join(str(part) for part in first["loc"]) or "(top level)"
         raise ConfigError(f"{path}: {where}: {first['msg']}") from None
     try:
+        # The data source is validated with the config (a bad one is refused before any submission).
+        overrides = [*request.overrides, *source_overrides(request.data_source or None)]
         if isinstance(request.config, dict):
-            experiment_config = build_config(request.config, request.overrides)
+            experiment_config = build_config(request.config, overrides)
         else:
-            experiment_config = load_config(request.config, request.overrides)
+            experiment_config = load_config(request.config, overrides)
         genotype_json = resolve_architecture(request.genotype).to_json()
     except CdartsError as error:  # a bad config or genotype: name the file, keep one line
         message = str(error).splitlines()[0] if str(error) else type(error).__name__

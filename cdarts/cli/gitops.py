@@ -144,7 +144,7 @@ def sync(
             settings_config_map,
         )
     )
-    services: dict[str, KfpRunService] = {}
+    services: dict[tuple[str, str | None], KfpRunService] = {}
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
         package = Path(tmp) / "cdarts-retrain.yaml"
@@ -153,9 +153,10 @@ def sync(
             key = request.idempotency_key(label)
             stem = request.path.stem.lower().replace("_", "-")[:40]
             try:
-                experiment = request.request.experiment
-                if experiment not in services:
-                    services[experiment] = KfpRunService(host, experiment, namespace)
+                # A request may name its namespace (multi-user Kubeflow); else the trigger's.
+                where = (request.request.experiment, request.request.namespace or namespace)
+                if where not in services:
+                    services[where] = KfpRunService(host, *where)
                 run_name = run_name_for_key(f"retrain-{stem}", key)
                 parent = tracking_parent(
                     request.experiment_config,
@@ -167,7 +168,7 @@ def sync(
                     key,
                     run_name,
                     opened,
-                    services[experiment],
+                    services[where],
                     package,
                     request.pipeline_arguments(checkpoint_root),
                     details={

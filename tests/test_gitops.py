@@ -22,6 +22,8 @@ from pipelines.retrain_request import git_blob_id, load_request, request_files
 from tests.conftest import CONFIGS
 from tests.fake_kfp_server import FakeKfp, start_fake_kfp
 
+# The tests compile with the default (tag) images; a cluster gets digests (k8s/base/settings.yaml).
+UNPINNED = ["--allow-unpinned-images"]
 runner = CliRunner()
 REQUESTS = CONFIGS / "retrain"
 
@@ -108,7 +110,7 @@ def test_period_labels() -> None:
 
 def _sync(requests: Path, kfp_api: FakeKfp, ledger: Path, *extra: str) -> tuple[int, str]:
     result = runner.invoke(
-        app, ["gitops", "sync", str(requests), "--host", kfp_api.url, "--ledger", str(ledger), *extra]
+        app, ["gitops", "sync", str(requests), "--host", kfp_api.url, "--ledger", str(ledger), *UNPINNED, *extra]
     )
     return result.exit_code, result.output
 
@@ -153,7 +155,7 @@ def test_an_unreachable_kfp_server_fails_the_job_and_a_retry_submits(
 ) -> None:
     ledger = tmp_path / "ledger"
     result = runner.invoke(
-        app, ["gitops", "sync", str(requests_dir), "--host", "http://127.0.0.1:9", "--ledger", str(ledger)]
+        app, ["gitops", "sync", str(requests_dir), "--host", "http://127.0.0.1:9", "--ledger", str(ledger), *UNPINNED]
     )
     assert result.exit_code == 2 and "could not be submitted" in result.output
     assert "Traceback" not in result.output
@@ -168,7 +170,7 @@ def test_two_trigger_processes_racing_on_the_same_commit_create_one_run(
     ledger = f"s3://cdarts/gitops/{tmp_path.name}"
     command = [
         str(Path(sys.executable).parent / "cdarts"), "gitops", "sync", str(requests_dir),
-        "--host", fake.url, "--ledger", ledger, "--wait-for-holder", "60",
+        "--host", fake.url, "--ledger", ledger, "--wait-for-holder", "60", *UNPINNED,
     ]  # fmt: skip
     try:
         processes = [
@@ -189,7 +191,7 @@ def test_two_trigger_processes_racing_on_the_same_commit_create_one_run(
 def test_submit_with_an_idempotency_key_creates_one_run(kfp_api: FakeKfp, tmp_path: Path) -> None:
     arguments = [
         "submit", "--host", kfp_api.url, "--pipeline", "retrain", "--config", "tiny", "--genotype", "DARTS_V2",
-        "--idempotency-key", "abc:cifar.yaml", "--ledger", str(tmp_path / "ledger"),
+        *UNPINNED, "--idempotency-key", "abc:cifar.yaml", "--ledger", str(tmp_path / "ledger"),
     ]  # fmt: skip
     first = runner.invoke(app, arguments)
     second = runner.invoke(app, arguments)

@@ -55,14 +55,39 @@ def test_gpu_steps_get_accelerators_shm_retries_and_scheduling(tmp_path: Path) -
     )
     documents = compile_pipeline("search", tmp_path / "p.yaml", options)
     executors, platform = _executors(documents)
+    tasks = documents[0]["components"]["comp-exit-handler-1"]["dag"]["tasks"]
     for gpu_step in ("exec-search", "exec-retrain", "exec-evaluate"):
         resources = executors[gpu_step]["container"]["resources"]
         assert resources["accelerator"]["resourceType"] == "nvidia.com/gpu"
-        assert resources["resourceCpuLimit"] == "8" and resources["resourceMemoryLimit"] == "32G"
         k8s = platform[gpu_step]
         assert k8s["emptyDirMounts"][0]["mountPath"] == "/dev/shm" and k8s["emptyDirMounts"][0]["medium"] == "Memory"
-        assert k8s["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-h100"}
-        assert {t["key"] for t in k8s["tolerations"]} == {"nvidia.com/gpu", "team"}
+        # Where GPU tasks run is a run-time parameter whose default is the compile-time choice.
+        assert k8s["nodeSelector"]["nodeSelectorJson"]["componentInputParameter"] == "pipelinechannel--node_selector"
+        assert k8s["tolerations"][0]["tolerationJson"]["componentInputParameter"] == "pipelinechannel--tolerations"
+    parameters = documents[0]["root"]["inputDefinitions"]["parameters"]
+    assert parameters["node_selector"]["defaultValue"] == {"cloud.google.com/gke-accelerator": "nvidia-h100"}
+    assert parameters["tolerations"]["defaultValue"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "team", "operator": "Equal", "value": "nas", "effect": "NoSchedule"},
+    ]
+    # Search and retrain get accelerators, CPU and memory from their sizing task (x gpus);
+    # evaluate runs on one GPU with one GPU's worth.
+    for gpu_step, sizing in (("exec-search", "Size search task"), ("exec-retrain", "Size retrain task")):
+        resources = executors[gpu_step]["container"]["resources"]
+        task = tasks[gpu_step.removeprefix("exec-")]
+        for field, output in (
+            ("resourceCpuRequest", "cpu_request"),
+            ("resourceCpuLimit", "cpu_limit"),
+            ("resourceMemoryRequest", "memory_request"),
+            ("resourceMemoryLimit", "memory_limit"),
+        ):
+            channel = resources[field].split("'")[1]
+            source = task["inputs"]["parameters"][channel]["taskOutputParameter"]
+            assert source["outputParameterKey"] == output
+            assert tasks[source["producerTask"]]["taskInfo"]["name"] == sizing
+    evaluate = executors["exec-evaluate"]["container"]["resources"]
+    assert evaluate["resourceCpuLimit"] == "8" and evaluate["resourceMemoryLimit"] == "32G"
+    assert evaluate["accelerator"]["resourceCount"] == "1"
     for cpu_step in ("exec-data-prep", "exec-derive-genotype"):
         assert "accelerator" not in executors[cpu_step]["container"].get("resources", {})
         assert "emptyDirMounts" not in platform.get(cpu_step, {})
@@ -71,10 +96,9 @@ def test_gpu_steps_get_accelerators_shm_retries_and_scheduling(tmp_path: Path) -
     assert set(root) == {"exit-handler-1", "close-tracking"}
     assert root["close-tracking"]["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
     # The GPU count of search and retrain is a run-time parameter of the pipeline.
-    tasks = documents[0]["components"]["comp-exit-handler-1"]["dag"]["tasks"]
-    gpus = tasks["search"]["inputs"]["parameters"]["pipelinechannel--gpus"]["componentInputParameter"]
+    gpus = tasks["search"]["inputs"]["parameters"]["gpus"]["componentInputParameter"]
     assert gpus == "pipelinechannel--gpus"
-    assert documents[0]["root"]["inputDefinitions"]["parameters"]["gpus"]["parameterType"] == "NUMBER_INTEGER"
+    assert parameters["gpus"]["parameterType"] == "NUMBER_INTEGER"
     retries = {name: task.get("retryPolicy") for name, task in tasks.items()}
     assert retries["search"]["maxRetryCount"] == 3 and retries["retrain"]["maxRetryCount"] == 3
     assert retries["evaluate"] is None and retries["data-prep"] is None
@@ -105,11 +129,19 @@ def test_credentials_are_secret_references_never_values(tmp_path: Path, monkeypa
 def test_compile_command_replaces_images_and_rejects_bad_input(tmp_path: Path) -> None:
     out = tmp_path / "search.yaml"
     digest = "registry.example.com/cdarts-gpu@sha256:" + "a" * 64
-    result = runner.invoke(app, ["compile", "--pipeline", "search", "--out", str(out), "--image", f"gpu={digest}"])
+    cpu_digest = "registry.example.com/cdarts-cpu@sha256:" + "b" * 64
+    images = ["--image", f"gpu={digest}", "--image", f"cpu={cpu_digest}"]
+    result = runner.invoke(app, ["compile", "--pipeline", "search", "--out", str(out), *images])
     assert result.exit_code == 0, result.output
     executors = next(iter(yaml.safe_load_all(out.read_text())))["deploymentSpec"]["executors"]
     assert executors["exec-search"]["container"]["image"] == digest
-    assert executors["exec-data-prep"]["container"]["image"].startswith("ghcr.io/cdarts-pipelines/cdarts-cpu:")
+    assert executors["exec-data-prep"]["container"]["image"] == cpu_digest
+    # A tag (the default images) is refused unless asked for: nothing compiles silently with it.
+    refused = runner.invoke(app, ["compile", "--out", str(tmp_path / "tag.yaml"), "--image", f"gpu={digest}"])
+    assert refused.exit_code == 2 and "cpu image ghcr.io/cdarts-pipelines/cdarts-cpu:" in refused.stderr
+    assert "not pinned by digest" in refused.stderr and not (tmp_path / "tag.yaml").exists()
+    allowed = runner.invoke(app, ["compile", "--out", str(out), "--allow-unpinned-images"])
+    assert allowed.exit_code == 0, allowed.output
     for args, fragment in (
         (["compile", "--pipeline", "nas", "--out", str(out)], "unknown pipeline 'nas'"),
         (["compile", "--out", str(out), "--image", "tpu=x"], "gpu=REF or cpu=REF"),
@@ -125,13 +157,12 @@ def test_component_bodies_run_directly_on_temporary_artifacts(tmp_path: Path) ->
     config = (CONFIGS / "tiny.yaml").read_text()
     dataset = dsl.Dataset(name="dataset", uri=str(tmp_path / "dataset"), metadata={})
     ids = {"mlflow_parent_run_id": "", "run_id": "local"}
-    data_prep.python_func(config=config, overrides=[], data_source="", seed=-1, dataset=dataset, **ids)
+    # data_prep and the genotype steps take no per-run input (so that KFP can cache them).
+    data_prep.python_func(config=config, overrides=[], data_source="", seed=-1, dataset=dataset)
     assert dataset.metadata["num_classes"] == 4 and dataset.metadata["digest"].startswith("sha256:")
     genotype = dsl.Artifact(name="genotype", uri=str(tmp_path / "genotype"), metadata={})
     cells = dsl.HTML(name="cells", uri=str(tmp_path / "cells.html"), metadata={})
-    import_genotype.python_func(
-        config=config, overrides=[], genotype_spec="DARTS_V2", genotype=genotype, cells=cells, **ids
-    )
+    import_genotype.python_func(config=config, overrides=[], genotype_spec="DARTS_V2", genotype=genotype, cells=cells)
     assert genotype.metadata["genotype"] == reference_genotype("DARTS_V2").to_string()
     assert "<svg" in Path(cells.path).read_text()
     model = dsl.Model(name="model", uri=str(tmp_path / "model"), metadata={})
@@ -259,6 +290,7 @@ def test_submit_creates_one_run_with_the_compiled_pipeline(fake_kfp: FakeKfp) ->
         app,
         [
             "submit",
+            "--allow-unpinned-images",
             "--host",
             host,
             "--experiment",
@@ -286,7 +318,9 @@ def test_submit_creates_one_run_with_the_compiled_pipeline(fake_kfp: FakeKfp) ->
 
 
 def test_submit_to_an_unreachable_host_is_a_one_line_error() -> None:
-    result = runner.invoke(app, ["submit", "--host", "http://127.0.0.1:9", "--config", str(CONFIGS / "tiny.yaml")])
+    result = runner.invoke(
+        app, ["submit", "--host", "http://127.0.0.1:9", "--config", str(CONFIGS / "tiny.yaml"), "--allow-unpinned-images"]
+    )
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "connecting to http://127.0.0.1:9 failed" in lines[0]
@@ -360,6 +394,7 @@ def test_submit_wait_reports_the_final_state_and_fails_with_the_run(
 ) -> None:
     fake_kfp.finish_as = final_state
     arguments = ["submit", "--host", fake_kfp.url, "--pipeline", "retrain", "--genotype", "DARTS_V2"]
+    arguments.append("--allow-unpinned-images")
     result = runner.invoke(app, [*arguments, "--config", str(CONFIGS / "tiny.yaml"), "--namespace", "team", "--wait"])
     assert result.exit_code == exit_code, result.output
     assert f"run state: {final_state}" in result.stdout
@@ -386,6 +421,7 @@ def test_a_submitted_run_makes_one_mlflow_tree(
         app,
         [
             *("submit", "--host", fake_kfp.url, "--pipeline", "retrain", "--genotype", "DARTS_V2"),
+            "--allow-unpinned-images",
             *("--config", str(CONFIGS / "tiny.yaml"), "--set", "tracking.enabled=true"),
             *("--set", f"tracking.experiment={experiment_name}", "--run-name", "nightly"),
         ],

@@ -114,6 +114,8 @@ def configure_gpu_task(
         task.set_memory_request(options.gpu_memory_request).set_memory_limit(options.gpu_memory_limit)
     else:
         size = sizing.outputs
+        # KFP 2.17 does not count outputs read by resource fields as a dependency: say it.
+        task.after(sizing)
         task.set_accelerator_limit(size["accelerators"])
         task.set_cpu_request(size["cpu_request"]).set_cpu_limit(size["cpu_limit"])
         task.set_memory_request(size["memory_request"]).set_memory_limit(size["memory_limit"])

@@ -85,6 +85,7 @@ def test_gpu_steps_get_accelerators_shm_retries_and_scheduling(tmp_path: Path) -
             source = task["inputs"]["parameters"][channel]["taskOutputParameter"]
             assert source["outputParameterKey"] == output
             assert tasks[source["producerTask"]]["taskInfo"]["name"] == sizing
+            assert source["producerTask"] in task["dependentTasks"]  # it waits for its size
     evaluate = executors["exec-evaluate"]["container"]["resources"]
     assert evaluate["resourceCpuLimit"] == "8" and evaluate["resourceMemoryLimit"] == "32G"
     assert evaluate["accelerator"]["resourceCount"] == "1"

@@ -51,6 +51,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     table.add_row("multiply-adds", f"{summary['multiply_adds']:,}")
     for stage, seconds in summary["stage_seconds"].items():
         table.add_row(f"time: {stage}", f"{seconds:.1f} s")
+    for stage in summary.get("cached_tasks", []):
+        table.add_row(f"time: {stage}", "served from the cache")
     table.add_row("wall time", f"{summary['wall_seconds']:.1f} s")
     table.add_row("cell diagrams", "\n".join(summary["cell_diagrams"]))
     if summary.get("registered_model"):
@@ -80,6 +82,13 @@ def run(
         Path | None,
         typer.Option(help="Continue an interrupted run (its directory); search and retrain resume from checkpoints."),
     ] = None,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            help="Serve data prep and the genotype step from kfp.local's cache (under RUNS_ROOT/.kfp-cache) when "
+            "an earlier run had equal inputs, as KFP's cache does on a cluster."
+        ),
+    ] = False,
 ) -> None:
     """Run a whole pipeline on this machine with kfp.local (no cluster; services only with --stack local)."""
     if resume is not None:
@@ -99,7 +108,7 @@ def run(
             run_dir = _new_launch(config, overrides or [], pipeline, genotype, source, runs_root, stack)
         else:
             run_dir = resume
-        _execute(run_dir, progress)
+        _execute(run_dir, progress, run_dir.parent / ".kfp-cache" if cache else None)
 
 
 LAUNCH_FILE = "launch.json"
@@ -175,7 +184,7 @@ def _new_launch(
     return run_dir
 
 
-def _execute(run_dir: Path, progress: bool) -> None:
+def _execute(run_dir: Path, progress: bool, cache_root: Path | None) -> None:
     from pipelines.local_run import LocalRunError, run_locally
 
     launch = _load_launch(run_dir)
@@ -185,7 +194,9 @@ def _execute(run_dir: Path, progress: bool) -> None:
     extra = {"mlflow_run_id": parent_run_id or None, "tracking_uri": redact_uri(tracking_uri) if tracking_uri else None}
     typer.echo(f"running cdarts-{launch['pipeline']} locally; task logs: {run_dir / 'pipeline.log'}", err=True)
     try:
-        summary = run_locally(launch["pipeline"], arguments, run_dir, show_progress=progress, extra_summary=extra)
+        summary = run_locally(
+            launch["pipeline"], arguments, run_dir, show_progress=progress, extra_summary=extra, cache_root=cache_root
+        )
     except LocalRunError as error:
         if tracking_uri:
             end_run(tracking_uri, parent_run_id, succeeded=False)

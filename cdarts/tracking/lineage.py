@@ -52,6 +52,17 @@ def _by_stage(runs: list[Any], model_id: str | None) -> dict[str, Any]:
     return found
 
 
+def _data_prep_run(client: Any, experiment_id: str, digest: str | None) -> Any:
+    """The first data_prep run that prepared the dataset with ``digest``, or None."""
+    if not digest:
+        return None
+    query = f"tags.`cdarts.stage` = 'data_prep' and tags.`cdarts.dataset_digest` = '{digest}'"
+    found = client.search_runs(
+        [experiment_id], filter_string=query, order_by=["attributes.start_time ASC"], max_results=1
+    )
+    return found[0] if found else None
+
+
 def lineage(uri: str, ref: str) -> list[dict[str, Any]]:
     """The chain model version -> evaluate -> retrain -> genotype -> search -> dataset.
 
@@ -71,8 +82,9 @@ def lineage(uri: str, ref: str) -> list[dict[str, Any]]:
 
     evaluate, retrain = stages.get("evaluate"), stages["retrain"]
     genotype_run = stages.get("derive_genotype") or stages.get("import_genotype") or retrain
-    data = stages.get("data_prep")
     digest = version.tags.get("dataset_digest") or retrain.data.tags.get("cdarts.dataset_digest")
+    # A dataset served from KFP's cache was prepared by an earlier pipeline run: found by digest.
+    data = stages.get("data_prep") or _data_prep_run(client, retrain.info.experiment_id, digest)
     return [
         {
             "kind": "model_version",

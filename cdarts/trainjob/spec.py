@@ -131,9 +131,10 @@ def check_name(name: str, nodes: int) -> None:
 
 # Every node runs this. torchrun's processes fetch the dataset (once per node) and rank 0, on
 # node 0, publishes the output; values come from the environment, so no URI is ever parsed by sh.
+# The work directory is not called "cdarts": as torchrun's working directory it would shadow the package.
 NODE_SCRIPT = """\
 set -eu
-work="${TMPDIR:-/tmp}/cdarts"
+work="${TMPDIR:-/tmp}/cdarts-node"
 mkdir -p "$work"
 printf '%s\\n' "$CDARTS_CONFIG_YAML" > "$work/config.yaml"
 exec torchrun --nnodes="$PET_NNODES" --nproc-per-node="$PET_NPROC_PER_NODE" --node-rank="$PET_NODE_RANK" \\

@@ -6,7 +6,8 @@ as its JobSet would label them (list by label selector), and node pods' logs (``
 streams, chunked, until the pod ends). What node 0 does is a function of the created body (a
 "kubelet" the test chooses): it writes the log and decides the outcome; the TrainJob reports
 ``Complete`` or ``Failed`` once node 0 has ended and it has been read ``finish_after_polls``
-times. Every created body and deletion is recorded; any operation can be made to fail.
+times. Every created body and deletion is recorded; any operation can be made to fail (always,
+or the first N times).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class FakeKubernetes:
     failure_reason: str = "FailedJobs"
     failure_message: str = "jobset failed: job cdarts-node-0 has failed pods"
     fail_with: dict[str, tuple[int, str]] = field(default_factory=dict)  # operation -> (status, message)
+    fail_times: dict[str, int] = field(default_factory=dict)  # operation -> how often it fails (default: always)
     on_poll: Callable[[int], None] | None = None  # called with the poll count on every TrainJob read
     trainjobs: dict[str, FakeTrainJob] = field(default_factory=dict)
     created: list[dict[str, Any]] = field(default_factory=list)
@@ -176,10 +178,12 @@ def _handler(state: FakeKubernetes) -> type[BaseHTTPRequestHandler]:
             return dict(json.loads(self.rfile.read(length) or b"{}"))
 
         def _injected_failure(self, operation: str) -> bool:
-            if operation not in state.fail_with:
+            if operation not in state.fail_with or state.fail_times.get(operation, 1) <= 0:
                 return False
+            if operation in state.fail_times:
+                state.fail_times[operation] -= 1
             code, message = state.fail_with[operation]
-            reason = {403: "Forbidden", 404: "NotFound"}.get(code, "InternalError")
+            reason = {400: "BadRequest", 403: "Forbidden", 404: "NotFound"}.get(code, "InternalError")
             self._reply(code, _status(code, reason, message))
             return True
 

@@ -236,6 +236,19 @@ def test_a_completed_trainjob_returns_after_streaming_node_zeros_log() -> None:
     assert fake.deleted == []  # kept; it goes with the task pod that owns it
 
 
+def test_a_log_is_streamed_once_its_container_has_started() -> None:
+    fake = start_fake_kubernetes(
+        node_zero=scripted_node(["rank 0: started"]),
+        finish_after_polls=10,
+        fail_with={"log": (400, 'container "node" in pod "p" is waiting to start: ContainerCreating')},
+        fail_times={"log": 2},
+    )
+    out = io.StringIO()
+    run_trainjob(_body(), "kubeflow", _api(fake), out=out, **FAST)
+    assert out.getvalue().count("rank 0: started") == 1
+    assert len(fake.log_requests) == 1 and fake.fail_times == {"log": 0}  # served after two refusals
+
+
 def test_a_failed_trainjob_is_one_line_naming_it_and_the_reason() -> None:
     fake = start_fake_kubernetes(
         node_zero=scripted_node(["Traceback (most recent call last):", "RuntimeError: NCCL error"], succeeds=False),

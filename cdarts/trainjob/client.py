@@ -242,11 +242,11 @@ class _RankZeroLog(threading.Thread):
             try:
                 pod = self.jobs.rank_zero_pod(self.trainjob)
                 if pod is not None and pod.uid not in streamed and pod.phase != "Pending":
-                    streamed.add(pod.uid)
                     self.jobs.stream_log(pod.name, self.out)
+                    streamed.add(pod.uid)
                     continue
             except TrainJobError:
-                pass  # a container still starting (400) or an API hiccup: look again
+                pass  # its container still starting (400) or an API hiccup: look again
             # Once the TrainJob has finished, one more look picks up a log not streamed yet.
             if self.finishing.is_set():
                 return

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cdarts.config import DataConfig
+from cdarts.cpu_budget import capped_workers
 from cdarts.data.prepared import PreparedDataset, Split, decode_image
 from cdarts.data.transforms import build_transform
 
@@ -77,7 +78,7 @@ def split_dataset(
 
 
 def evaluation_loader(dataset: Dataset[Sample], batch_size: int, data: DataConfig) -> DataLoader[Sample]:
-    """In-order loader over every sample (no shuffling, nothing dropped)."""
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, num_workers=data.num_workers, pin_memory=data.pin_memory
-    )
+    """In-order loader over every sample (no shuffling, nothing dropped); workers capped by the
+    CPUs this process may use."""
+    workers = capped_workers(data.num_workers)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, pin_memory=data.pin_memory)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from cdarts.cpu_budget import capped_workers
 from cdarts.data.datasets import Sample
 from cdarts.errors import ConfigError
 
@@ -68,7 +69,9 @@ def build_split_loader(
     num_workers: int = 0,
     pin_memory: bool = False,
 ) -> SplitLoader:
-    """Loader over ``dataset[indices]``; incomplete last batches are dropped (BN needs > 1)."""
+    """Loader over ``dataset[indices]``; incomplete last batches are dropped (BN needs > 1).
+    ``num_workers`` is capped by the CPUs this process may use (:mod:`cdarts.cpu_budget`)."""
+    num_workers = capped_workers(num_workers)
     sampler = ShardedSampler(len(indices), seed, rank, world_size)
     if len(sampler) < batch_size:
         raise ConfigError(

@@ -27,7 +27,7 @@ from kubernetes import client as k8s
 
 from cdarts.config import load_config
 from cdarts.errors import DataError
-from cdarts.runners.multi_node_search import run_multi_node_search
+from cdarts.runners.multi_node_search import run_multi_node_search, trainjob_settings_from_env
 from cdarts.storage import open_store
 from cdarts.trainjob import node_data
 from cdarts.trainjob.client import run_trainjob
@@ -212,7 +212,7 @@ def test_trainjob_names_are_per_output_location_and_fit_jobset_pod_names() -> No
 def test_settings_travel_as_one_json_value(monkeypatch: pytest.MonkeyPatch) -> None:
     assert TrainJobSettings.from_json(SETTINGS.to_json()) == SETTINGS
     monkeypatch.setenv("CDARTS_TRAINJOB_SETTINGS", SETTINGS.to_json())
-    assert TrainJobSettings.from_env() == SETTINGS
+    assert trainjob_settings_from_env() == SETTINGS  # what the search stage calls
     for text in ['{"image": "i", "gpus": 8}', "[]", "{"]:
         with pytest.raises(TrainJobError, match="TrainJob settings are not valid") as caught:
             TrainJobSettings.from_json(text)

@@ -20,6 +20,11 @@ SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/
 DEADLINE_GRACE_SECONDS = 300
 
 
+def trainjob_settings_from_env() -> TrainJobSettings:
+    """The TrainJob settings the compiled pipeline hands the search task (``$CDARTS_TRAINJOB_SETTINGS``)."""
+    return TrainJobSettings.from_env()
+
+
 def _s3_location(uri: str, what: str) -> str:
     location = object_store_uri(uri)
     if location is None or not is_remote(location):

@@ -58,5 +58,5 @@ clean:
 
 # Regenerate the compiled-pipeline golden files after an intended change to stages/ or pipelines/.
 golden: setup
-	$(CDARTS) compile --pipeline search --out tests/golden/cdarts-search.yaml
-	$(CDARTS) compile --pipeline retrain --out tests/golden/cdarts-retrain.yaml
+	$(CDARTS) compile --allow-unpinned-images --pipeline search --out tests/golden/cdarts-search.yaml
+	$(CDARTS) compile --allow-unpinned-images --pipeline retrain --out tests/golden/cdarts-retrain.yaml

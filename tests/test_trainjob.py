@@ -62,6 +62,8 @@ SETTINGS = TrainJobSettings(
     s3_secret="mlpipeline-minio-artifact",
     s3_secret_fields=("accesskey", "secretkey"),
     shm_size="16Gi",
+    scratch_size="500Gi",
+    scratch_storage_class="local-ssd",
     timeout_seconds=86400,
 )
 OWNER = PodOwner("cdarts-search-x7k2p-system-container-impl-2219", "6f1c2d3e-0000-4000-8000-000000000001")
@@ -139,8 +141,17 @@ def test_the_trainjob_carries_the_tasks_image_scheduling_labels_and_owner() -> N
     assert pod["spec"]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert pod["spec"]["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
     assert pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
-    assert pod["spec"]["volumes"] == [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}]
-    assert pod["spec"]["containers"] == [{"name": "node", "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}]}]
+    claim = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "500Gi"}}}
+    assert pod["spec"]["volumes"] == [
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}},
+        {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {**claim, "storageClassName": "local-ssd"}}}},
+    ]
+    (node,) = pod["spec"]["containers"]
+    assert node == {
+        "name": "node",
+        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}, {"name": "scratch", "mountPath": "/scratch"}],
+    }
+    assert {"name": "TMPDIR", "value": "/scratch"} in trainer["env"]  # the dataset and the output go there
     assert body["metadata"]["ownerReferences"] == [
         {"apiVersion": "v1", "kind": "Pod", "name": OWNER.name, "uid": OWNER.uid}
     ]
@@ -158,6 +169,9 @@ def test_the_trainjob_carries_the_tasks_image_scheduling_labels_and_owner() -> N
     assert (
         "ownerReferences" not in cpu["metadata"] and "--checkpoint-mirror" not in cpu["spec"]["trainer"]["command"][-1]
     )
+    defaults = _body(settings=TrainJobSettings(image="i"))
+    assert [volume["name"] for volume in _pod_template(defaults)["spec"]["volumes"]] == ["dshm"]
+    assert "TMPDIR" not in {env["name"] for env in defaults["spec"]["trainer"]["env"]}
 
 
 def test_the_hand_run_template_patches_the_node_pods_as_the_launcher_does() -> None:
@@ -166,7 +180,9 @@ def test_the_hand_run_template_patches_the_node_pods_as_the_launcher_does() -> N
     assert hand_run["manager"] == built["spec"]["runtimePatches"][0]["manager"]
     pod = _pod_template(template)
     assert pod["metadata"]["labels"] == POD_LABELS
-    assert pod["spec"]["containers"] == _pod_template(built)["spec"]["containers"]
+    shm_mount = {"name": "dshm", "mountPath": "/dev/shm"}
+    assert pod["spec"]["containers"] == [{"name": "node", "volumeMounts": [shm_mount]}]
+    assert shm_mount in _pod_template(built)["spec"]["containers"][0]["volumeMounts"]
     assert [v["emptyDir"]["medium"] for v in pod["spec"]["volumes"] if v["name"] == "dshm"] == ["Memory"]
     assert '--publish "$CDARTS_OUTPUT_URI"' in template["spec"]["trainer"]["command"][-1]
 

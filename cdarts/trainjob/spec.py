@@ -27,6 +27,7 @@ PLURAL = "trainjobs"
 # The trainer's replicated job and container in the torch runtimes (kubeflow/trainer constants.Node).
 NODE = "node"
 SETTINGS_ENV = "CDARTS_TRAINJOB_SETTINGS"
+SCRATCH_PATH = "/scratch"
 PATCH_MANAGER = "cdarts.io/multi-node-search"
 POD_LABELS = {
     "cdarts.io/pipeline-task": "true",  # what our NetworkPolicies admit to MLflow and the object store
@@ -45,11 +46,14 @@ class TrainJobError(CdartsError):
 
 @dataclass(frozen=True)
 class TrainJobSettings:
-    """Cluster-side settings of the TrainJob, fixed when the pipeline is compiled.
+    """Cluster-side settings of the TrainJob, handed to the search task by the compiled pipeline
+    (values only known at run time, such as a run's tolerations, go in with ``dataclasses.replace``).
 
     ``namespace`` None: the launching pod's own. ``tolerations`` are Kubernetes toleration dicts
     (key, operator, value, effect). ``gpus_per_node`` is not here: it is a run-time parameter.
     ``timeout_seconds`` becomes the TrainJob's ``activeDeadlineSeconds`` (None: no deadline).
+    ``scratch_size``: a generic ephemeral volume of that size at ``/scratch`` (``$TMPDIR``: the
+    fetched dataset and the output go there), as the KFP tasks get; None: the container's own disk.
     The S3 Secret holds the access key and secret key under ``s3_secret_fields``; the MLflow one
     ``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``; the ConfigMap the endpoints.
     """
@@ -72,6 +76,8 @@ class TrainJobSettings:
     mlflow_secret: str | None = "cdarts-mlflow"
     settings_config_map: str | None = "cdarts-settings"
     shm_size: str = "8Gi"
+    scratch_size: str | None = None
+    scratch_storage_class: str | None = None
     timeout_seconds: int | None = None
 
     def to_json(self) -> str:
@@ -107,7 +113,7 @@ class PodOwner:
 
     @classmethod
     def from_env(cls) -> PodOwner | None:
-        """The KFP task pod (``KFP_POD_NAME``, ``KFP_POD_UID``, set by KFP's launcher), if any."""
+        """The KFP task pod (``KFP_POD_NAME``, ``KFP_POD_UID``, which KFP sets in task pods), if any."""
         name, uid = os.environ.get("KFP_POD_NAME"), os.environ.get("KFP_POD_UID")
         return cls(name, uid) if name and uid else None
 
@@ -131,7 +137,8 @@ def check_name(name: str, nodes: int) -> None:
 
 # Every node runs this. torchrun's processes fetch the dataset (once per node) and rank 0, on
 # node 0, publishes the output; values come from the environment, so no URI is ever parsed by sh.
-# The work directory is not called "cdarts": as torchrun's working directory it would shadow the package.
+# The work directory is not called "cdarts": in the pod's working directory (an image with WORKDIR
+# /tmp), `python -m cdarts` would import that directory instead of the package.
 NODE_SCRIPT = """\
 set -eu
 work="${TMPDIR:-/tmp}/cdarts-node"
@@ -163,6 +170,8 @@ def _env(
     ]
     if checkpoint_mirror:
         env.append({"name": "CDARTS_CHECKPOINT_MIRROR", "value": checkpoint_mirror})
+    if settings.scratch_size:
+        env.append({"name": "TMPDIR", "value": SCRATCH_PATH})
     if settings.settings_config_map:
         map_name = settings.settings_config_map
         env += [
@@ -187,10 +196,18 @@ def _env(
 def _pod_patch(settings: TrainJobSettings) -> dict[str, Any]:
     """What the runtime's node pods get beyond the trainer fields: labels, annotations,
     scheduling, pull secrets and a memory-backed /dev/shm (DataLoader workers share batches there)."""
-    spec: dict[str, Any] = {
-        "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": settings.shm_size}}],
-        "containers": [{"name": NODE, "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}]}],
-    }
+    volumes: list[dict[str, Any]] = [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": settings.shm_size}}]
+    mounts = [{"name": "dshm", "mountPath": "/dev/shm"}]
+    if settings.scratch_size:
+        claim: dict[str, Any] = {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": settings.scratch_size}},
+        }
+        if settings.scratch_storage_class:
+            claim["storageClassName"] = settings.scratch_storage_class
+        volumes.append({"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": claim}}})
+        mounts.append({"name": "scratch", "mountPath": SCRATCH_PATH})
+    spec: dict[str, Any] = {"volumes": volumes, "containers": [{"name": NODE, "volumeMounts": mounts}]}
     if settings.tolerations:
         spec["tolerations"] = [dict(toleration) for toleration in settings.tolerations]
     if settings.node_selector:

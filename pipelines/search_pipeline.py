@@ -8,7 +8,12 @@ from kfp import dsl
 
 from pipelines.options import PipelineOptions, pipeline_config
 from pipelines.retrain_and_evaluate import add_retrain_evaluate_register
-from pipelines.task_settings import add_gpu_sizing, configure_cpu_task, configure_gpu_task
+from pipelines.task_settings import (
+    add_gpu_sizing,
+    attach_trainjob_settings,
+    configure_cpu_task,
+    configure_gpu_task,
+)
 from stages import close_tracking, data_prep, derive_genotype, search
 
 
@@ -73,8 +78,11 @@ def build_search_pipeline(options: PipelineOptions) -> Callable[..., Any]:
                 run_id=run_id,
                 gpus=gpus,
                 nodes=nodes,
+                node_selector=node_selector,
+                tolerations=tolerations,
                 dataset=prepared.outputs["dataset"],
             )
+            attach_trainjob_settings(searched, options)
             configure_gpu_task(
                 searched, options, "Cyclic search", search_size, node_selector, tolerations, resumable=True
             )

@@ -6,6 +6,7 @@ from kfp import kubernetes
 from kfp.dsl import PipelineTask
 from kfp.dsl.pipeline_channel import PipelineParameterChannel
 
+from cdarts.trainjob.spec import SETTINGS_ENV, TrainJobSettings
 from pipelines.options import PipelineOptions
 from stages import size_gpu_task
 
@@ -129,3 +130,31 @@ def configure_gpu_task(
     kubernetes.add_toleration_json(task, tolerations)
     _attach_common(task, options, options.gpu_task_timeout_seconds)
     return task
+
+
+def attach_trainjob_settings(task: PipelineTask, options: PipelineOptions) -> PipelineTask:
+    """Hand the search task what its TrainJob needs when the run asks for ``nodes`` > 1: the
+    compiled image, secrets, labels, volumes and timeout. CPU and memory are per GPU here; the
+    task scales them by the run's ``gpus`` and adds the run's node selector and tolerations."""
+    settings = TrainJobSettings(
+        image=options.gpu_image,
+        node_selector=dict(options.node_selector),
+        tolerations=tuple(t.to_json() for t in options.tolerations),
+        cpu_request=options.gpu_cpu_request,
+        cpu_limit=options.gpu_cpu_limit,
+        memory_request=options.gpu_memory_request,
+        memory_limit=options.gpu_memory_limit,
+        accelerator_resource=options.accelerator_type,
+        image_pull_secrets=options.image_pull_secrets,
+        pod_labels=dict(options.pod_labels),
+        pod_annotations=dict(options.pod_annotations),
+        s3_secret=options.s3_secret,
+        s3_secret_fields=options.s3_secret_fields,
+        mlflow_secret=options.mlflow_secret,
+        settings_config_map=options.settings_config_map,
+        shm_size=options.shm_size,
+        scratch_size=options.scratch_size,
+        scratch_storage_class=options.scratch_storage_class,
+        timeout_seconds=options.gpu_task_timeout_seconds or None,
+    )
+    return task.set_env_variable(SETTINGS_ENV, settings.to_json())

@@ -19,6 +19,8 @@ def search(
     run_id: str,
     gpus: int,
     nodes: int,
+    node_selector: dict,
+    tolerations: list,
     dataset: Input[Dataset],
     supernet: Output[Model],
     alphas: Output[Artifact],
@@ -29,7 +31,8 @@ def search(
     ``checkpoint_root``, to <root>/<scope or KFP run id>/), so a retried task resumes. With
     ``gpus`` > 1, data-parallel on that many processes (torchrun); with ``nodes`` > 1, on
     ``nodes`` x ``gpus`` processes of a Kubeflow Trainer TrainJob that this task launches and
-    waits for (its settings come from the compiled ``CDARTS_TRAINJOB_SETTINGS``)."""
+    waits for (its settings come from the compiled ``CDARTS_TRAINJOB_SETTINGS``, its placement
+    from ``node_selector`` and ``tolerations``, the run's parameters)."""
     import shutil
     import time
     from pathlib import Path
@@ -46,7 +49,7 @@ def search(
     link_upstream_runs(experiment, [dataset.metadata.get("mlflow_run_id", "")], mlflow_parent_run_id, run_id)
     mirror = task_checkpoint_mirror(checkpoint_root, checkpoint_scope or run_id, "search", supernet.uri)
     if nodes > 1:
-        from cdarts.runners.multi_node_search import run_multi_node_search, trainjob_settings_from_env
+        from cdarts.runners.multi_node_search import run_multi_node_search, trainjob_settings_for_run
 
         result = run_multi_node_search(
             experiment,
@@ -58,7 +61,7 @@ def search(
             checkpoint_mirror=mirror,
             parent_run_id=mlflow_parent_run_id,
             kfp_run_id=run_id,
-            settings=trainjob_settings_from_env(),
+            settings=trainjob_settings_for_run(gpus, node_selector, tolerations),
         )
     else:
         result = run_search_stage(

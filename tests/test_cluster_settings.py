@@ -174,3 +174,24 @@ def test_durations_and_pinning_rules() -> None:
         pipeline_options_from(unpinned)
     allowed = parse_cluster_settings({"images": {"gpu": "ghcr.io/x/gpu:1.0"}, "allow_unpinned_images": True}, "t")
     assert pipeline_options_from(allowed).gpu_image == "ghcr.io/x/gpu:1.0"
+
+
+def test_the_search_task_carries_its_trainjob_settings_scaled_per_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cdarts.runners.multi_node_search import trainjob_settings_for_run
+    from cdarts.trainjob.spec import SETTINGS_ENV, TrainJobSettings
+
+    documents = _compile(tmp_path, "--image-pull-secret", "regcred", "--pod-label", "team=nas", "--cpu-per-gpu", "6")
+    env = {
+        e["name"]: e["value"] for e in documents[0]["deploymentSpec"]["executors"]["exec-search"]["container"]["env"]
+    }
+    compiled = TrainJobSettings.from_json(env[SETTINGS_ENV])
+    assert compiled.image == GPU and compiled.image_pull_secrets == ("regcred",)
+    assert compiled.pod_labels == {"team": "nas"} and compiled.cpu_request == "6" and compiled.cpu_limit == "12"
+    assert compiled.timeout_seconds == 7 * 86400
+    monkeypatch.setenv(SETTINGS_ENV, env[SETTINGS_ENV])
+    toleration = {"key": "pool", "operator": "Equal", "value": "h100", "effect": "NoSchedule"}
+    run = trainjob_settings_for_run(8, {"pool": "h100"}, [toleration])
+    assert (run.cpu_request, run.cpu_limit, run.memory_request, run.memory_limit) == ("48", "96", "128G", "256G")
+    assert run.node_selector == {"pool": "h100"} and run.tolerations == (toleration,)

@@ -4,6 +4,7 @@ the result is then read back from there like a one-node search's."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from cdarts.config import ExperimentConfig
 from cdarts.runners.launch import load_search_result
 from cdarts.runners.search import SearchRunResult
 from cdarts.storage import download_directory, is_remote, open_store
+from cdarts.task_resources import scale_quantity
 from cdarts.trainjob.client import run_trainjob
 from cdarts.trainjob.spec import PodOwner, TrainJobError, TrainJobSettings, build_trainjob, trainjob_name
 
@@ -23,6 +25,23 @@ DEADLINE_GRACE_SECONDS = 300
 def trainjob_settings_from_env() -> TrainJobSettings:
     """The TrainJob settings the compiled pipeline hands the search task (``$CDARTS_TRAINJOB_SETTINGS``)."""
     return TrainJobSettings.from_env()
+
+
+def trainjob_settings_for_run(
+    gpus: int, node_selector: dict[str, str], tolerations: list[dict[str, str]]
+) -> TrainJobSettings:
+    """The compiled settings (CPU and memory per GPU) for a run: requests scaled by ``gpus`` per
+    node, and the run's node selector and tolerations (its pipeline parameters)."""
+    compiled = trainjob_settings_from_env()
+    return dataclasses.replace(
+        compiled,
+        cpu_request=scale_quantity(compiled.cpu_request, gpus),
+        cpu_limit=scale_quantity(compiled.cpu_limit, gpus),
+        memory_request=scale_quantity(compiled.memory_request, gpus),
+        memory_limit=scale_quantity(compiled.memory_limit, gpus),
+        node_selector=dict(node_selector),
+        tolerations=tuple(dict(t) for t in tolerations),
+    )
 
 
 def _s3_location(uri: str, what: str) -> str:

@@ -13,18 +13,17 @@ import contextlib
 import hashlib
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from cdarts.errors import CdartsError
 from cdarts.idempotency import IdempotencyLedger, new_holder_token
 from pipelines.parent_run import ParentRun
-from pipelines.submit import SubmitError, SubmittedRun
+from pipelines.submit import RunSource, SubmitError, SubmittedRun
 
 
 class RunService(Protocol):
     def find_run(self, run_name: str) -> SubmittedRun | None: ...
-    def create_run(self, run_name: str, package: Path, arguments: dict[str, Any]) -> SubmittedRun: ...
+    def create_run(self, run_name: str, source: RunSource, arguments: dict[str, Any]) -> SubmittedRun: ...
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ def submit_once(
     run_name: str,
     ledger: IdempotencyLedger,
     runs: RunService,
-    package: Path,
+    source: RunSource,
     arguments: dict[str, Any],
     details: dict[str, str] | None = None,
     wait_seconds: float = 300.0,
@@ -71,7 +70,7 @@ def submit_once(
     try:
         existing = runs.find_run(run_name)
         if existing is None:
-            run = runs.create_run(run_name, package, {**arguments, **(parent.open() if parent else {})})
+            run = runs.create_run(run_name, source, {**arguments, **(parent.open() if parent else {})})
             if parent is not None:
                 parent.created(run)
         else:

@@ -25,6 +25,7 @@ from cdarts.cli.pipeline_options import (
     TolerationOption,
     pipeline_options,
 )
+from cdarts.cli.pipeline_source import InlineOption, PipelineVersionOption, check_source_flags, run_source
 from cdarts.cli.submit import (
     CheckpointRootOption,
     HostOption,
@@ -98,7 +99,11 @@ def sync(
     ],
     namespace: NamespaceOption = None,
     revision: Annotated[
-        str, typer.Option(envvar="CDARTS_GIT_REVISION", help="Git commit being synced (recorded for lineage).")
+        str,
+        typer.Option(
+            envvar="CDARTS_GIT_REVISION",
+            help="Git commit being synced (recorded for lineage; names the pipeline version).",
+        ),
     ] = "",
     period: PeriodOption = "none",
     wait_for_holder: WaitSecondsOption = 300.0,
@@ -114,15 +119,21 @@ def sync(
     s3_secret_keys: S3SecretKeysOption = None,
     mlflow_secret: MlflowSecretOption = None,
     settings_config_map: SettingsConfigMapOption = None,
+    inline: InlineOption = False,
+    pipeline_version: PipelineVersionOption = None,
 ) -> None:
     """Submit the retrain pipeline once per request version: a re-sync, a retried Job or a second
     Job racing this one finds the recorded run instead of creating another. Every request is
-    validated before anything is submitted; exits non-zero if any submission failed."""
+    validated before anything is submitted; exits non-zero if any submission failed. Runs are
+    created from the pipeline version git-<revision> (of this code, with --revision unset),
+    uploaded if absent."""
+    check_source_flags(inline, pipeline_version)
     from cdarts.idempotency import open_ledger
     from pipelines.compile import compile_pipeline
     from pipelines.idempotent_submit import run_name_for_key, submit_once
+    from pipelines.pipeline_versions import PipelineStore, revision_version_name
     from pipelines.retrain_request import load_request, request_files
-    from pipelines.submit import KfpRunService
+    from pipelines.submit import KfpRunService, RunSource
 
     label = period_label(period, datetime.now(UTC))
     loaded = [load_request(path) for path in request_files(requests)]  # all valid, or nothing submitted
@@ -130,25 +141,28 @@ def sync(
         typer.echo(f"no retrain requests in {requests}")
         return
     opened = open_ledger(ledger)
-    options = pipeline_options(
-        CompileFlags(
-            cluster_settings,
-            allow_unpinned_images,
-            image,
-            accelerator_type,
-            node_selector,
-            toleration,
-            s3_secret,
-            s3_secret_keys,
-            mlflow_secret,
-            settings_config_map,
-        )
+    flags = CompileFlags(
+        cluster_settings,
+        allow_unpinned_images,
+        image,
+        accelerator_type,
+        node_selector,
+        toleration,
+        s3_secret,
+        s3_secret_keys,
+        mlflow_secret,
+        settings_config_map,
     )
+    # An existing version is not compiled: the compile flags do not apply to it.
+    options = pipeline_options(flags) if pipeline_version is None else None
+    version_name = revision_version_name(revision) if revision else None
+    sources: dict[str | None, RunSource] = {}  # per namespace: runs use their namespace's pipeline
     services: dict[tuple[str, str | None], KfpRunService] = {}
     failures = 0
     with tempfile.TemporaryDirectory() as tmp:
         package = Path(tmp) / "cdarts-retrain.yaml"
-        compile_pipeline("retrain", package, options)
+        if options is not None:
+            compile_pipeline("retrain", package, options)
         for request in loaded:
             key = request.idempotency_key(label)
             stem = request.path.stem.lower().replace("_", "-")[:40]
@@ -157,6 +171,9 @@ def sync(
                 where = (request.request.experiment, request.request.namespace or namespace)
                 if where not in services:
                     services[where] = KfpRunService(host, *where)
+                if where[1] not in sources:
+                    store = None if inline else PipelineStore(host, where[1], services[where].client)
+                    sources[where[1]] = run_source(store, "retrain", package, pipeline_version, version_name)
                 run_name = run_name_for_key(f"retrain-{stem}", key)
                 parent = tracking_parent(
                     request.experiment_config,
@@ -169,7 +186,7 @@ def sync(
                     run_name,
                     opened,
                     services[where],
-                    package,
+                    sources[where[1]],
                     request.pipeline_arguments(checkpoint_root),
                     details={
                         "request": request.path.name,

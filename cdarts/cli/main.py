@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cdarts import __version__
-from cdarts.cli import genotype, gitops, lineage, model, pipeline, registry, services, stage, submit
+from cdarts.cli import genotype, gitops, lineage, model, pipeline, pipeline_upload, registry, services, stage, submit
 
 app = typer.Typer(
     name="cdarts",
@@ -22,6 +22,7 @@ app.add_typer(model.app, name="model")
 app.add_typer(services.app, name="services")
 app.add_typer(gitops.app, name="gitops")
 app.add_typer(registry.app, name="registry")
+app.add_typer(pipeline_upload.app, name="pipeline")
 app.command("run")(pipeline.run)
 app.command("compile")(pipeline.compile_command)
 app.command("submit")(submit.submit)

@@ -249,9 +249,30 @@ def compile_command(
     mlflow_secret: MlflowSecretOption = None,
     settings_config_map: SettingsConfigMapOption = None,
     pipeline_root: PipelineRootOption = None,
+    kubernetes_manifest_format: Annotated[
+        bool,
+        typer.Option(
+            "--kubernetes-manifest-format",
+            help="Write KFP's Pipeline and PipelineVersion resources instead of the IR, for KFP with "
+            "--pipelineStore=kubernetes (pipeline definitions kept in git, applied by e.g. Argo CD).",
+        ),
+    ] = False,
+    version_name: Annotated[
+        str | None,
+        typer.Option(
+            help="With --kubernetes-manifest-format: the PipelineVersion's name (default: git-<commit> of a "
+            "clean checkout, else spec-<sha256 of the IR>)."
+        ),
+    ] = None,
+    namespace: Annotated[
+        str | None, typer.Option(help="With --kubernetes-manifest-format: the resources' namespace.")
+    ] = None,
 ) -> None:
-    """Compile a pipeline to KFP IR YAML for ``kfp run create -f``."""
+    """Compile a pipeline to KFP IR YAML for ``kfp run create -f`` (or to KFP's Pipeline and
+    PipelineVersion resources)."""
     check_pipeline(pipeline)
+    if not kubernetes_manifest_format and (version_name is not None or namespace is not None):
+        raise fail("--version-name and --namespace apply to --kubernetes-manifest-format only")
     from pipelines.compile import compile_pipeline
 
     flags = CompileFlags(
@@ -292,7 +313,13 @@ def compile_command(
     ):
         if value is not None:
             extra[key] = value
-    compile_pipeline(pipeline, out, pipeline_options(flags, extra))
+    options = pipeline_options(flags, extra)
+    if kubernetes_manifest_format:
+        from pipelines.pipeline_versions import compile_version_resources
+
+        compile_version_resources(pipeline, out, options, version_name, namespace)
+    else:
+        compile_pipeline(pipeline, out, options)
     typer.echo(str(out))
 
 

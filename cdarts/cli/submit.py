@@ -30,11 +30,12 @@ from cdarts.cli.pipeline_options import (
     genotype_argument,
     pipeline_options,
 )
+from cdarts.cli.pipeline_source import InlineOption, PipelineVersionOption, check_source_flags, run_source
 
 if TYPE_CHECKING:
     from cdarts.config import ExperimentConfig
     from pipelines.parent_run import ParentRun
-    from pipelines.submit import KfpRunService, SubmittedRun
+    from pipelines.submit import KfpRunService, RunSource, SubmittedRun
 
 HostOption = Annotated[
     str,
@@ -81,12 +82,12 @@ def tracking_parent(
 
 
 def create_with_parent(
-    runs: KfpRunService, name: str, package: Path, arguments: dict[str, Any], parent: ParentRun | None
+    runs: KfpRunService, name: str, source: RunSource, arguments: dict[str, Any], parent: ParentRun | None
 ) -> SubmittedRun:
     """Open the parent run (if any), create the KFP run nested under it, tag the parent with it."""
     extra = parent.open() if parent is not None else {}
     try:
-        run = runs.create_run(name, package, {**arguments, **extra})
+        run = runs.create_run(name, source, {**arguments, **extra})
     except BaseException:
         if parent is not None:
             parent.finished(succeeded=False)
@@ -126,13 +127,18 @@ def submit(
     s3_secret_keys: S3SecretKeysOption = None,
     mlflow_secret: MlflowSecretOption = None,
     settings_config_map: SettingsConfigMapOption = None,
+    inline: InlineOption = False,
+    pipeline_version: PipelineVersionOption = None,
 ) -> None:
-    """Compile and submit a pipeline run to a KFP server; prints the run id and URL."""
+    """Submit a pipeline run to a KFP server, created from the pipeline version of this code
+    (compiled and uploaded if absent); prints the version, the run id and URL."""
     check_pipeline(pipeline)
+    check_source_flags(inline, pipeline_version)
     from cdarts.config import load_config
     from cdarts.idempotency import open_ledger
     from pipelines.compile import compile_pipeline
     from pipelines.idempotent_submit import run_name_for_key, submit_once
+    from pipelines.pipeline_versions import PipelineStore
     from pipelines.submit import KfpRunService
 
     if idempotency_key is not None and not ledger:
@@ -148,20 +154,20 @@ def submit(
     }
     if pipeline == "retrain":
         arguments["genotype"] = genotype_argument(genotype)
-    options = pipeline_options(
-        CompileFlags(
-            cluster_settings,
-            allow_unpinned_images,
-            image,
-            accelerator_type,
-            node_selector,
-            toleration,
-            s3_secret,
-            s3_secret_keys,
-            mlflow_secret,
-            settings_config_map,
-        )
+    flags = CompileFlags(
+        cluster_settings,
+        allow_unpinned_images,
+        image,
+        accelerator_type,
+        node_selector,
+        toleration,
+        s3_secret,
+        s3_secret_keys,
+        mlflow_secret,
+        settings_config_map,
     )
+    # An existing version is not compiled: the compile flags do not apply to it.
+    options = pipeline_options(flags) if pipeline_version is None else None
     opened_ledger = open_ledger(ledger) if idempotency_key is not None and ledger else None
     runs = KfpRunService(host, experiment, namespace)
     name = run_name or f"cdarts-{pipeline}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
@@ -170,14 +176,17 @@ def submit(
     parent = tracking_parent(experiment_config, name, tracking_uri, {"kfp.experiment": experiment})
     with tempfile.TemporaryDirectory() as tmp:
         package = Path(tmp) / f"cdarts-{pipeline}.yaml"
-        compile_pipeline(pipeline, package, options)
+        if options is not None:
+            compile_pipeline(pipeline, package, options)
+        store = None if inline else PipelineStore(host, namespace, runs.client)
+        source = run_source(store, pipeline, package, pipeline_version)
         if opened_ledger is not None and idempotency_key is not None:
             outcome = submit_once(
                 idempotency_key,
                 name,
                 opened_ledger,
                 runs,
-                package,
+                source,
                 arguments,
                 details={"host": host, "experiment": experiment, "submitter": os.environ.get("HOSTNAME", "")},
                 wait_seconds=wait_for_holder,
@@ -186,7 +195,7 @@ def submit(
             run = outcome.run
             typer.echo(f"{'created' if outcome.created else 'already submitted'}: key {idempotency_key}")
         else:
-            run = create_with_parent(runs, name, package, arguments, parent)
+            run = create_with_parent(runs, name, source, arguments, parent)
     typer.echo(f"run id: {run.run_id}")
     typer.echo(f"run url: {run.url}")
     if parent is not None and parent.run_id is not None:

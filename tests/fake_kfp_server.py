@@ -1,13 +1,18 @@
 """An in-memory stand-in for the part of the KFP v2beta1 REST API that ``kfp.Client`` uses to
 find and create runs (no KFP server can run on this machine: it needs Kubernetes).
 
-Serves healthz, experiments (list with a display-name filter, create) and runs (list with an
-experiment and display-name filter, create, get). Creating a run can be slowed down to widen
-race windows; every created run is kept so tests can count them.
+Serves healthz, experiments (list with a display-name filter, create), runs (list with an
+experiment and display-name filter, create from an inline spec or a pipeline version reference,
+get), pipelines (list with a display-name and namespace filter, create) and pipeline versions
+(multipart upload, list with a display-name filter). Names are unique as on the real server
+(a second pipeline or version of the same name is a 409). Creating a run can be slowed down to
+widen race windows; every created run and uploaded package is kept so tests can count them.
 """
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import json
 import threading
 import time
@@ -26,6 +31,9 @@ class FakeKfp:
     finish_as: str | None = None  # a run looked up by id ends in this state (None: stays PENDING)
     experiments: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    pipelines: list[dict[str, Any]] = field(default_factory=list)
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    packages: dict[str, str] = field(default_factory=dict)  # version id -> the uploaded YAML
     authorizations: list[str] = field(default_factory=list)  # the Authorization header of each request
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
@@ -39,6 +47,21 @@ class FakeKfp:
     def run_names(self) -> list[str]:
         with self.lock:
             return [run["display_name"] for run in self.runs]
+
+    def version_names(self) -> list[str]:
+        with self.lock:
+            return [version["display_name"] for version in self.versions]
+
+
+def _multipart_file(content_type: str, body: bytes) -> bytes:
+    """The ``uploadfile`` part of a multipart/form-data body, as the client sends a package."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "uploadfile":
+            return bytes(part.get_payload(decode=True))
+    raise ValueError("no uploadfile part")
 
 
 def _display_name_filter(raw: str | None) -> str | None:
@@ -65,9 +88,8 @@ def _handler(state: FakeKfp) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def _body(self) -> dict[str, Any]:
-            length = int(self.headers.get("Content-Length", 0))
-            return dict(json.loads(self.rfile.read(length) or b"{}"))
+        def _raw_body(self) -> bytes:
+            return self.rfile.read(int(self.headers.get("Content-Length", 0)))
 
         def _record_authorization(self) -> None:
             with state.lock:
@@ -97,6 +119,23 @@ def _handler(state: FakeKfp) -> type[BaseHTTPRequestHandler]:
                     ]
                     found = found[: int(query.get("page_size", 10))]
                     self._reply(200, {"runs": found, "total_size": len(found)} if found else {})
+                elif url.path == f"{API}/pipelines":
+                    namespace = query.get("namespace", "")
+                    found = [
+                        p
+                        for p in state.pipelines
+                        if (name is None or p["display_name"] == name) and p["namespace"] == namespace
+                    ]
+                    self._reply(200, {"pipelines": found, "total_size": len(found)} if found else {})
+                elif url.path.startswith(f"{API}/pipelines/") and url.path.endswith("/versions"):
+                    pipeline_id = url.path.split("/")[-2]
+                    found = [
+                        v
+                        for v in state.versions
+                        if v["pipeline_id"] == pipeline_id and (name is None or v["display_name"] == name)
+                    ]
+                    found = found[: int(query.get("page_size", 10))]
+                    self._reply(200, {"pipeline_versions": found, "total_size": len(found)} if found else {})
                 elif url.path.startswith(f"{API}/runs/"):
                     run_id = url.path.rsplit("/", 1)[-1]
                     match = [r for r in state.runs if r["run_id"] == run_id]
@@ -109,8 +148,15 @@ def _handler(state: FakeKfp) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             self._record_authorization()
             url = urlparse(self.path)
-            body = self._body()
-            if url.path == f"{API}/experiments":
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            raw = self._raw_body()
+            if url.path == f"{API}/pipelines/upload_version":
+                self._upload_version(query, raw)
+                return
+            body = dict(json.loads(raw or b"{}"))
+            if url.path == f"{API}/pipelines":
+                self._create_pipeline(body)
+            elif url.path == f"{API}/experiments":
                 with state.lock:
                     experiment = {
                         "experiment_id": str(uuid.uuid4()),
@@ -120,24 +166,78 @@ def _handler(state: FakeKfp) -> type[BaseHTTPRequestHandler]:
                     state.experiments.append(experiment)
                 self._reply(200, experiment)
             elif url.path == f"{API}/runs":
-                if "pipeline_spec" not in body or not body.get("display_name"):
-                    self._reply(400, {"error": "a run needs a pipeline_spec and a display_name"})
-                    return
-                time.sleep(state.create_delay_seconds)
-                with state.lock:
-                    run = {
-                        "run_id": str(uuid.uuid4()),
-                        "display_name": body["display_name"],
-                        "experiment_id": body["experiment_id"],
-                        "state": "PENDING",
-                        "runtime_config": body.get("runtime_config", {}),
-                        "pipeline_spec": body["pipeline_spec"],
-                        "created_at": f"2026-11-29T00:00:{len(state.runs):02d}Z",
-                    }
-                    state.runs.append(run)
-                self._reply(200, run)
+                self._create_run(body)
             else:
                 self._reply(404, {"error": f"not served by the fake: {url.path}"})
+
+        def _create_run(self, body: dict[str, Any]) -> None:
+            reference = body.get("pipeline_version_reference")
+            if ("pipeline_spec" in body) == (reference is not None) or not body.get("display_name"):
+                self._reply(400, {"error": "a run needs a display_name and a pipeline_spec or a version reference"})
+                return
+            if reference is not None:
+                with state.lock:
+                    known = {(v["pipeline_id"], v["pipeline_version_id"]) for v in state.versions}
+                if (reference.get("pipeline_id"), reference.get("pipeline_version_id")) not in known:
+                    self._reply(404, {"error": f"no such pipeline version {reference}"})
+                    return
+            time.sleep(state.create_delay_seconds)
+            with state.lock:
+                run = {
+                    "run_id": str(uuid.uuid4()),
+                    "display_name": body["display_name"],
+                    "experiment_id": body["experiment_id"],
+                    "state": "PENDING",
+                    "runtime_config": body.get("runtime_config", {}),
+                    "pipeline_spec": body.get("pipeline_spec"),
+                    "pipeline_version_reference": reference,
+                    "created_at": f"2026-11-29T00:00:{len(state.runs):02d}Z",
+                }
+                state.runs.append(run)
+            self._reply(200, run)
+
+        def _create_pipeline(self, body: dict[str, Any]) -> None:
+            name = body.get("name") or body.get("display_name")
+            namespace = body.get("namespace") or ""
+            with state.lock:
+                if any(p["name"] == name and p["namespace"] == namespace for p in state.pipelines):
+                    self._reply(409, {"error": f"pipeline {name} already exists"})
+                    return
+                pipeline = {
+                    "pipeline_id": str(uuid.uuid4()),
+                    "name": name,
+                    "display_name": body.get("display_name") or name,
+                    "namespace": namespace,
+                    "created_at": "2026-11-29T00:00:00Z",
+                }
+                state.pipelines.append(pipeline)
+            self._reply(200, pipeline)
+
+        def _upload_version(self, query: dict[str, str], raw: bytes) -> None:
+            try:
+                package = _multipart_file(self.headers.get("Content-Type", ""), raw).decode()
+            except ValueError as error:
+                self._reply(400, {"error": str(error)})
+                return
+            pipeline_id, name = query.get("pipelineid"), query.get("name")
+            with state.lock:
+                if not name or pipeline_id not in {p["pipeline_id"] for p in state.pipelines}:
+                    self._reply(400, {"error": "a version needs a name and a known pipelineid"})
+                    return
+                if any(v["pipeline_id"] == pipeline_id and v["name"] == name for v in state.versions):
+                    self._reply(409, {"error": f"pipeline version {name} already exists"})
+                    return
+                version = {
+                    "pipeline_id": pipeline_id,
+                    "pipeline_version_id": str(uuid.uuid4()),
+                    "name": name,
+                    "display_name": query.get("display_name") or name,
+                    "description": query.get("description", ""),
+                    "created_at": f"2026-11-29T00:00:{len(state.versions):02d}Z",
+                }
+                state.versions.append(version)
+                state.packages[version["pipeline_version_id"]] = package
+            self._reply(200, version)
 
     return Handler
 

@@ -40,6 +40,11 @@ CRD_SCHEMAS = {
     ("trainer.kubeflow.org/v1alpha1", "TrainJob"): SCHEMAS / "trainjob.trainer.kubeflow.org-v1alpha1.json",
     ("serving.kserve.io/v1beta1", "InferenceService"): SCHEMAS / "inferenceservice.serving.kserve.io-v1beta1.json",
     ("serving.kserve.io/v1alpha1", "ServingRuntime"): SCHEMAS / "servingruntime.serving.kserve.io-v1alpha1.json",
+    # KFP's own resources, written by `cdarts compile --kubernetes-manifest-format`.
+    ("pipelines.kubeflow.org/v2beta1", "Pipeline"): SCHEMAS / "pipeline.pipelines.kubeflow.org-v2beta1.json",
+    ("pipelines.kubeflow.org/v2beta1", "PipelineVersion"): (
+        SCHEMAS / "pipelineversion.pipelines.kubeflow.org-v2beta1.json"
+    ),
 }
 STANDALONE_MANIFESTS = [K8S / "argocd" / "application.yaml", K8S / "trainer" / "search-trainjob.yaml"]
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "Job", "CronJob", "InferenceService"}

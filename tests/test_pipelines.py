@@ -292,6 +292,7 @@ def test_submit_creates_one_run_with_the_compiled_pipeline(fake_kfp: FakeKfp) ->
         [
             "submit",
             "--allow-unpinned-images",
+            "--inline",  # the spec sent with the run (runs from a pipeline version: test_pipeline_versions.py)
             "--host",
             host,
             "--experiment",
@@ -320,7 +321,8 @@ def test_submit_creates_one_run_with_the_compiled_pipeline(fake_kfp: FakeKfp) ->
 
 def test_submit_to_an_unreachable_host_is_a_one_line_error() -> None:
     result = runner.invoke(
-        app, ["submit", "--host", "http://127.0.0.1:9", "--config", str(CONFIGS / "tiny.yaml"), "--allow-unpinned-images"]
+        app,
+        ["submit", "--host", "http://127.0.0.1:9", "--config", str(CONFIGS / "tiny.yaml"), "--allow-unpinned-images"],
     )
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()

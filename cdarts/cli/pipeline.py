@@ -221,10 +221,10 @@ def compile_command(
     node_selector: NodeSelectorOption = None,
     toleration: TolerationOption = None,
     cpu_per_gpu: Annotated[
-        str | None, typer.Option(help="CPU request per GPU of a GPU task (the limit is twice it) [default: 4].")
+        str | None, typer.Option(help="CPU request per GPU of a GPU task (default 4; the limit is twice it).")
     ] = None,
     memory_per_gpu: Annotated[
-        str | None, typer.Option(help="Memory request per GPU of a GPU task (the limit is twice it) [default: 16G].")
+        str | None, typer.Option(help="Memory request per GPU of a GPU task (default 16G; the limit is twice it).")
     ] = None,
     data_pvc: Annotated[
         list[str] | None, typer.Option(help="CLAIM:/path: mount a PersistentVolumeClaim for data_prep (repeatable).")
@@ -237,10 +237,10 @@ def compile_command(
     ] = None,
     pod_annotation: Annotated[list[str] | None, typer.Option(help="key=value annotation on every task pod.")] = None,
     gpu_task_timeout: Annotated[
-        str | None, typer.Option(help="Per-attempt deadline of GPU tasks, e.g. 3d (0: none) [default: 7d].")
+        str | None, typer.Option(help="Per-attempt deadline of GPU tasks, e.g. 3d; 0: none (default 7d).")
     ] = None,
     cpu_task_timeout: Annotated[
-        str | None, typer.Option(help="Per-attempt deadline of CPU tasks (0: none) [default: 6h].")
+        str | None, typer.Option(help="Per-attempt deadline of CPU tasks (0: none; default 6h).")
     ] = None,
     pipeline_deadline: Annotated[str | None, typer.Option(help="Deadline of the whole run, e.g. 10d.")] = None,
     pipeline_ttl: Annotated[str | None, typer.Option(help="Delete a finished run's pods after this, e.g. 1d.")] = None,

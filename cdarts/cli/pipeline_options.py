@@ -42,13 +42,13 @@ AllowUnpinnedOption = Annotated[
 ImageOption = Annotated[
     list[str] | None, typer.Option("--image", help="gpu=REF or cpu=REF: image for the GPU or CPU steps (repeatable).")
 ]
-AcceleratorOption = Annotated[str | None, typer.Option(help="Kubernetes GPU resource name [default: nvidia.com/gpu].")]
+AcceleratorOption = Annotated[str | None, typer.Option(help="Kubernetes GPU resource name (default: nvidia.com/gpu).")]
 NodeSelectorOption = Annotated[list[str] | None, typer.Option(help="label=value for GPU steps (repeatable).")]
 TolerationOption = Annotated[
     list[str] | None, typer.Option(help="Taint key tolerated by GPU steps, key or key=value (repeatable).")
 ]
 S3SecretOption = Annotated[
-    str | None, typer.Option(help="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY [default: cdarts-s3].")
+    str | None, typer.Option(help="Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (default: cdarts-s3).")
 ]
 S3SecretKeysOption = Annotated[
     str | None,
@@ -57,13 +57,13 @@ S3SecretKeysOption = Annotated[
     ),
 ]
 MlflowSecretOption = Annotated[
-    str | None, typer.Option(help="Secret with MLflow credentials [default: cdarts-mlflow].")
+    str | None, typer.Option(help="Secret with MLflow credentials (default: cdarts-mlflow).")
 ]
 SettingsConfigMapOption = Annotated[
     str | None,
     typer.Option(
         help="ConfigMap with CDARTS_MLFLOW_TRACKING_URI and CDARTS_S3_ENDPOINT ('' for none) "
-        "[default: cdarts-settings]."
+        "(default: cdarts-settings)."
     ),
 ]
 PipelineRootOption = Annotated[str | None, typer.Option(help="Pipeline root, e.g. minio://mlpipeline/v2/artifacts.")]

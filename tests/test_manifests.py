@@ -21,6 +21,7 @@ import yaml
 from typer.testing import CliRunner
 
 from cdarts.cli.main import app
+from pipelines.cluster_settings import is_pinned
 from tests.conftest import REPO_ROOT
 from tests.fake_kfp_server import start_fake_kfp
 
@@ -282,6 +283,9 @@ def test_the_rendered_trigger_runs_as_written_and_submits_once(kind: str, tmp_pa
     }
     command = [_expand(part, environment) for part in [*container["command"], *container["args"]]]
     assert command[:4] == ["cdarts", "gitops", "sync", requests_mount]
+    # Runs go to the configured KFP namespace, with images pinned by digest (never a tag).
+    assert f"--namespace={settings['CDARTS_PIPELINE_NAMESPACE']}" in command
+    assert is_pinned(settings["CDARTS_GPU_IMAGE"]) and is_pinned(settings["CDARTS_CPU_IMAGE"])
     arguments = [str(requests_dir), *command[4:]]
     runner = CliRunner()
     try:
@@ -299,7 +303,8 @@ def test_the_rendered_trigger_runs_as_written_and_submits_once(kind: str, tmp_pa
     for run in fake.runs:
         parameters = run["runtime_config"]["parameters"]
         assert parameters["checkpoint_root"] == settings["CDARTS_CHECKPOINT_ROOT"]
-        spec = json.dumps(run["pipeline_spec"])
+        # The run references the pipeline version the trigger uploaded for the synced revision.
+        spec = fake.packages[run["pipeline_version_reference"]["pipeline_version_id"]]
         assert settings["CDARTS_GPU_IMAGE"] in spec and settings["CDARTS_CPU_IMAGE"] in spec
         # The stages nest under a parent run the trigger opened on the settings' MLflow server.
         assert client.get_run(parameters["mlflow_parent_run_id"]).data.tags["kfp.run_id"] == run["run_id"]

@@ -12,18 +12,10 @@ import typer
 
 from cdarts.cli.errors import fail, handles_user_errors
 from cdarts.cli.pipeline_options import (
-    AcceleratorOption,
-    AllowUnpinnedOption,
-    ClusterSettingsOption,
+    NO_FLAGS,
     CompileFlags,
-    ImageOption,
-    MlflowSecretOption,
-    NodeSelectorOption,
-    S3SecretKeysOption,
-    S3SecretOption,
-    SettingsConfigMapOption,
-    TolerationOption,
     pipeline_options,
+    with_compile_flags,
 )
 from cdarts.cli.pipeline_source import InlineOption, PipelineVersionOption, check_source_flags, run_source
 from cdarts.cli.submit import (
@@ -90,6 +82,7 @@ def keys(
 
 @app.command("sync")
 @handles_user_errors
+@with_compile_flags
 def sync(
     requests: RequestsArgument,
     host: HostOption,
@@ -109,18 +102,9 @@ def sync(
     wait_for_holder: WaitSecondsOption = 300.0,
     checkpoint_root: CheckpointRootOption = "",
     tracking_uri: TrackingUriOption = None,
-    cluster_settings: ClusterSettingsOption = None,
-    allow_unpinned_images: AllowUnpinnedOption = False,
-    image: ImageOption = None,
-    accelerator_type: AcceleratorOption = None,
-    node_selector: NodeSelectorOption = None,
-    toleration: TolerationOption = None,
-    s3_secret: S3SecretOption = None,
-    s3_secret_keys: S3SecretKeysOption = None,
-    mlflow_secret: MlflowSecretOption = None,
-    settings_config_map: SettingsConfigMapOption = None,
     inline: InlineOption = False,
     pipeline_version: PipelineVersionOption = None,
+    flags: CompileFlags = NO_FLAGS,
 ) -> None:
     """Submit the retrain pipeline once per request version: a re-sync, a retried Job or a second
     Job racing this one finds the recorded run instead of creating another. Every request is
@@ -141,18 +125,6 @@ def sync(
         typer.echo(f"no retrain requests in {requests}")
         return
     opened = open_ledger(ledger)
-    flags = CompileFlags(
-        cluster_settings,
-        allow_unpinned_images,
-        image,
-        accelerator_type,
-        node_selector,
-        toleration,
-        s3_secret,
-        s3_secret_keys,
-        mlflow_secret,
-        settings_config_map,
-    )
     # An existing version is not compiled: the compile flags do not apply to it.
     options = pipeline_options(flags) if pipeline_version is None else None
     version_name = revision_version_name(revision) if revision else None

@@ -20,24 +20,14 @@ from rich.table import Table
 from cdarts.cli.errors import fail, handles_user_errors
 from cdarts.cli.options import SetOption
 from cdarts.cli.pipeline_options import (
-    AcceleratorOption,
-    AllowUnpinnedOption,
-    ClusterSettingsOption,
+    NO_FLAGS,
     CompileFlags,
     GenotypeOption,
-    ImageOption,
-    MlflowSecretOption,
-    NodeSelectorOption,
     PipelineOption,
-    PipelineRootOption,
-    S3SecretKeysOption,
-    S3SecretOption,
-    SettingsConfigMapOption,
-    TolerationOption,
     check_pipeline,
     genotype_argument,
-    pairs,
     pipeline_options,
+    with_compile_flags,
 )
 from cdarts.tracking import end_run, lineage_tags, redact_uri, resolve_tracking_uri, start_parent_run
 
@@ -208,47 +198,10 @@ def _execute(run_dir: Path, progress: bool, cache_root: Path | None) -> None:
 
 
 @handles_user_errors
+@with_compile_flags
 def compile_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the pipeline YAML.")],
     pipeline: PipelineOption = "search",
-    cluster_settings: ClusterSettingsOption = None,
-    allow_unpinned_images: AllowUnpinnedOption = False,
-    image: ImageOption = None,
-    image_pull_secret: Annotated[
-        list[str] | None, typer.Option(help="Secret for pulling the images (repeatable).")
-    ] = None,
-    accelerator_type: AcceleratorOption = None,
-    node_selector: NodeSelectorOption = None,
-    toleration: TolerationOption = None,
-    cpu_per_gpu: Annotated[
-        str | None, typer.Option(help="CPU request per GPU of a GPU task (default 4; the limit is twice it).")
-    ] = None,
-    memory_per_gpu: Annotated[
-        str | None, typer.Option(help="Memory request per GPU of a GPU task (default 16G; the limit is twice it).")
-    ] = None,
-    data_pvc: Annotated[
-        list[str] | None, typer.Option(help="CLAIM:/path: mount a PersistentVolumeClaim for data_prep (repeatable).")
-    ] = None,
-    scratch_size: Annotated[
-        str | None, typer.Option(help="Request a scratch volume of this size at /scratch (TMPDIR) in every task.")
-    ] = None,
-    pod_label: Annotated[
-        list[str] | None, typer.Option(help="key=value label on every task pod, e.g. a Kueue queue (repeatable).")
-    ] = None,
-    pod_annotation: Annotated[list[str] | None, typer.Option(help="key=value annotation on every task pod.")] = None,
-    gpu_task_timeout: Annotated[
-        str | None, typer.Option(help="Per-attempt deadline of GPU tasks, e.g. 3d; 0: none (default 7d).")
-    ] = None,
-    cpu_task_timeout: Annotated[
-        str | None, typer.Option(help="Per-attempt deadline of CPU tasks (0: none; default 6h).")
-    ] = None,
-    pipeline_deadline: Annotated[str | None, typer.Option(help="Deadline of the whole run, e.g. 10d.")] = None,
-    pipeline_ttl: Annotated[str | None, typer.Option(help="Delete a finished run's pods after this, e.g. 1d.")] = None,
-    s3_secret: S3SecretOption = None,
-    s3_secret_keys: S3SecretKeysOption = None,
-    mlflow_secret: MlflowSecretOption = None,
-    settings_config_map: SettingsConfigMapOption = None,
-    pipeline_root: PipelineRootOption = None,
     kubernetes_manifest_format: Annotated[
         bool,
         typer.Option(
@@ -267,6 +220,7 @@ def compile_command(
     namespace: Annotated[
         str | None, typer.Option(help="With --kubernetes-manifest-format: the resources' namespace.")
     ] = None,
+    flags: CompileFlags = NO_FLAGS,
 ) -> None:
     """Compile a pipeline to KFP IR YAML for ``kfp run create -f`` (or to KFP's Pipeline and
     PipelineVersion resources)."""
@@ -275,45 +229,7 @@ def compile_command(
         raise fail("--version-name and --namespace apply to --kubernetes-manifest-format only")
     from pipelines.compile import compile_pipeline
 
-    flags = CompileFlags(
-        cluster_settings,
-        allow_unpinned_images,
-        image,
-        accelerator_type,
-        node_selector,
-        toleration,
-        s3_secret,
-        s3_secret_keys,
-        mlflow_secret,
-        settings_config_map,
-        pipeline_root,
-    )
-    extra: dict[str, Any] = {}
-    if image_pull_secret:
-        extra["image_pull_secrets"] = image_pull_secret
-    if cpu_per_gpu is not None:
-        extra["cpu_per_gpu"] = cpu_per_gpu
-        extra["cpu_limit_per_gpu"] = _twice(cpu_per_gpu, "--cpu-per-gpu")
-    if memory_per_gpu is not None:
-        extra["memory_per_gpu"] = memory_per_gpu
-        extra["memory_limit_per_gpu"] = _twice(memory_per_gpu, "--memory-per-gpu")
-    if data_pvc:
-        extra["data_volumes"] = data_pvc
-    if scratch_size is not None:
-        extra["scratch"] = {"size": scratch_size}
-    if pod_label:
-        extra["pod_labels"] = pairs(pod_label, "--pod-label")
-    if pod_annotation:
-        extra["pod_annotations"] = pairs(pod_annotation, "--pod-annotation")
-    for key, value in (
-        ("gpu_task_timeout", gpu_task_timeout),
-        ("cpu_task_timeout", cpu_task_timeout),
-        ("pipeline_deadline", pipeline_deadline),
-        ("pipeline_ttl", pipeline_ttl),
-    ):
-        if value is not None:
-            extra[key] = value
-    options = pipeline_options(flags, extra)
+    options = pipeline_options(flags)
     if kubernetes_manifest_format:
         from pipelines.pipeline_versions import compile_version_resources
 
@@ -321,9 +237,3 @@ def compile_command(
     else:
         compile_pipeline(pipeline, out, options)
     typer.echo(str(out))
-
-
-def _twice(quantity: str, flag: str) -> str:
-    from cdarts.task_resources import check_quantity, scale_quantity
-
-    return scale_quantity(check_quantity(quantity, flag), 2)

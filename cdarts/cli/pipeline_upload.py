@@ -11,20 +11,12 @@ import typer
 
 from cdarts.cli.errors import fail, handles_user_errors
 from cdarts.cli.pipeline_options import (
-    AcceleratorOption,
-    AllowUnpinnedOption,
-    ClusterSettingsOption,
+    NO_FLAGS,
     CompileFlags,
-    ImageOption,
-    MlflowSecretOption,
-    NodeSelectorOption,
     PipelineOption,
-    S3SecretKeysOption,
-    S3SecretOption,
-    SettingsConfigMapOption,
-    TolerationOption,
     check_pipeline,
     pipeline_options,
+    with_compile_flags,
 )
 from cdarts.cli.pipeline_source import upload_state
 from cdarts.cli.submit import HostOption, NamespaceOption
@@ -41,6 +33,7 @@ VersionNameOption = Annotated[
 
 @app.command("upload")
 @handles_user_errors
+@with_compile_flags
 def upload(
     host: HostOption,
     namespace: NamespaceOption = None,
@@ -50,16 +43,7 @@ def upload(
         Path | None,
         typer.Option(help="Upload this compiled pipeline YAML instead (named spec-<sha256> by default)."),
     ] = None,
-    cluster_settings: ClusterSettingsOption = None,
-    allow_unpinned_images: AllowUnpinnedOption = False,
-    image: ImageOption = None,
-    accelerator_type: AcceleratorOption = None,
-    node_selector: NodeSelectorOption = None,
-    toleration: TolerationOption = None,
-    s3_secret: S3SecretOption = None,
-    s3_secret_keys: S3SecretKeysOption = None,
-    mlflow_secret: MlflowSecretOption = None,
-    settings_config_map: SettingsConfigMapOption = None,
+    flags: CompileFlags = NO_FLAGS,
 ) -> None:
     """Create the pipeline cdarts-<pipeline> if absent and a version of it holding the compiled
     spec; a version of that name that exists is reused, never duplicated."""
@@ -67,18 +51,6 @@ def upload(
     from pipelines.compile import compile_pipeline
     from pipelines.pipeline_versions import PipelineStore, check_package, content_version_name, default_version_name
 
-    flags = CompileFlags(
-        cluster_settings,
-        allow_unpinned_images,
-        image,
-        accelerator_type,
-        node_selector,
-        toleration,
-        s3_secret,
-        s3_secret_keys,
-        mlflow_secret,
-        settings_config_map,
-    )
     pipeline_name = f"cdarts-{pipeline}"
     with tempfile.TemporaryDirectory() as tmp:
         if package is None:

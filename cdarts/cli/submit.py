@@ -13,22 +13,14 @@ import typer
 from cdarts.cli.errors import fail, handles_user_errors
 from cdarts.cli.options import SetOption
 from cdarts.cli.pipeline_options import (
-    AcceleratorOption,
-    AllowUnpinnedOption,
-    ClusterSettingsOption,
+    NO_FLAGS,
     CompileFlags,
     GenotypeOption,
-    ImageOption,
-    MlflowSecretOption,
-    NodeSelectorOption,
     PipelineOption,
-    S3SecretKeysOption,
-    S3SecretOption,
-    SettingsConfigMapOption,
-    TolerationOption,
     check_pipeline,
     genotype_argument,
     pipeline_options,
+    with_compile_flags,
 )
 from cdarts.cli.pipeline_source import InlineOption, PipelineVersionOption, check_source_flags, run_source
 
@@ -98,6 +90,7 @@ def create_with_parent(
 
 
 @handles_user_errors
+@with_compile_flags
 def submit(
     host: HostOption,
     experiment: Annotated[str, typer.Option(help="KFP experiment name.")] = "cdarts",
@@ -117,18 +110,9 @@ def submit(
     checkpoint_root: CheckpointRootOption = "",
     wait: Annotated[bool, typer.Option(help="Wait for the run to finish.")] = False,
     tracking_uri: TrackingUriOption = None,
-    cluster_settings: ClusterSettingsOption = None,
-    allow_unpinned_images: AllowUnpinnedOption = False,
-    image: ImageOption = None,
-    accelerator_type: AcceleratorOption = None,
-    node_selector: NodeSelectorOption = None,
-    toleration: TolerationOption = None,
-    s3_secret: S3SecretOption = None,
-    s3_secret_keys: S3SecretKeysOption = None,
-    mlflow_secret: MlflowSecretOption = None,
-    settings_config_map: SettingsConfigMapOption = None,
     inline: InlineOption = False,
     pipeline_version: PipelineVersionOption = None,
+    flags: CompileFlags = NO_FLAGS,
 ) -> None:
     """Submit a pipeline run to a KFP server, created from the pipeline version of this code
     (compiled and uploaded if absent); prints the version, the run id and URL."""
@@ -154,18 +138,6 @@ def submit(
     }
     if pipeline == "retrain":
         arguments["genotype"] = genotype_argument(genotype)
-    flags = CompileFlags(
-        cluster_settings,
-        allow_unpinned_images,
-        image,
-        accelerator_type,
-        node_selector,
-        toleration,
-        s3_secret,
-        s3_secret_keys,
-        mlflow_secret,
-        settings_config_map,
-    )
     # An existing version is not compiled: the compile flags do not apply to it.
     options = pipeline_options(flags) if pipeline_version is None else None
     opened_ledger = open_ledger(ledger) if idempotency_key is not None and ledger else None

@@ -11,6 +11,7 @@ import torch
 from cdarts.config import ExperimentConfig, load_config
 from cdarts.networks.joint_network import JointNetwork
 from cdarts.search.build import build_joint_network
+from tests.fake_kfp_server import FakeKfp, start_fake_kfp
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = REPO_ROOT / "configs"
@@ -96,3 +97,14 @@ def mlflow_server(seaweedfs: str, tmp_path_factory: pytest.TempPathFactory) -> I
         yield server.uri
     finally:
         server.stop()
+
+
+@pytest.fixture
+def kfp_api() -> Iterator[FakeKfp]:
+    """The in-memory fake of the KFP API, for one test."""
+    fake = start_fake_kfp()
+    try:
+        yield fake
+    finally:
+        assert fake.server is not None
+        fake.server.shutdown()

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,16 +25,6 @@ from tests.fake_kfp_server import FakeKfp, start_fake_kfp
 UNPINNED = ["--allow-unpinned-images"]
 runner = CliRunner()
 REQUESTS = CONFIGS / "retrain"
-
-
-@pytest.fixture
-def kfp_api() -> Iterator[FakeKfp]:
-    fake = start_fake_kfp()
-    try:
-        yield fake
-    finally:
-        assert fake.server is not None
-        fake.server.shutdown()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ through the real kfp.Client against the in-memory KFP API."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +25,13 @@ from pipelines.pipeline_versions import (
     revision_version_name,
 )
 from tests.conftest import CONFIGS
-from tests.fake_kfp_server import FakeKfp, start_fake_kfp
+from tests.fake_kfp_server import FakeKfp
 from tests.test_manifests import _validate_custom_resource
 
 runner = CliRunner()
 GPU = "registry.example.com/cdarts-gpu@sha256:" + "a" * 64
 CPU = "registry.example.com/cdarts-cpu@sha256:" + "b" * 64
 IMAGES = ["--image", f"gpu={GPU}", "--image", f"cpu={CPU}"]
-
-
-@pytest.fixture
-def kfp_api() -> Iterator[FakeKfp]:
-    fake = start_fake_kfp()
-    try:
-        yield fake
-    finally:
-        assert fake.server is not None
-        fake.server.shutdown()
 
 
 def _git(root: Path, *args: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from cdarts.tracking import lineage
 from pipelines.compile import compile_pipeline
 from pipelines.options import PipelineOptions, Toleration
 from tests.conftest import CONFIGS, REPO_ROOT
-from tests.fake_kfp_server import FakeKfp, start_fake_kfp
+from tests.fake_kfp_server import FakeKfp
 
 runner = CliRunner()
 GOLDEN = REPO_ROOT / "tests" / "golden"
@@ -277,16 +276,8 @@ def test_local_retrain_pipeline_uses_the_given_genotype(tmp_path: Path) -> None:
     assert set(summary["stage_seconds"]) == {"data-prep", "import-genotype", "retrain", "evaluate", "register"}
 
 
-@pytest.fixture
-def fake_kfp() -> Iterator[FakeKfp]:
-    fake = start_fake_kfp()
-    yield fake
-    assert fake.server is not None
-    fake.server.shutdown()
-
-
-def test_submit_creates_one_run_with_the_compiled_pipeline(fake_kfp: FakeKfp) -> None:
-    host = fake_kfp.url
+def test_submit_creates_one_run_with_the_compiled_pipeline(kfp_api: FakeKfp) -> None:
+    host = kfp_api.url
     result = runner.invoke(
         app,
         [
@@ -308,8 +299,8 @@ def test_submit_creates_one_run_with_the_compiled_pipeline(fake_kfp: FakeKfp) ->
         ],
     )
     assert result.exit_code == 0, result.output
-    (experiment,) = fake_kfp.experiments
-    (run,) = fake_kfp.runs
+    (experiment,) = kfp_api.experiments
+    (run,) = kfp_api.runs
     assert "run id: " + run["run_id"] in result.stdout and f"{host}/#/runs/details/{run['run_id']}" in result.stdout
     assert run["experiment_id"] == experiment["experiment_id"] and experiment["display_name"] == "nas"
     assert run["display_name"] == "nightly"
@@ -393,10 +384,10 @@ def test_killed_local_run_resumes_with_the_same_result(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("final_state", "exit_code"), [("SUCCEEDED", 0), ("FAILED", 1)])
 def test_submit_wait_reports_the_final_state_and_fails_with_the_run(
-    fake_kfp: FakeKfp, final_state: str, exit_code: int
+    kfp_api: FakeKfp, final_state: str, exit_code: int
 ) -> None:
-    fake_kfp.finish_as = final_state
-    arguments = ["submit", "--host", fake_kfp.url, "--pipeline", "retrain", "--genotype", "DARTS_V2"]
+    kfp_api.finish_as = final_state
+    arguments = ["submit", "--host", kfp_api.url, "--pipeline", "retrain", "--genotype", "DARTS_V2"]
     arguments.append("--allow-unpinned-images")
     result = runner.invoke(app, [*arguments, "--config", str(CONFIGS / "tiny.yaml"), "--namespace", "team", "--wait"])
     assert result.exit_code == exit_code, result.output
@@ -406,7 +397,7 @@ def test_submit_wait_reports_the_final_state_and_fails_with_the_run(
 
 @pytest.mark.slow
 def test_a_submitted_run_makes_one_mlflow_tree(
-    fake_kfp: FakeKfp, mlflow_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kfp_api: FakeKfp, mlflow_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`cdarts submit` opens the parent run before the KFP run exists and passes it on; the
     cluster's execution of that run (here kfp.local with the parameters KFP received, the tasks
@@ -423,14 +414,14 @@ def test_a_submitted_run_makes_one_mlflow_tree(
     result = runner.invoke(
         app,
         [
-            *("submit", "--host", fake_kfp.url, "--pipeline", "retrain", "--genotype", "DARTS_V2"),
+            *("submit", "--host", kfp_api.url, "--pipeline", "retrain", "--genotype", "DARTS_V2"),
             "--allow-unpinned-images",
             *("--config", str(CONFIGS / "tiny.yaml"), "--set", "tracking.enabled=true"),
             *("--set", f"tracking.experiment={experiment_name}", "--run-name", "nightly"),
         ],
     )
     assert result.exit_code == 0, result.output
-    (run,) = fake_kfp.runs
+    (run,) = kfp_api.runs
     parameters = run["runtime_config"]["parameters"]
     parent_id = parameters["mlflow_parent_run_id"]
     assert f"mlflow parent run: {parent_id}" in result.stdout

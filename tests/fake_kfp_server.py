@@ -108,7 +108,13 @@ def _handler(state: FakeKfp) -> type[BaseHTTPRequestHandler]:
                 if url.path == f"{API}/healthz":
                     self._reply(200, {"multi_user": False})
                 elif url.path == f"{API}/experiments":
-                    found = [e for e in state.experiments if name is None or e["display_name"] == name]
+                    # Experiments are per namespace (multi-user KFP); without one, any matches.
+                    found = [
+                        e
+                        for e in state.experiments
+                        if (name is None or e["display_name"] == name)
+                        and query.get("namespace", e["namespace"]) == e["namespace"]
+                    ]
                     self._reply(200, {"experiments": found, "total_size": len(found)} if found else {})
                 elif url.path == f"{API}/runs":
                     found = [

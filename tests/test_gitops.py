@@ -56,6 +56,30 @@ def test_a_request_resolves_config_overrides_and_genotype(tmp_path: Path) -> Non
     assert arguments["gpus"] == 2 and arguments["checkpoint_root"] == "s3://bucket/checkpoints"
 
 
+def test_a_request_sets_where_its_run_reads_data_and_runs(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    toleration = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    request = {
+        "genotype": "DARTS_V2",
+        "config": "tiny",
+        "data_source": "cifar10:s3://datasets/cifar-10-python.tar.gz",
+        "namespace": "team-nas",
+        "node_selector": {"nvidia.com/gpu.product": "H100"},
+        "tolerations": [toleration],
+    }
+    path.write_text(yaml.safe_dump(request))
+    loaded = load_request(path)
+    arguments = loaded.pipeline_arguments()
+    data = yaml.safe_load(arguments["config"])["data"]  # the source is part of the resolved config
+    assert (data["source"], data["location"]) == ("cifar10", "s3://datasets/cifar-10-python.tar.gz")
+    assert arguments["node_selector"] == {"nvidia.com/gpu.product": "H100"}
+    assert arguments["tolerations"] == [toleration] and loaded.request.namespace == "team-nas"
+    # Without them, the compiled pipeline's defaults and the trigger's namespace apply.
+    path.write_text(yaml.safe_dump({"genotype": "DARTS_V2", "config": "tiny"}))
+    plain = load_request(path)
+    assert "node_selector" not in plain.pipeline_arguments() and plain.request.namespace is None
+
+
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
@@ -67,6 +91,10 @@ def test_a_request_resolves_config_overrides_and_genotype(tmp_path: Path) -> Non
         ("genotype: NOT_A_GENOTYPE\nconfig: tiny\n", "NOT_A_GENOTYPE"),
         ("genotype: DARTS_V2\nconfig: tiny\noverrides: [retrain.nope=1]\n", "nope"),
         ("genotype: DARTS_V2\nconfig: tiny\ngpus: 0\n", "gpus"),
+        ("genotype: DARTS_V2\nconfig: tiny\ndata_source: cifar10\n", "needs a location"),
+        ("genotype: DARTS_V2\nconfig: tiny\ndata_source: 'ftp:x'\n", "unknown source 'ftp'"),
+        ("genotype: DARTS_V2\nconfig: tiny\nnamespace: Team_NAS\n", "namespace"),
+        ("genotype: DARTS_V2\nconfig: tiny\ntolerations: [{key: a, operator: Sometimes}]\n", "operator"),
     ],
 )
 def test_bad_requests_are_one_line_errors_naming_the_file(tmp_path: Path, text: str, fragment: str) -> None:
@@ -120,6 +148,15 @@ def test_sync_submits_once_per_request_version(requests_dir: Path, kfp_api: Fake
     assert yaml.safe_load(submitted["config"])["retrain"]["epochs"] == 4
     keys = runner.invoke(app, ["gitops", "keys", str(requests_dir), "--ledger", str(ledger)])
     assert f"submitted {run['run_id']}" in keys.output
+
+
+def test_a_request_with_a_namespace_runs_there(requests_dir: Path, kfp_api: FakeKfp, tmp_path: Path) -> None:
+    (requests_dir / "team.yaml").write_text("genotype: DARTS_V2\nconfig: tiny\nnamespace: team-nas\n")
+    code, output = _sync(requests_dir, kfp_api, tmp_path / "ledger", "--namespace", "kubeflow-user")
+    assert code == 0, output
+    experiments = {e["experiment_id"]: e["namespace"] for e in kfp_api.experiments}
+    by_request = {run["display_name"].split("-")[1]: experiments[run["experiment_id"]] for run in kfp_api.runs}
+    assert by_request == {"cifar": "kubeflow-user", "team": "team-nas"}
 
 
 def test_a_scheduled_sync_submits_once_per_period(requests_dir: Path, kfp_api: FakeKfp, tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -10,15 +9,13 @@ from typing import Any
 
 import torch
 
+from cdarts.atomic_files import write_with_atomic
 from cdarts.errors import CheckpointError
 
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write ``state`` to ``path`` atomically: a crash never leaves a half-written checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(state, partial)
-    os.replace(partial, path)
+    write_with_atomic(path, lambda handle: torch.save(state, handle))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -34,3 +34,7 @@ class StorageError(CdartsError):
 
 class TrackingError(CdartsError):
     """The MLflow tracking server or model registry cannot be used."""
+
+
+class DiskError(CdartsError):
+    """A file could not be written (full disk, read-only or missing directory, permissions)."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from cdarts.architecture import architecture_from_dict
+from cdarts.atomic_files import write_text_atomic
 from cdarts.checkpoint import load_checkpoint, save_checkpoint
 from cdarts.errors import CdartsError, CheckpointError
 from cdarts.networks.retrain_factory import RetrainModel, build_retrain_network
@@ -53,9 +53,7 @@ LOGGED_MODEL_FILE = "logged_model.json"
 
 
 def write_logged_model_reference(model_dir: Path, model_id: str, run_id: str) -> None:
-    partial = model_dir / f".{LOGGED_MODEL_FILE}.partial"
-    partial.write_text(json.dumps({"model_id": model_id, "run_id": run_id}, indent=2), encoding="utf-8")
-    os.replace(partial, model_dir / LOGGED_MODEL_FILE)
+    write_text_atomic(model_dir / LOGGED_MODEL_FILE, json.dumps({"model_id": model_id, "run_id": run_id}, indent=2))
 
 
 def read_logged_model_reference(model_path: Path) -> dict[str, str] | None:

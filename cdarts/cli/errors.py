@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from collections.abc import Callable
@@ -15,6 +16,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 USER_ERROR_EXIT_CODE = 2
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG}
 
 
 def fail(message: str) -> typer.Exit:
@@ -32,6 +34,10 @@ def handles_user_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except CdartsError as error:
             raise fail(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
+        except OSError as error:  # a file-system fault the command did not translate: still one line
+            verb = "write" if error.errno in _WRITE_ERRNOS else "access"
+            where = f"cannot {verb} {error.filename}: " if error.filename else ""
+            raise fail(f"{where}{error.strerror or error}".splitlines()[0]) from None
         except KeyboardInterrupt:
             print("cdarts: interrupted", file=sys.stderr)
             raise typer.Exit(130) from None

@@ -16,6 +16,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from cdarts import __version__
+from cdarts.atomic_files import write_text_atomic
 from cdarts.config import DataConfig
 from cdarts.data.prepared import MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, PreparedDataset, content_digest, decode_image
 from cdarts.data.sources import ArraySplit, FileSplit, SourceData, read_source
@@ -176,7 +177,7 @@ def run_data_prep(data: DataConfig, seed: int, out_dir: Path, tracker: Tracker |
         partial.mkdir()
         try:
             manifest = _write_prepared(source, data, seed, partial)
-            (partial / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+            write_text_atomic(partial / MANIFEST_NAME, json.dumps(manifest, indent=1))
             if out_dir.exists():
                 shutil.rmtree(out_dir)
             partial.rename(out_dir)

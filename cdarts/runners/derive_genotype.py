@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cdarts.alphas_file import load_alphas
 from cdarts.architecture import Architecture
+from cdarts.atomic_files import write_text_atomic
 from cdarts.derivation import alpha_probabilities, alpha_row_labels, derive_architecture
 from cdarts.tracking import Tracker
 from cdarts.visualize import write_alpha_heatmap, write_architecture_diagrams
@@ -33,7 +34,7 @@ def run_derive_genotype(alphas_path: Path, out_dir: Path, tracker: Tracker | Non
     )
     # Written last: the genotype file marks the stage's output as complete.
     genotype_path = out_dir / "genotype.json"
-    genotype_path.write_text(genotype.to_json(), encoding="utf-8")
+    write_text_atomic(genotype_path, genotype.to_json())
     if tracker is not None:
         tracker.set_tags({"cdarts.genotype": genotype.to_string()})
         for path in (genotype_path, *diagrams, heatmap):

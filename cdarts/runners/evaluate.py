@@ -7,7 +7,6 @@ multiply-adds, latency at batch 1 and throughput at a larger batch) and ``confus
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import torch
 
+from cdarts.atomic_files import write_text_atomic
 from cdarts.config import ExperimentConfig
 from cdarts.data.datasets import evaluation_loader, split_dataset
 from cdarts.data.prepared import PreparedDataset
@@ -98,9 +98,7 @@ def run_evaluate(
         ",".join([name, *map(str, row)]) for name, row in zip(prepared.classes, result.confusion.tolist(), strict=True)
     ]
     (out_dir / "confusion_matrix.csv").write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
-    partial = out_dir / f".{METRICS_NAME}.partial"
-    partial.write_text(json.dumps(metrics, indent=2), encoding="utf-8")
-    os.replace(partial, out_dir / METRICS_NAME)
+    write_text_atomic(out_dir / METRICS_NAME, json.dumps(metrics, indent=2))
     if tracker is not None:
         scalars = {
             f"evaluate/{k}": float(v)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cdarts.architecture import Architecture, resolve_architecture
+from cdarts.atomic_files import write_text_atomic
 from cdarts.tracking import Tracker
 from cdarts.visualize import write_architecture_diagrams
 
@@ -14,7 +15,7 @@ def run_import_genotype(spec: str, out_dir: Path, tracker: Tracker | None = None
     genotype = resolve_architecture(spec)
     diagrams = write_architecture_diagrams(genotype, out_dir)
     genotype_path = out_dir / "genotype.json"
-    genotype_path.write_text(genotype.to_json(), encoding="utf-8")
+    write_text_atomic(genotype_path, genotype.to_json())
     if tracker is not None:
         tracker.set_tags({"cdarts.genotype": genotype.to_string()})
         for path in (genotype_path, *diagrams):

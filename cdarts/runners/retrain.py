@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from cdarts.architecture import Architecture, architecture_from_dict
+from cdarts.atomic_files import write_text_atomic
 from cdarts.checkpoint import load_checkpoint, save_checkpoint
 from cdarts.checkpoint_mirror import CheckpointMirror
 from cdarts.config import ExperimentConfig
@@ -288,6 +289,6 @@ def run_retrain(
         )
         write_logged_model_reference(out_dir, logged.model_id, logged.run_id)
     # Written last: the summary marks the stage as complete.
-    (out_dir / SUMMARY_NAME).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    write_text_atomic(out_dir / SUMMARY_NAME, json.dumps(summary, indent=2))
     log.log_artifact(out_dir / SUMMARY_NAME)
     return RetrainResult(True, epochs_run, summary, model_path)

@@ -11,6 +11,7 @@ import torch
 
 from cdarts.alphas_file import AlphasFile, save_alphas
 from cdarts.architecture import Architecture
+from cdarts.atomic_files import write_text_atomic
 from cdarts.checkpoint_mirror import CheckpointMirror
 from cdarts.config import ExperimentConfig
 from cdarts.data.datasets import split_dataset
@@ -178,7 +179,7 @@ def run_search(
         alphas_path = out_dir / "alphas.pt"
         save_alphas(_alphas_file(config, model, result.alphas), alphas_path)
         genotype_path = out_dir / "genotype.json"
-        genotype_path.write_text(result.genotype.to_json(), encoding="utf-8")
+        write_text_atomic(genotype_path, result.genotype.to_json())
         if tracker is not None:
             tracker.set_tags({"cdarts.genotype": result.genotype.to_string()})
             for path in (out_dir / "config.yaml", genotype_path, alphas_path):

@@ -1,0 +1,92 @@
+"""Disk faults on complete-markers: no partial or empty marker is left, and the error is one line."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from cdarts import atomic_files
+from cdarts.atomic_files import write_text_atomic
+from cdarts.checkpoint import load_checkpoint, save_checkpoint
+from cdarts.cli.errors import handles_user_errors
+from cdarts.errors import CdartsError, DiskError
+from cdarts.runners.import_genotype import run_import_genotype
+
+
+def _full_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fsync(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(atomic_files.os, "fsync", fsync)
+
+
+def test_text_marker_on_full_disk_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _full_disk(monkeypatch)
+    with pytest.raises(DiskError) as raised:
+        write_text_atomic(tmp_path / "genotype.json", "{}")
+    assert str(raised.value) == f"cannot write {tmp_path / 'genotype.json'}: No space left on device"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_full_disk_keeps_the_previous_marker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    save_checkpoint({"step": 1}, tmp_path / "last.pt")
+    _full_disk(monkeypatch)
+    with pytest.raises(DiskError, match="No space left on device"):
+        save_checkpoint({"step": 2}, tmp_path / "last.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 1
+
+
+def test_a_failing_writer_removes_its_temp_file(tmp_path: Path) -> None:
+    def boom(handle: object) -> None:
+        raise ValueError("not serialisable")
+
+    with pytest.raises(ValueError):
+        atomic_files.write_with_atomic(tmp_path / "model.pt", boom)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stage_runner_on_full_disk_writes_no_genotype(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _full_disk(monkeypatch)
+    with pytest.raises(CdartsError, match=r"cannot write .*genotype\.json: No space left on device"):
+        run_import_genotype("DARTS_V2", tmp_path)
+    assert not any(p.name.startswith((".genotype", "genotype")) for p in tmp_path.iterdir())
+
+
+def _app(error: BaseException) -> typer.Typer:
+    app = typer.Typer()
+
+    @app.command()
+    @handles_user_errors
+    def go() -> None:
+        raise error
+
+    return app
+
+
+def test_os_error_in_the_cli_is_one_line_exit_2() -> None:
+    error = OSError(errno.EROFS, os.strerror(errno.EROFS), "/data/out/model.pt")
+    result = CliRunner().invoke(_app(error), [])
+    assert result.exit_code == 2
+    assert result.output.strip() == "cdarts: error: /data/out/model.pt: Read-only file system"
+
+
+def test_disk_error_in_the_cli_is_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _full_disk(monkeypatch)
+    app = typer.Typer()
+
+    @app.command()
+    @handles_user_errors
+    def go() -> None:
+        run_import_genotype("DARTS_V2", tmp_path)
+
+    result = CliRunner().invoke(app, [])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("cdarts: error: cannot write ")
+    assert "Traceback" not in result.output

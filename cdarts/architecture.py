@@ -15,6 +15,7 @@ from cdarts.chain_space.architectures import CHAIN_ARCHITECTURES, ChainArchitect
 from cdarts.errors import GenotypeError
 from cdarts.genotype import Genotype, reference_genotype_names, resolve_genotype
 from cdarts.nasbench201.genotype import Nb201Genotype
+from cdarts.safe_yaml import load_json
 
 Architecture = Genotype | Nb201Genotype | ChainArchitecture
 SEARCH_SPACES = ("darts", "nasbench201", "chain")
@@ -36,7 +37,7 @@ def architecture_from_dict(data: Any) -> Architecture:
 
 def architecture_from_json(text: str, origin: str = "genotype JSON") -> Architecture:
     try:
-        data = json.loads(text)
+        data = load_json(text, origin, GenotypeError)
     except json.JSONDecodeError as error:
         raise GenotypeError(f"{origin} is not valid JSON: {error.msg} (line {error.lineno})") from None
     return architecture_from_dict(data)

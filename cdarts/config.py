@@ -12,19 +12,45 @@ import json
 import os
 import re
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cdarts.chain_space.candidates import CHAIN_CANDIDATES
 from cdarts.errors import ConfigError
 from cdarts.nasbench201.genotype import NB201_OPS
+from cdarts.safe_yaml import load_yaml
 from cdarts.search_space.primitives import PARAMETER_FREE_PRIMITIVES, PRIMITIVES
+
+# Upper bounds on sizes: generous (far beyond any paper setting) but low enough that a typo
+# such as image_size: 1000000 is refused here instead of exhausting memory inside torch.
+MAX_IMAGE_SIZE = 4096  # pixels per side; ImageNet crops are 224
+MAX_CHANNELS = 4096  # widest layer the networks build is a small multiple of this
+MAX_BATCH = 65536  # images per step and split
+MAX_CELLS = 256  # cells / layers of a network (the deepest DARTS network has 20)
+MAX_NODES = 32  # intermediate nodes of a cell (4 in DARTS); edges grow quadratically
+MAX_EPOCHS = 100_000  # epochs, iterations, cycles
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
+MAX_SAMPLES = 10_000_000  # synthetic images, images sampled for statistics
+MAX_WORKERS = 256  # data-loader processes
+MAX_REPEATS = 100_000  # timing runs
+MAX_LR = 100.0  # learning rates; the largest in any config is 0.8
+MAX_SEED = 2**32 - 1  # numpy's seed range
+# Synthetic and digits images are made in memory as float32 before they are stored: a 16 GiB
+# ceiling keeps data-prep within an ordinary node (e.g. 1,000,000 images of 32x32x3 is 12 GiB).
+MAX_ARRAY_BYTES = 16 << 30
+DIGITS_IMAGES = 1797  # scikit-learn's digits
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]{1,3})?")
+
+CellCount = Annotated[int, Field(ge=1, le=MAX_CELLS)]
+Channels = Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
+Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: every float field (tuples included) must be finite.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 SearchSpace = Literal["darts", "nasbench201", "chain"]
@@ -39,22 +65,27 @@ class DataConfig(_Section):
         None, description="cifar10/cifar100: directory or .tar.gz archive; imagefolder: directory"
     )
     image_size: int = Field(
-        32, ge=2, description="network input size: stored size (synthetic, digits), crop size (imagefolder)"
+        32,
+        ge=2,
+        le=MAX_IMAGE_SIZE,
+        description="network input size: stored size (synthetic, digits), crop size (imagefolder)",
     )
     num_classes: int | None = Field(
-        None, ge=2, description="synthetic: class count (default 10); others: checked against the data"
+        None, ge=2, le=MAX_CLASSES, description="synthetic: class count (default 10); others: checked against the data"
     )
-    channels: int = Field(3, ge=1, description="synthetic only")
-    num_train: int = Field(1024, ge=4, description="synthetic only: training images")
-    num_test: int = Field(256, ge=2, description="synthetic only: test images")
+    channels: int = Field(3, ge=1, le=MAX_CHANNELS, description="synthetic only")
+    num_train: int = Field(1024, ge=4, le=MAX_SAMPLES, description="synthetic only: training images")
+    num_test: int = Field(256, ge=2, le=MAX_SAMPLES, description="synthetic only: test images")
     test_fraction: float = Field(
         0.2, gt=0, lt=1, description="digits, and image folders without a val/ split: held-out share"
     )
     augmentation: Literal["cifar", "imagenet", "none"] = "cifar"
-    crop_padding: int = Field(4, ge=0, description="cifar augmentation: zero padding before the random crop")
+    crop_padding: int = Field(
+        4, ge=0, le=MAX_IMAGE_SIZE, description="cifar augmentation: zero padding before the random crop"
+    )
     random_flip: bool = True
-    stats_sample: int = Field(5000, ge=1, description="image folders: images sampled for mean/std")
-    num_workers: int = Field(0, ge=0)
+    stats_sample: int = Field(5000, ge=1, le=MAX_SAMPLES, description="image folders: images sampled for mean/std")
+    num_workers: int = Field(0, ge=0, le=MAX_WORKERS)
     pin_memory: bool = False
 
     @model_validator(mode="after")
@@ -62,6 +93,14 @@ class DataConfig(_Section):
         needs_location = self.source in ("cifar10", "cifar100", "imagefolder")
         if needs_location and not self.location:
             raise ValueError(f"source {self.source!r} needs a location (directory or archive)")
+        count, channels = (
+            (DIGITS_IMAGES, 1) if self.source == "digits" else (self.num_train + self.num_test, self.channels)
+        )
+        if self.source in ("synthetic", "digits") and count * self.image_size**2 * channels * 4 > MAX_ARRAY_BYTES:
+            raise ValueError(
+                f"{self.source} images of {self.image_size}x{self.image_size} px would take more than "
+                f"{MAX_ARRAY_BYTES >> 30} GiB of memory; lower image_size (or num_train, num_test, channels)"
+            )
         return self
 
 
@@ -69,11 +108,11 @@ class RegularizerConfig(_Section):
     """L1 penalty on the raw alphas of parameter-free ops, decaying linearly to zero."""
 
     enabled: bool = True
-    coeff: float = Field(5.0, ge=0)
-    ratio: float = Field(0.667, gt=0, description="fraction of the cycles over which it decays")
+    coeff: float = Field(5.0, ge=0, le=1e6)
+    ratio: float = Field(0.667, gt=0, le=1, description="fraction of the cycles over which it decays")
     primitives: tuple[str, ...] = PARAMETER_FREE_PRIMITIVES
     # The reference sums the shared alphas once per stage (three times) with shared alphas.
-    stage_repeats: int = Field(3, ge=1)
+    stage_repeats: int = Field(3, ge=1, le=MAX_CELLS)
     reduction: Literal["sum", "mean"] = Field("sum", description="over the edges (NAS-Bench-201: mean)")
 
 
@@ -82,41 +121,41 @@ class SearchConfig(_Section):
 
     # networks
     stem: Literal["cifar", "imagenet"] = "cifar"
-    init_channels: int = Field(16, ge=2)
-    stem_multiplier: int = Field(3, ge=1)
-    n_nodes: int = Field(4, ge=1)
-    search_cells: tuple[int, int, int] = (3, 3, 2)
-    eval_cells: tuple[int, int, int] = (7, 7, 6)
+    init_channels: int = Field(16, ge=2, le=MAX_CHANNELS)
+    stem_multiplier: int = Field(3, ge=1, le=16)
+    n_nodes: int = Field(4, ge=1, le=MAX_NODES)
+    search_cells: tuple[CellCount, CellCount, CellCount] = (3, 3, 2)
+    eval_cells: tuple[CellCount, CellCount, CellCount] = (7, 7, 6)
     node_aggregation: Literal["mean", "sum"] = "mean"
     pool_batchnorm: bool = False
-    head_channels: tuple[int, int] = (128, 768)
+    head_channels: tuple[Channels, Channels] = (128, 768)
     fix_heads: bool = True
     learnable_ensemble: bool = True
     pool_transfer: Literal["all", "reference"] = "all"
     # loop
-    warmup_epochs: int = Field(2, ge=0, description="S warm-up epochs before the first cycle (P)")
-    search_iterations: int = Field(32, ge=1, description="warm-up epochs + cycles (I)")
-    epochs_per_cycle: int = Field(1, ge=1)
-    eval_warmup_epochs: int = Field(1, ge=0, description="E warm-up epochs on the val split per cycle")
+    warmup_epochs: int = Field(2, ge=0, le=MAX_EPOCHS, description="S warm-up epochs before the first cycle (P)")
+    search_iterations: int = Field(32, ge=1, le=MAX_EPOCHS, description="warm-up epochs + cycles (I)")
+    epochs_per_cycle: int = Field(1, ge=1, le=MAX_EPOCHS)
+    eval_warmup_epochs: int = Field(1, ge=0, le=MAX_EPOCHS, description="E warm-up epochs on the val split per cycle")
     sample_ratio: float = Field(1.0, gt=0, le=1, description="fraction of batches per epoch")
-    batch_size: int = Field(64, ge=2, description="per process, for each of the two splits")
+    batch_size: int = Field(64, ge=2, le=MAX_BATCH, description="per process, for each of the two splits")
     # optimisers
-    weight_lr: float = Field(0.08, gt=0)
-    eval_weight_lr: float = Field(0.08, gt=0)
-    weight_lr_min: float = Field(1e-3, ge=0)
+    weight_lr: float = Field(0.08, gt=0, le=MAX_LR)
+    eval_weight_lr: float = Field(0.08, gt=0, le=MAX_LR)
+    weight_lr_min: float = Field(1e-3, ge=0, le=MAX_LR)
     weight_lr_schedule: Literal["constant", "cosine"] = "constant"
     weight_momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(3e-4, ge=0)
-    arch_lr: float = Field(3e-4, gt=0)
-    arch_weight_decay: float = Field(0.0, ge=0)
-    arch_betas: tuple[float, float] = (0.5, 0.999)
-    grad_clip: float = Field(5.0, gt=0)
+    weight_decay: float = Field(3e-4, ge=0, le=1)
+    arch_lr: float = Field(3e-4, gt=0, le=MAX_LR)
+    arch_weight_decay: float = Field(0.0, ge=0, le=1)
+    arch_betas: tuple[Beta, Beta] = (0.5, 0.999)
+    grad_clip: float = Field(5.0, gt=0, le=1e6)
     grad_clip_scope: Literal["all", "stepped"] = "all"
     zero_grad_to_none: bool = False
     # losses
     distill_type: Literal["smooth_l1", "kl", "mse", "cosine"] = "smooth_l1"
-    distill_weight: float = Field(1.0, gt=0, description="lambda: CE / lambda + lambda * T^2 * D")
-    distill_temperature: float = Field(2.0, gt=0)
+    distill_weight: float = Field(1.0, gt=0, le=1e6, description="lambda: CE / lambda + lambda * T^2 * D")
+    distill_temperature: float = Field(2.0, gt=0, le=1e3)
     kl_reduction: Literal["elementwise_mean", "batchmean"] = "elementwise_mean"
     regularizer: RegularizerConfig = RegularizerConfig()
     # execution
@@ -136,6 +175,8 @@ class SearchConfig(_Section):
             raise ValueError("search_iterations must exceed warmup_epochs (at least one cycle)")
         if self.init_channels % 2:
             raise ValueError("init_channels must be even (factorized reduce halves it)")
+        if self.weight_lr_min > self.weight_lr:
+            raise ValueError("weight_lr_min must not exceed weight_lr")
         return self
 
     @property
@@ -147,25 +188,27 @@ class RetrainConfig(_Section):
     """Training the discrete network from scratch (the paper's "augment" stage)."""
 
     stem: Literal["cifar", "imagenet"] = "cifar"
-    init_channels: int = Field(36, ge=2)
-    cells: int = Field(20, ge=3, description="cells in total; reductions at cells/3 and 2*cells/3")
-    stem_multiplier: int = Field(3, ge=1)
-    auxiliary_weight: float = Field(0.4, ge=0, description="0 disables the auxiliary head")
+    init_channels: int = Field(36, ge=2, le=MAX_CHANNELS)
+    cells: int = Field(20, ge=3, le=MAX_CELLS, description="cells in total; reductions at cells/3 and 2*cells/3")
+    stem_multiplier: int = Field(3, ge=1, le=16)
+    auxiliary_weight: float = Field(0.4, ge=0, le=1e6, description="0 disables the auxiliary head")
     drop_path_prob: float = Field(0.3, ge=0, lt=1, description="final value of the linear ramp")
-    epochs: int = Field(600, ge=1)
-    batch_size: int = Field(128, ge=2, description="per process")
-    eval_batch_size: int = Field(256, ge=1)
-    weight_lr: float = Field(0.025, gt=0)
-    weight_lr_min: float = Field(0.0, ge=0)
-    warmup_epochs: int = Field(0, ge=0, description="linear learning-rate warm-up before the cosine")
+    epochs: int = Field(600, ge=1, le=MAX_EPOCHS)
+    batch_size: int = Field(128, ge=2, le=MAX_BATCH, description="per process")
+    eval_batch_size: int = Field(256, ge=1, le=MAX_BATCH)
+    weight_lr: float = Field(0.025, gt=0, le=MAX_LR)
+    weight_lr_min: float = Field(0.0, ge=0, le=MAX_LR)
+    warmup_epochs: int = Field(0, ge=0, le=MAX_EPOCHS, description="linear learning-rate warm-up before the cosine")
     weight_momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(3e-4, ge=0)
+    weight_decay: float = Field(3e-4, ge=0, le=1)
     param_count_rule: bool = Field(
         True, description="CIFAR reference rule: weight decay and drop-path chosen by parameter count"
     )
     label_smoothing: float = Field(0.0, ge=0, lt=1)
-    grad_clip: float = Field(5.0, gt=0)
-    cutout: int = Field(16, ge=0, description="cutout square side in pixels (cifar augmentation); 0 = off")
+    grad_clip: float = Field(5.0, gt=0, le=1e6)
+    cutout: int = Field(
+        16, ge=0, le=MAX_IMAGE_SIZE, description="cutout square side in pixels (cifar augmentation); 0 = off"
+    )
     bf16: bool = False
     channels_last: bool = Field(True, description="channels-last weights and batches (faster convolutions)")
     fused_optimizer: bool = Field(True, description="the fused SGD kernel instead of the per-tensor loop")
@@ -179,6 +222,8 @@ class RetrainConfig(_Section):
             raise ValueError("init_channels must be even (factorized reduce halves it)")
         if self.warmup_epochs >= self.epochs:
             raise ValueError("warmup_epochs must be smaller than epochs")
+        if self.weight_lr_min > self.weight_lr:
+            raise ValueError("weight_lr_min must not exceed weight_lr")
         return self
 
 
@@ -186,8 +231,8 @@ class NasBench201Config(_Section):
     """The NAS-Bench-201 cell space (``search_space: nasbench201``); S, E and the retrained
     network all have this width and depth."""
 
-    channels: int = Field(16, ge=1, description="C of the first stage (16 in the benchmark)")
-    cells_per_stage: int = Field(5, ge=1, description="N cells per stage (5 in the benchmark)")
+    channels: int = Field(16, ge=1, le=MAX_CHANNELS, description="C of the first stage (16 in the benchmark)")
+    cells_per_stage: int = Field(5, ge=1, le=MAX_CELLS, description="N cells per stage (5 in the benchmark)")
     benchmark_file: str | None = Field(
         None, description="JSON export of NAS-Bench-201 / NATS-Bench accuracies; looked up every cycle"
     )
@@ -212,10 +257,12 @@ class ChainConfig(_Section):
 class EvaluateConfig(_Section):
     """Held-out metrics, model size and speed of the retrained network."""
 
-    batch_size: int = Field(256, ge=1)
-    throughput_batch_size: int = Field(64, ge=1)
-    timing_repeats: int = Field(20, ge=1, description="timed runs (median reported) after the warm-up runs")
-    timing_warmup: int = Field(3, ge=0)
+    batch_size: int = Field(256, ge=1, le=MAX_BATCH)
+    throughput_batch_size: int = Field(64, ge=1, le=MAX_BATCH)
+    timing_repeats: int = Field(
+        20, ge=1, le=MAX_REPEATS, description="timed runs (median reported) after the warm-up runs"
+    )
+    timing_warmup: int = Field(3, ge=0, le=MAX_REPEATS)
 
 
 class TrackingConfig(_Section):
@@ -234,7 +281,7 @@ class TrackingConfig(_Section):
         description="registered-model name; default cdarts-<dataset>-<search space>, so that the promotion "
         "gate only ever compares models of one dataset and space",
     )
-    promotion_margin: float = Field(0.0, ge=0, description="top-1 a challenger must add to the champion's")
+    promotion_margin: float = Field(0.0, ge=0, le=100, description="top-1 a challenger must add to the champion's")
 
 
 class ExperimentConfig(_Section):
@@ -242,7 +289,7 @@ class ExperimentConfig(_Section):
 
     name: str = "experiment"
     search_space: SearchSpace = "darts"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     deterministic: bool = True
     data: DataConfig = DataConfig()
@@ -252,6 +299,14 @@ class ExperimentConfig(_Section):
     tracking: TrackingConfig = TrackingConfig()
     nasbench201: NasBench201Config = NasBench201Config()
     chain: ChainConfig = ChainConfig()
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        """The form only (no torch here); :func:`cdarts.devices.resolve_device` checks the machine."""
+        if not DEVICE_PATTERN.fullmatch(value):
+            raise ValueError("unknown device (use auto, cpu, cuda or cuda:N)")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -288,6 +343,16 @@ class ExperimentConfig(_Section):
             raise ValueError("the nasbench201 search runs exactly one joint epoch per cycle (epochs_per_cycle: 1)")
         if self.search_space == "chain" and self.data.image_size < 32:
             raise ValueError("the chain space downsamples 32x: data.image_size must be at least 32")
+        size = self.data.image_size
+        if self.search_space == "nasbench201" and size % 4:
+            raise ValueError(
+                f"data.image_size {size} must be a multiple of 4 (the nasbench201 network halves it twice)"
+            )
+        if self.search_space == "darts":
+            for section, stem in (("search", self.search.stem), ("retrain", self.retrain.stem)):
+                divisor = 32 if stem == "imagenet" else 4  # cdarts.networks.layout.required_divisor(3, stem)
+                if size % divisor:
+                    raise ValueError(f"data.image_size {size} must be a multiple of {divisor} ({section}.stem {stem})")
         return self
 
     def digest(self) -> str:
@@ -352,7 +417,7 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         if not sep or not key.strip():
             raise ConfigError(f"override {item!r} must look like key.subkey=value")
         try:
-            value = yaml.safe_load(raw)
+            value = load_yaml(raw, f"override {key.strip()!r}")
         except yaml.YAMLError:
             raise ConfigError(f"override {item!r}: value is not valid YAML") from None
         parts = key.strip().split(".")
@@ -402,7 +467,7 @@ def load_config(name_or_path: str, overrides: list[str] | None = None) -> Experi
     """Read a YAML config file or preset and apply ``key.subkey=value`` overrides."""
     path = resolve_config_path(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"), f"config {path}")
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -421,7 +486,7 @@ def load_config_spec(spec: str, overrides: list[str] | None = None) -> Experimen
     text = spec.strip()
     if "\n" in text or text.startswith("{"):
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text, "the config text")
         except yaml.YAMLError:
             raise ConfigError("the config text is not valid YAML") from None
         if not isinstance(data, dict):

@@ -18,6 +18,7 @@ from typing import Any
 
 from cdarts.errors import GenotypeError
 from cdarts.genotype import Gene, Genotype
+from cdarts.safe_yaml import load_json
 
 MAX_GENOTYPE_TEXT = 20_000  # far above any real genotype; bounds the parser's work
 _FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
@@ -108,7 +109,7 @@ def parse_genotype_file(path: Path) -> Genotype:
     if not stripped.startswith("{"):
         return parse_genotype_string(stripped)
     try:
-        data = json.loads(stripped)
+        data = load_json(stripped, f"genotype file {path}", GenotypeError)
     except json.JSONDecodeError as error:
         raise GenotypeError(f"{path} is not valid JSON: {error.msg} (line {error.lineno})") from None
     if "schema_version" in data:

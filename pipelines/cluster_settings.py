@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cdarts.errors import ConfigError
+from cdarts.safe_yaml import load_yaml
 from cdarts.task_resources import check_quantity
 from pipelines.options import DataVolume, PipelineOptions, Toleration
 
@@ -121,7 +122,7 @@ def load_cluster_settings(path: Path) -> ClusterSettings:
     try:
         if path.stat().st_size > MAX_SETTINGS_BYTES:
             raise ConfigError(f"{path}: a cluster settings file must be smaller than 1 MiB")
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"), f"cluster settings {path}")
     except OSError as error:
         raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
     except (UnicodeDecodeError, yaml.YAMLError):

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cdarts.architecture import resolve_architecture
 from cdarts.config import ExperimentConfig, build_config, load_config, source_overrides
 from cdarts.errors import CdartsError, ConfigError
+from cdarts.safe_yaml import load_yaml
 
 MAX_REQUEST_BYTES = 1 << 20
 
@@ -103,7 +104,7 @@ def load_request(path: Path) -> LoadedRequest:
     except OSError as error:
         raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
     try:
-        raw = yaml.safe_load(data.decode("utf-8"))
+        raw = load_yaml(data.decode("utf-8"), f"retrain request {path}")
     except (UnicodeDecodeError, yaml.YAMLError):
         raise ConfigError(f"{path}: not valid UTF-8 YAML") from None
     if not isinstance(raw, dict):

@@ -272,6 +272,7 @@ def pipeline_options(flags: CompileFlags) -> PipelineOptions:
     """The compile options: defaults, then the ``--cluster-settings`` file, then the flags."""
     import yaml
 
+    from cdarts.safe_yaml import load_yaml
     from pipelines.cluster_settings import parse_cluster_settings, pipeline_options_from
     from pipelines.options import PipelineOptions
 
@@ -280,7 +281,7 @@ def pipeline_options(flags: CompileFlags) -> PipelineOptions:
     if flags.cluster_settings is not None:
         path = flags.cluster_settings
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            loaded = load_yaml(path.read_text(encoding="utf-8"), f"cluster settings {path}")
         except OSError as error:
             raise fail(f"{path}: cannot read ({error.strerror})") from None
         except (UnicodeDecodeError, yaml.YAMLError):

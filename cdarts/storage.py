@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 from urllib.parse import urlparse
 
+from cdarts.atomic_files import atomic_writer
 from cdarts.errors import StorageError
 
 MANIFEST_NAME = "_MANIFEST.json"
@@ -82,11 +83,8 @@ class LocalStore:
             raise StorageError(f"store directory {self.root} is not writable")
 
     def upload_file(self, local: Path, key: str) -> None:
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        shutil.copyfile(local, partial)
-        os.replace(partial, target)
+        with local.open("rb") as source, atomic_writer(self._path(key)) as target:
+            shutil.copyfileobj(source, target)
 
     def download_file(self, key: str, local: Path) -> None:
         source = self._path(key)

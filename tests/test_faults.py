@@ -73,7 +73,7 @@ def test_os_error_in_the_cli_is_one_line_exit_2() -> None:
     error = OSError(errno.EROFS, os.strerror(errno.EROFS), "/data/out/model.pt")
     result = CliRunner().invoke(_app(error), [])
     assert result.exit_code == 2
-    assert result.output.strip() == "cdarts: error: /data/out/model.pt: Read-only file system"
+    assert result.output.strip() == "cdarts: error: cannot write /data/out/model.pt: Read-only file system"
 
 
 def test_disk_error_in_the_cli_is_one_line_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,11 +5,13 @@ of the same dataset. This stage only registers, gates and moves aliases: it logs
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+from cdarts.atomic_files import write_text_atomic
 from cdarts.config import ExperimentConfig
-from cdarts.errors import DataError, TrackingError
+from cdarts.errors import DataError, TrackingError, TrainingDivergedError
 from cdarts.model_file import read_logged_model_reference
 from cdarts.runners.evaluate import METRICS_NAME
 from cdarts.tracking import Tracker, model_aliases, promote_if_better, register_logged_model
@@ -31,6 +33,12 @@ def run_register(
     if not metrics_path.is_file():
         raise DataError(f"{evaluation_dir} holds no {METRICS_NAME}; run evaluate first")
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    for key in ("top1", "top5", "loss"):
+        value = metrics.get(key)
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            raise TrainingDivergedError(
+                f"{metrics_path}: {key} is {value!r}, not a finite number; a diverged model is not registered"
+            )
     reference = read_logged_model_reference(model_path)
     if reference is None:
         raise TrackingError(
@@ -64,7 +72,7 @@ def run_register(
         **decision,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / REGISTRATION_NAME).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    write_text_atomic(out_dir / REGISTRATION_NAME, json.dumps(result, indent=2))
     if tracker is not None:
         tracker.set_tags(
             {

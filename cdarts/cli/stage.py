@@ -11,6 +11,7 @@ import typer
 from cdarts.cli.errors import fail, handles_user_errors
 from cdarts.cli.options import ConfigOption, OutDirOption, SetOption
 from cdarts.cli.progress import progress_display
+from cdarts.out_dir_lock import locks_out_dir
 
 app = typer.Typer(no_args_is_help=True, help="Run one stage of the pipeline locally.")
 
@@ -53,6 +54,7 @@ def data_prep(
 
 @app.command("search")
 @handles_user_errors
+@locks_out_dir
 def search(
     config: ConfigOption,
     out: OutDirOption,
@@ -81,6 +83,7 @@ def search(
 ) -> None:
     """Run (or resume) the cyclic joint search. Works under torchrun for several processes."""
     from cdarts.config import load_config
+    from cdarts.devices import resolve_device
     from cdarts.distributed import destroy_process_group
     from cdarts.runners.data_prep import run_data_prep
     from cdarts.runners.search import run_search
@@ -89,6 +92,7 @@ def search(
     from cdarts.trainjob.node_data import fetch_prepared_dataset, publish_directory
 
     experiment = load_config(config, overrides)
+    resolve_device(experiment.device)  # an impossible device is refused before the data is prepared
     if data is not None:
         dataset = fetch_prepared_dataset(data) if is_remote(data) else Path(data)
     else:
@@ -127,6 +131,7 @@ def search(
 
 @app.command("derive-genotype")
 @handles_user_errors
+@locks_out_dir
 def derive_genotype(
     alphas: Annotated[Path, typer.Option("--alphas", "-a", help="alphas.pt written by the search.")],
     out: OutDirOption,
@@ -147,6 +152,7 @@ GENOTYPE_HELP = (
 
 @app.command("retrain")
 @handles_user_errors
+@locks_out_dir
 def retrain(
     config: ConfigOption,
     data: DataOption,
@@ -203,6 +209,7 @@ def retrain(
 
 @app.command("evaluate")
 @handles_user_errors
+@locks_out_dir
 def evaluate(
     config: ConfigOption,
     data: DataOption,

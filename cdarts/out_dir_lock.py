@@ -1,0 +1,65 @@
+"""One cdarts process per output directory: an advisory ``flock`` on ``<out>/.cdarts.lock``."""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+from cdarts.atomic_files import disk_error
+from cdarts.errors import CdartsError
+
+LOCK_NAME = ".cdarts.lock"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class OutDirInUseError(CdartsError):
+    """Another cdarts process holds the output directory's lock."""
+
+
+@contextmanager
+def out_dir_lock(out: Path) -> Iterator[None]:
+    """Hold ``<out>/.cdarts.lock`` (non-blocking) for the block; a second holder is refused.
+
+    Under torchrun only local rank 0 takes it: the other ranks write nothing of their own there.
+    """
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        yield
+        return
+    path = Path(out) / LOCK_NAME
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise disk_error(path, error) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise OutDirInUseError(f"{out} is in use by another cdarts process (pid {holder})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def locks_out_dir(command: Callable[P, R]) -> Callable[P, R]:
+    """Decorator for a CLI command with an ``out`` parameter: hold its lock while it runs."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        out = kwargs.get("out")
+        if not isinstance(out, Path):
+            return command(*args, **kwargs)
+        with out_dir_lock(out):
+            return command(*args, **kwargs)
+
+    return wrapper

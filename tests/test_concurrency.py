@@ -1,0 +1,84 @@
+"""One cdarts process per --out: a second writer is refused in one line while the first holds it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cdarts.cli.main import app
+from cdarts.out_dir_lock import LOCK_NAME
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from cdarts.out_dir_lock import out_dir_lock
+    with out_dir_lock(Path(sys.argv[1])):
+        print("held", flush=True)
+        sys.stdin.readline()
+    """
+)
+
+
+def _stage(out: Path) -> subprocess.CompletedProcess[str]:
+    # derive-genotype takes the lock before reading its input, so a missing alphas file is enough
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cdarts",
+            "stage",
+            "derive-genotype",
+            "--alphas",
+            str(out / "none.pt"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_second_process_is_refused_while_the_first_holds_the_lock(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        refused = _stage(tmp_path)
+        assert refused.returncode == 2
+        assert (
+            refused.stderr.strip()
+            == f"cdarts: error: {tmp_path} is in use by another cdarts process (pid {holder.pid})"
+        )
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    after = _stage(tmp_path)  # the lock is free again: the command runs (and fails on its input)
+    assert after.returncode == 2
+    assert "in use" not in after.stderr and "none.pt" in after.stderr
+
+
+def test_other_local_ranks_take_no_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cdarts.out_dir_lock import out_dir_lock
+
+    with out_dir_lock(tmp_path):
+        monkeypatch.setenv("LOCAL_RANK", "1")
+        with out_dir_lock(tmp_path):
+            pass
+    assert (tmp_path / LOCK_NAME).is_file()
+
+
+def test_the_lock_is_released_for_the_next_command(tmp_path: Path) -> None:
+    for _ in range(2):
+        result = CliRunner().invoke(
+            app, ["stage", "derive-genotype", "--alphas", str(tmp_path / "x.pt"), "--out", str(tmp_path)]
+        )
+        assert result.exit_code == 2 and "in use" not in result.output

@@ -90,3 +90,38 @@ def test_disk_error_in_the_cli_is_one_line_exit_2(tmp_path: Path, monkeypatch: p
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("cdarts: error: cannot write ")
     assert "Traceback" not in result.output
+
+
+def test_resumed_search_leaves_no_duplicate_metric_lines(tiny_config, tiny_dataset: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from cdarts.runners.search import run_search
+
+    out = tmp_path / "search"
+    run_search(tiny_config, tiny_dataset, out, max_iterations=1)
+    metrics = out / "metrics.jsonl"
+    first = metrics.read_text(encoding="utf-8").splitlines()
+    assert first
+    # the kill came after more lines were logged than the checkpoint holds, one of them torn
+    last_step = json.loads(first[-1])["step"]
+    with metrics.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"step": last_step + 1, "search/loss": 1.0}) + "\n" + '{"step": ')
+    run_search(tiny_config, tiny_dataset, out)
+    steps = [json.loads(line)["step"] for line in metrics.read_text(encoding="utf-8").splitlines()]
+    keys = [(json.loads(line)["step"], tuple(sorted(json.loads(line)))) for line in metrics.read_text().splitlines()]
+    assert len(keys) == len(set(keys)), "a metric line was logged twice"
+    assert steps == sorted(steps)
+    assert (out / "genotype.json").is_file()
+
+
+def test_truncate_after_keeps_lines_up_to_the_step(tmp_path: Path) -> None:
+    from cdarts.tracking.protocol import JsonlTracker
+
+    tracker = JsonlTracker(tmp_path / "metrics.jsonl")
+    for step in (1, 2, 3):
+        tracker.log_metrics({"loss": float(step)}, step)
+    tracker.truncate_after(2)
+    tracker.log_metrics({"loss": 3.5}, 3)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines] == ['{"step": 1', '{"step": 2', '{"step": 3']
+    assert '"loss": 3.5' in lines[-1]

@@ -83,6 +83,24 @@ class JsonlTracker(NullTracker):
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps({"step": step, **clean}) + "\n")
 
+    def truncate_after(self, step: int) -> None:
+        """Drop the lines logged beyond ``step`` (a resumed run logs them again: no duplicates)."""
+        import json
+
+        if not self.path.is_file():
+            return
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                if int(json.loads(line)["step"]) > step:
+                    continue
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line of a killed run
+            kept.append(line + "\n")
+        from cdarts.atomic_files import write_text_atomic
+
+        write_text_atomic(self.path, "".join(kept))
+
 
 class FanOutTracker:
     """Forwards every call to several trackers."""

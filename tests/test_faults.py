@@ -125,3 +125,24 @@ def test_truncate_after_keeps_lines_up_to_the_step(tmp_path: Path) -> None:
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [line.split(",")[0] for line in lines] == ['{"step": 1', '{"step": 2', '{"step": 3']
     assert '"loss": 3.5' in lines[-1]
+
+
+def test_resumed_retrain_leaves_no_duplicate_metric_lines(tiny_config, tiny_dataset: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from cdarts.genotype import reference_genotype
+    from cdarts.runners.retrain import run_retrain
+
+    genotype = reference_genotype("CDARTS_CIFAR")
+    config = tiny_config.model_copy(update={"retrain": tiny_config.retrain.model_copy(update={"epochs": 2})})
+    run_retrain(config, tiny_dataset, genotype, tmp_path / "straight")
+    out = tmp_path / "resumed"
+    run_retrain(config, tiny_dataset, genotype, out, max_epochs=1)
+    with (out / "metrics.jsonl").open("a", encoding="utf-8") as handle:  # killed after logging epoch 2
+        handle.write(json.dumps({"step": 2, "retrain/train_loss": 1.0}) + "\n")
+    run_retrain(config, tiny_dataset, genotype, out)
+
+    def steps(path: Path) -> list[int]:
+        return [json.loads(line)["step"] for line in path.read_text(encoding="utf-8").splitlines()]
+
+    assert steps(out / "metrics.jsonl") == steps(tmp_path / "straight" / "metrics.jsonl")

@@ -165,6 +165,8 @@ def run_retrain(
         optimizer.load_state_dict(state["optimizer"])
         next_epoch, history = int(state["next_epoch"]), list(state["history"])
         restore_rng_state(state["rng"])
+        if distributed.is_main:  # a killed run's lines past the checkpoint are logged again
+            JsonlTracker(out_dir / "metrics.jsonl").truncate_after(next_epoch)
     else:
         log.log_params(config.model_dump(mode="json", exclude={"tracking"}))
         log.set_tags({"cdarts.genotype": genotype.to_string(), "cdarts.dataset_digest": prepared.digest})

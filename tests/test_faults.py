@@ -146,3 +146,22 @@ def test_resumed_retrain_leaves_no_duplicate_metric_lines(tiny_config, tiny_data
         return [json.loads(line)["step"] for line in path.read_text(encoding="utf-8").splitlines()]
 
     assert steps(out / "metrics.jsonl") == steps(tmp_path / "straight" / "metrics.jsonl")
+
+
+def test_data_prep_removes_a_killed_runs_partial_directory(tiny_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    from cdarts.runners.data_prep import run_data_prep
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    out = tmp_path / "tiny"
+    stale = tmp_path / f".tiny.partial-{dead.stdout.strip()}-deadbeef"
+    old_style = tmp_path / ".tiny.partial-0a1b2c3d"
+    live = tmp_path / f".tiny.partial-{os.getpid()}-cafecafe"
+    for directory in (stale, old_style, live):
+        (directory / "train").mkdir(parents=True)
+    run_data_prep(tiny_config.data, tiny_config.seed, out)
+    assert not stale.exists() and not old_style.exists()
+    assert live.exists()  # a live process's partial directory is left alone
+    assert (out / "manifest.json").is_file()

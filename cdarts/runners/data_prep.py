@@ -4,6 +4,7 @@ dataset directory (see :mod:`cdarts.data.prepared`), written atomically."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import uuid
@@ -155,6 +156,25 @@ def _write_prepared(source: SourceData, data: DataConfig, seed: int, out: Path) 
     }
 
 
+def _remove_stale_partials(out_dir: Path) -> None:
+    """Remove the hidden partial directories left by killed data preps into ``out_dir``."""
+    for stale in out_dir.parent.glob(f".{out_dir.name}.partial-*"):
+        pid = stale.name.rsplit(".partial-", 1)[1].split("-")[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue  # another data prep on this machine is still writing it
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def run_data_prep(data: DataConfig, seed: int, out_dir: Path, tracker: Tracker | None = None) -> PreparedDataset:
     """Read, validate and prepare the configured source into ``out_dir``.
 
@@ -173,7 +193,8 @@ def run_data_prep(data: DataConfig, seed: int, out_dir: Path, tracker: Tracker |
         else:
             source = read_source(data)
         out_dir.parent.mkdir(parents=True, exist_ok=True)
-        partial = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
+        _remove_stale_partials(out_dir)
+        partial = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         partial.mkdir()
         try:
             manifest = _write_prepared(source, data, seed, partial)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -190,10 +191,37 @@ _PERMANENT_CODES = {
 }
 
 
+S3_RETRY_SECONDS_ENV = "CDARTS_S3_RETRY_SECONDS"
+DEFAULT_S3_RETRY_SECONDS = 60.0
+
+
+def s3_retry_seconds() -> float:
+    """How long S3 calls keep retrying after their first failure: ``$CDARTS_S3_RETRY_SECONDS``
+    (default 60). It also caps how long one attempt may wait for an answer, so a dead or hung
+    object store fails a stage in about twice this time, not in minutes of retries."""
+    raw = os.environ.get(S3_RETRY_SECONDS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_S3_RETRY_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or not 0 < seconds <= 3600:
+        raise StorageError(f"{S3_RETRY_SECONDS_ENV}={raw!r} is not a number of seconds in (0, 3600]")
+    return seconds
+
+
 class S3Store:
     """One bucket of an S3-compatible server."""
 
-    def __init__(self, settings: S3Settings, bucket: str, attempts: int = 4, backoff_seconds: float = 0.5) -> None:
+    def __init__(
+        self,
+        settings: S3Settings,
+        bucket: str,
+        attempts: int = 4,
+        backoff_seconds: float = 0.5,
+        retry_seconds: float | None = None,
+    ) -> None:
         import urllib3
         from minio import Minio
 
@@ -201,9 +229,11 @@ class S3Store:
         self.bucket = bucket
         self.attempts = attempts
         self.backoff_seconds = backoff_seconds
-        # Our own retry loop handles transient failures; the HTTP layer fails fast.
+        self.retry_seconds = s3_retry_seconds() if retry_seconds is None else retry_seconds
+        # Our own retry loop handles transient failures; the HTTP layer fails fast. A read that
+        # waits longer than the retry budget is treated as a dead server.
         http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=5, read=120),
+            timeout=urllib3.Timeout(connect=min(5.0, self.retry_seconds), read=min(120.0, self.retry_seconds)),
             retries=urllib3.Retry(total=0, raise_on_status=False),
         )
         self.client = Minio(
@@ -219,21 +249,26 @@ class S3Store:
         return f"s3://{self.bucket} at {self.settings.endpoint}"
 
     def _call(self, what: str, operation: Callable[[], T]) -> T:
-        """Run ``operation``, retrying transient failures with exponential backoff."""
+        """Run ``operation``, retrying transient failures with exponential backoff for at most
+        ``retry_seconds`` after the first failure (and at most ``attempts`` times)."""
         from minio.error import S3Error
         from urllib3.exceptions import HTTPError
 
+        deadline: float | None = None
         for attempt in range(1, self.attempts + 1):
             try:
                 return operation()
             except S3Error as error:
-                if error.code in _PERMANENT_CODES or attempt == self.attempts:
-                    raise StorageError(f"{what} on {self._describe()} failed: {error.code}") from None
+                failure = f"{what} on {self._describe()} failed: {error.code}"
+                if error.code in _PERMANENT_CODES:
+                    raise StorageError(failure) from None
             except (OSError, ValueError, HTTPError) as error:  # connection refused, reset, timed out
-                if attempt == self.attempts:
-                    reason = type(error).__name__
-                    raise StorageError(f"{what}: cannot reach {self._describe()} ({reason})") from None
-            time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+                failure = f"{what}: cannot reach {self._describe()} ({type(error).__name__})"
+            pause = self.backoff_seconds * 2 ** (attempt - 1)
+            deadline = deadline or time.monotonic() + self.retry_seconds
+            if attempt == self.attempts or time.monotonic() + pause >= deadline:
+                raise StorageError(f"{failure}; gave up after {attempt} attempt(s)") from None
+            time.sleep(pause)
         raise AssertionError("unreachable")
 
     def check(self) -> None:

@@ -88,6 +88,8 @@ def _bound_client_retries() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+    # Direct s3:// artifact stores go through boto3, whose standard retries add up on a dead store.
+    os.environ.setdefault("AWS_MAX_ATTEMPTS", "2")
 
 
 def check_tracking(uri: str) -> None:
@@ -140,7 +142,11 @@ class MlflowTracker:
     Metrics, parameters and tags go through MLflow's asynchronous logging, so a slow or
     unreachable server never stalls a training step; artifacts are uploaded synchronously with
     retries. Failures print one warning per run and are counted; :meth:`close` waits for what is
-    still in flight and returns the count.
+    still in flight and returns the count. Artifact uploads retry for at most
+    ``$CDARTS_S3_RETRY_SECONDS`` after their first failure, all uploads of the run together: once
+    that budget is spent the artifact store counts as down and later uploads fail at once (counted
+    in ``artifact_failures``), so a dead store costs a stage about a minute, not one retry series
+    per artifact.
     """
 
     def __init__(self, uri: str, run_id: str, attempts: int = 3, backoff_seconds: float = 1.0) -> None:
@@ -151,6 +157,8 @@ class MlflowTracker:
         self.backoff_seconds = backoff_seconds
         self.calls = 0
         self.failures = 0
+        self.artifact_failures = 0
+        self._artifact_deadline: float | None = None  # set by the first failed upload
         self._warned = False
         self._closed = False
         self._lock = threading.Lock()
@@ -188,16 +196,21 @@ class MlflowTracker:
         if operations is not None:
             self._in_flight.put((what, operations))
 
-    def _retry(self, what: str, call: Callable[[], T]) -> T | None:
+    def _retry(
+        self, what: str, call: Callable[[], T], deadline: Callable[[], float | None] = lambda: None
+    ) -> T | None:
+        """``call`` with retries; none is started at or after ``deadline()`` (monotonic seconds)."""
         self.calls += 1
         for attempt in range(1, self.attempts + 1):
             try:
                 return call()
             except Exception as error:  # a tracking hiccup must not stop a long training run
-                if attempt == self.attempts:
+                pause = self.backoff_seconds * 2 ** (attempt - 1)
+                until = deadline()
+                if attempt == self.attempts or (until is not None and time.monotonic() + pause >= until):
                     self._failed(what, error)
                     return None
-                time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+                time.sleep(pause)
         return None
 
     def close(self) -> int:
@@ -238,13 +251,29 @@ class MlflowTracker:
         self._submit("set_tags", lambda: self.client.log_batch(self.run_id, tags=batch, synchronous=False))
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        def upload() -> None:
-            if path.is_dir():
-                self.client.log_artifacts(self.run_id, str(path), artifact_path)
-            else:
-                self.client.log_artifact(self.run_id, str(path), artifact_path)
+        def upload() -> bool:
+            try:
+                if path.is_dir():
+                    self.client.log_artifacts(self.run_id, str(path), artifact_path)
+                else:
+                    self.client.log_artifact(self.run_id, str(path), artifact_path)
+            except Exception:
+                if self._artifact_deadline is None:  # the budget runs from the run's first failure
+                    from cdarts.storage import s3_retry_seconds
 
-        self._retry(f"log_artifact {path.name}", upload)
+                    self._artifact_deadline = time.monotonic() + s3_retry_seconds()
+                raise
+            self._artifact_deadline = None  # the store answers again: a later outage gets a fresh budget
+            return True
+
+        what = f"log_artifact {path.name}"
+        if self._artifact_deadline is not None and time.monotonic() >= self._artifact_deadline:
+            self.calls += 1  # the artifact store is down: spend no more time on it
+            self.artifact_failures += 1
+            self._failed(what, TimeoutError("artifact store retry budget spent"))
+            return
+        if self._retry(what, upload, lambda: self._artifact_deadline) is None:
+            self.artifact_failures += 1
 
     def log_dataset(self, name: str, digest: str, source: str, context: str) -> None:
         from mlflow.entities import Dataset, DatasetInput, InputTag
@@ -346,8 +375,11 @@ def stage_run(
 ) -> Iterator[MlflowTracker]:
     """The MLflow run of one stage: KFP's injected run, else a run nested under the parent.
 
-    On the way out the tracker's in-flight logging is awaited; with ``strict`` (the register
-    stage) any failed logging call fails the stage instead of a warning.
+    On the way out the tracker's in-flight logging is awaited. A failed artifact upload fails
+    every stage at its end: the artifacts (manifest, genotype and alphas, model and summary,
+    metrics, registration) are the record of the stage's result, and a run without them must not
+    read as a success. Other failed calls (metrics, params, tags) only warn, unless ``strict``
+    (the register stage), where any failure fails the stage.
     """
     check_tracking(uri)
     client = _client(uri)
@@ -371,9 +403,15 @@ def stage_run(
             client.set_terminated(run_id, "FAILED")
         raise
     failures = tracker.close()
-    if strict and failures:
+    if tracker.artifact_failures or (strict and failures):
         if created:
-            client.set_terminated(run_id, "FAILED")
+            with contextlib.suppress(Exception):  # the server may be as unreachable as its store
+                client.set_terminated(run_id, "FAILED")
+        if tracker.artifact_failures:
+            raise TrackingError(
+                f"{tracker.artifact_failures} MLflow artifact upload(s) of the {stage} stage failed; "
+                "its record is incomplete (is the artifact store reachable?), rerun the stage"
+            )
         raise TrackingError(f"{failures} MLflow call(s) of the {stage} stage failed; its record is incomplete")
     if created:
         client.set_terminated(run_id, "FINISHED")

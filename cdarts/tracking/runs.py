@@ -143,10 +143,10 @@ class MlflowTracker:
     unreachable server never stalls a training step; artifacts are uploaded synchronously with
     retries. Failures print one warning per run and are counted; :meth:`close` waits for what is
     still in flight and returns the count. Artifact uploads retry for at most
-    ``$CDARTS_S3_RETRY_SECONDS`` after their first failure, all uploads of the run together: once
-    that budget is spent the artifact store counts as down and later uploads fail at once (counted
-    in ``artifact_failures``), so a dead store costs a stage about a minute, not one retry series
-    per artifact.
+    ``$CDARTS_S3_RETRY_SECONDS`` from the start of the run's first failing one, all uploads
+    together: once that budget is spent the artifact store counts as down and later uploads fail
+    at once (counted in ``artifact_failures``), so a dead store costs a stage about one budget,
+    not one retry series per artifact. A successful upload resets the budget.
     """
 
     def __init__(self, uri: str, run_id: str, attempts: int = 3, backoff_seconds: float = 1.0) -> None:
@@ -196,9 +196,7 @@ class MlflowTracker:
         if operations is not None:
             self._in_flight.put((what, operations))
 
-    def _retry(
-        self, what: str, call: Callable[[], T], deadline: Callable[[], float | None] = lambda: None
-    ) -> T | None:
+    def _retry(self, what: str, call: Callable[[], T], deadline: Callable[[], float | None] = lambda: None) -> T | None:
         """``call`` with retries; none is started at or after ``deadline()`` (monotonic seconds)."""
         self.calls += 1
         for attempt in range(1, self.attempts + 1):
@@ -251,6 +249,8 @@ class MlflowTracker:
         self._submit("set_tags", lambda: self.client.log_batch(self.run_id, tags=batch, synchronous=False))
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        started = time.monotonic()
+
         def upload() -> bool:
             try:
                 if path.is_dir():
@@ -258,10 +258,12 @@ class MlflowTracker:
                 else:
                     self.client.log_artifact(self.run_id, str(path), artifact_path)
             except Exception:
-                if self._artifact_deadline is None:  # the budget runs from the run's first failure
+                # The budget runs from the start of the run's first failing upload: one attempt
+                # against a hung store can itself take minutes (MLflow's and boto3's own retries).
+                if self._artifact_deadline is None:
                     from cdarts.storage import s3_retry_seconds
 
-                    self._artifact_deadline = time.monotonic() + s3_retry_seconds()
+                    self._artifact_deadline = started + s3_retry_seconds()
                 raise
             self._artifact_deadline = None  # the store answers again: a later outage gets a fresh budget
             return True

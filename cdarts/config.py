@@ -93,13 +93,17 @@ class DataConfig(_Section):
         needs_location = self.source in ("cifar10", "cifar100", "imagefolder")
         if needs_location and not self.location:
             raise ValueError(f"source {self.source!r} needs a location (directory or archive)")
-        count, channels = (
-            (DIGITS_IMAGES, 1) if self.source == "digits" else (self.num_train + self.num_test, self.channels)
-        )
-        if self.source in ("synthetic", "digits") and count * self.image_size**2 * channels * 4 > MAX_ARRAY_BYTES:
+        size = self.image_size
+        if self.source == "synthetic":
+            count = self.num_train + self.num_test
+            needed = count * size**2 * self.channels * 4  # float32 while they are made
+            what = f"{count} synthetic images (data.num_train + data.num_test) of data.image_size {size}"
+        else:
+            needed = DIGITS_IMAGES * size**2 * 4  # grey float32 while they are resized
+            what = f"the {DIGITS_IMAGES} digits images at data.image_size {size}"
+        if self.source in ("synthetic", "digits") and needed > MAX_ARRAY_BYTES:
             raise ValueError(
-                f"{self.source} images of {self.image_size}x{self.image_size} px would take more than "
-                f"{MAX_ARRAY_BYTES >> 30} GiB of memory; lower image_size (or num_train, num_test, channels)"
+                f"{what} would take {needed / (1 << 30):.0f} GiB of memory (at most {MAX_ARRAY_BYTES >> 30} GiB)"
             )
         return self
 

@@ -21,6 +21,9 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"device {name!r} requested but CUDA is not available on this machine")
     if device.type not in ("cpu", "cuda"):
         raise ConfigError(f"unsupported device type {device.type!r} (use cpu or cuda)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ConfigError(f"device {name!r} requested but this machine has {count} CUDA device(s)")
     return device
 
 

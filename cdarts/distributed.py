@@ -79,6 +79,14 @@ class DistributedContext:
         dist.all_reduce(difference, op=dist.ReduceOp.MAX)
         return float(difference)
 
+    def any_rank(self, flag: bool, device: torch.device) -> bool:
+        """True on every process when ``flag`` is true on any (so all take the same branch)."""
+        if not self.enabled:
+            return flag
+        value = torch.tensor(float(flag), device=device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value)
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()

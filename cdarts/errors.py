@@ -38,3 +38,7 @@ class TrackingError(CdartsError):
 
 class DiskError(CdartsError):
     """A file could not be written (full disk, read-only or missing directory, permissions)."""
+
+
+class TrainingDivergedError(CdartsError):
+    """Training produced a non-finite loss term or non-finite weights; nothing is marked complete."""

@@ -78,7 +78,7 @@ def test_search_on_a_batch_larger_than_the_split_is_a_clear_error(tmp_path: Path
             "--no-progress",
         ],
     )
-    _assert_one_line_error(result, "fewer than batch_size 64")
+    _assert_one_line_error(result, "search.batch_size 64 is larger than the 32 images")
 
 
 def test_model_summary_reports_the_darts_v2_paper_size() -> None:

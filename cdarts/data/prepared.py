@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from cdarts.errors import DataError
+from cdarts.safe_yaml import load_json
 
 MANIFEST_SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -63,7 +64,7 @@ class PreparedDataset:
         if not path.is_file():
             raise DataError(f"{root} is not a prepared dataset (no {MANIFEST_NAME}); run data-prep first")
         try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
+            manifest = load_json(path.read_text(encoding="utf-8"), f"manifest {path}", DataError)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise DataError(f"{path} is not valid JSON") from None
         if not isinstance(manifest, dict) or manifest.get("schema_version") != MANIFEST_SCHEMA_VERSION:

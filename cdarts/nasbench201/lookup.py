@@ -8,12 +8,12 @@ reads a JSON export: ``{"<arch string>": {"cifar10-test": 93.76, "cifar100-test"
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Protocol
 
 from cdarts.errors import DataError
 from cdarts.nasbench201.genotype import Nb201Genotype
+from cdarts.safe_yaml import load_json
 
 
 class BenchmarkLookup(Protocol):
@@ -27,7 +27,7 @@ class JsonBenchmarkLookup:
 
     def __init__(self, path: Path) -> None:
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = load_json(path.read_text(encoding="utf-8"), f"the benchmark file {path}", DataError)
         except OSError as error:
             raise DataError(f"cannot read the benchmark file {path} ({error.strerror})") from None
         except ValueError:

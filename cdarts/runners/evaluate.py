@@ -7,6 +7,7 @@ multiply-adds, latency at batch 1 and throughput at a larger batch) and ``confus
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from cdarts.config import ExperimentConfig
 from cdarts.data.datasets import evaluation_loader, split_dataset
 from cdarts.data.prepared import PreparedDataset
 from cdarts.devices import resolve_device
-from cdarts.errors import DataError
+from cdarts.errors import DataError, TrainingDivergedError
 from cdarts.model_file import load_model, read_logged_model_reference
 from cdarts.model_summary import summarize
 from cdarts.networks.retrain_factory import RetrainModel
@@ -72,6 +73,11 @@ def run_evaluate(
 
     test_set = split_dataset(prepared, "test", config.data, train=False)
     result = evaluate(model, evaluation_loader(test_set, cfg.batch_size, config.data), device, prepared.num_classes)
+    for name, value in result.metrics().items():
+        if not math.isfinite(value):
+            raise TrainingDivergedError(
+                f"the test {name} of {model_path} is {value}: the model's weights diverged; not writing {METRICS_NAME}"
+            )
     latency = median_forward_seconds(model, 1, device, cfg.timing_repeats, cfg.timing_warmup)
     batch_time = median_forward_seconds(model, cfg.throughput_batch_size, device, cfg.timing_repeats, cfg.timing_warmup)
     metrics: dict[str, Any] = {

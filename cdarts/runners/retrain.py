@@ -28,8 +28,10 @@ from cdarts.config import ExperimentConfig
 from cdarts.data.datasets import evaluation_loader, split_dataset
 from cdarts.data.prepared import PreparedDataset
 from cdarts.data.sampling import build_split_loader
+from cdarts.data_compatibility import check_config_against_data
 from cdarts.devices import resolve_device
 from cdarts.distributed import device_for_rank, init_distributed
+from cdarts.divergence import LossWatch, check_finite_state
 from cdarts.errors import CheckpointError
 from cdarts.genotype import Genotype
 from cdarts.model_file import MODEL_FILE, save_model, write_logged_model_reference
@@ -103,6 +105,7 @@ def run_retrain(
     device = resolve_device(config.device)
     prepared = PreparedDataset.load(dataset_dir)
     distributed = init_distributed(device)
+    check_config_against_data(config, prepared, "retrain")
     device = device_for_rank(device)
     seed_everything(config.seed, config.deterministic)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -192,6 +195,8 @@ def run_retrain(
         model.set_drop_path_prob(drop_path_probability(epoch, max_drop_path, cfg.epochs))
 
         description = f"retrain epoch {epoch + 1}/{cfg.epochs}"
+        hint = "lower retrain.weight_lr or retrain.grad_clip"
+        watch = LossWatch("retrain", f"epoch {epoch + 1}/{cfg.epochs}", epoch * steps_per_epoch + 1, hint)
         train_metrics = train_one_epoch(
             trained,
             train_split.epoch(epoch),
@@ -200,14 +205,30 @@ def run_retrain(
             settings,
             on_step=_step_reporter(progress if distributed.is_main else None, description, steps_per_epoch),
             after_backward=lambda: distributed.average_gradients(model),
+            watch=watch,
         )
         if distributed.enabled:  # report the mean over every process's batches
             averaged = distributed.average_values({k: torch.tensor(v, device=device) for k, v in train_metrics.items()})
             train_metrics = {name: float(value) for name, value in averaged.items()}
+        watch.check(train_metrics)  # host values, the same on every process
         divergence = distributed.max_difference_from_main(list(model.parameters()))
         if divergence > 0:
             raise RuntimeError(f"retrain weights diverged across ranks (max difference {divergence})")
         distributed.broadcast_buffers(model)
+        momentum = [
+            (f"optimizer.state.{index}.{key}", value)
+            for index, entry in enumerate(optimizer.state.values())
+            for key, value in entry.items()
+            if isinstance(value, torch.Tensor)
+        ]
+        check_finite_state(
+            [*model.state_dict().items(), *momentum],
+            stage="retrain",
+            where=f"by step {(epoch + 1) * steps_per_epoch} (end of epoch {epoch + 1}/{cfg.epochs})",
+            hint=hint,
+            distributed=distributed,
+            device=device,
+        )
         next_epoch += 1
         epochs_run += 1
         if not distributed.is_main:

@@ -17,6 +17,7 @@ from cdarts.config import ExperimentConfig
 from cdarts.data.datasets import split_dataset
 from cdarts.data.prepared import PreparedDataset
 from cdarts.data.sampling import SplitLoader, build_split_loader
+from cdarts.data_compatibility import check_config_against_data
 from cdarts.devices import resolve_device
 from cdarts.distributed import device_for_rank, init_distributed
 from cdarts.nasbench201.genotype import Nb201Genotype
@@ -113,6 +114,7 @@ def run_search(
     """
     device = resolve_device(config.device)
     prepared = PreparedDataset.load(dataset_dir)
+    check_config_against_data(config, prepared, "search")
     distributed = init_distributed(device)
     device = device_for_rank(device)
     seed_everything(config.seed, config.deterministic)

@@ -15,6 +15,7 @@ from cdarts.checkpoint import load_checkpoint, save_checkpoint
 from cdarts.config import ExperimentConfig, SearchConfig
 from cdarts.data.sampling import SplitLoader
 from cdarts.distributed import DistributedContext
+from cdarts.divergence import LossWatch, check_finite_state
 from cdarts.errors import CheckpointError
 from cdarts.metrics import MeanTracker
 from cdarts.networks.joint_base import Branch, JointModel
@@ -144,6 +145,29 @@ class CyclicSearch:
             "rng": capture_rng_state(),
         }
 
+    def _check_finite_state(self, where: str) -> None:
+        """Before anything of the iteration is written: every tensor the checkpoint would hold
+        (weights, alphas, BatchNorm statistics, stale gradients, momentum) is finite."""
+        momentum = [
+            (f"warmup_optimizer.state.{index}.{key}", value)
+            for index, entry in enumerate(self.warmup_optimizer.state.values())
+            for key, value in entry.items()
+            if isinstance(value, torch.Tensor)
+        ]
+        grads = [
+            (f"{name}.grad", p.grad)
+            for name, p in self.model.named_parameters()
+            if p.grad is not None and not name.startswith("eval_network.")
+        ]
+        check_finite_state(
+            [*model_state_for_checkpoint(self.model).items(), *grads, *momentum],
+            stage="search",
+            where=f"by step {self.global_step} ({where})",
+            hint="lower search.weight_lr, search.eval_weight_lr, search.arch_lr or search.grad_clip",
+            distributed=self.distributed,
+            device=self.device,
+        )
+
     def save(self) -> None:
         if self.distributed.is_main:
             save_checkpoint(self._checkpoint_state(), self.checkpoint_path)
@@ -188,9 +212,11 @@ class CyclicSearch:
 
     # -- epochs ----------------------------------------------------------------------------------
 
-    def _log(self, metrics: dict[str, torch.Tensor]) -> dict[str, float]:
+    def _log(self, metrics: dict[str, torch.Tensor], watch: LossWatch | None = None) -> dict[str, float]:
         averaged = self.distributed.average_values(metrics)
         values = {name: float(value) for name, value in averaged.items()}
+        if watch is not None:  # the values are on the host (and the same on every rank) anyway
+            watch.check(values)
         if self.distributed.is_main:
             self.tracker.log_metrics(values, self.global_step)
         return values
@@ -206,14 +232,17 @@ class CyclicSearch:
         prefix = f"warmup_{branch}"
         self.model.train()
         meter = MeanTracker()
+        lr_key = "search.weight_lr" if branch == "search" else "search.eval_weight_lr"
+        watch = LossWatch("search", description, self.global_step + 1, f"lower {lr_key} or search.grad_clip")
         for step, batch in enumerate(loader.epoch(epoch_key)):
             if step >= self.steps_per_epoch:
                 break
-            result = self.stepper.warmup_step(batch, branch, optimizer)
-            meter.update({f"{prefix}/{k}": v for k, v in result.items()})
+            result = {f"{prefix}/{k}": v for k, v in self.stepper.warmup_step(batch, branch, optimizer).items()}
+            meter.update(result)
+            watch.observe(result)
             self.global_step += 1
             self._report_progress(description, step + 1)
-        return self._log({f"{k}_epoch": v for k, v in meter.mean_tensors().items()})
+        return self._log({f"{k}_epoch": v for k, v in meter.mean_tensors().items()}, watch)
 
     def _joint_epoch(self, description: str, search_epoch: int, optimizers: CycleOptimizers) -> dict[str, float]:
         cfg = self.config
@@ -234,19 +263,26 @@ class CyclicSearch:
             total = cfg.search_iterations * cfg.epochs_per_cycle
             set_lr(optimizers.search_weights, cosine_lr(cfg.weight_lr, cfg.weight_lr_min, search_epoch, total))
         meter = MeanTracker()
+        watch = LossWatch(
+            "search",
+            description,
+            self.global_step + 1,
+            "lower search.weight_lr, search.eval_weight_lr, search.arch_lr or search.grad_clip",
+        )
         batches = zip(self.loaders.train.epoch(search_epoch), self.loaders.val.epoch(search_epoch), strict=False)
         for step, (train_batch, val_batch) in enumerate(batches):
             if step >= self.steps_per_epoch:
                 break
             result = self.stepper.joint_step(val_batch, train_batch, optimizers, coefficient)
             meter.update(result)
+            watch.observe(result)
             self.global_step += 1
             if self.log_interval and (step + 1) % self.log_interval == 0:
-                self._log(result)
+                self._log(result, watch)
             self._report_progress(description, step + 1)
         epoch_metrics = {f"{k}_epoch": v for k, v in meter.mean_tensors().items()}
         epoch_metrics["search/reg_coefficient"] = torch.tensor(coefficient)
-        return self._log(epoch_metrics)
+        return self._log(epoch_metrics, watch)
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -302,8 +338,10 @@ class CyclicSearch:
                     "search",
                     self.warmup_optimizer,
                 )
+                self._check_finite_state(f"S warm-up {iteration + 1}/{cfg.warmup_epochs}")
             else:
                 report = self._cycle(iteration)
+                self._check_finite_state(f"cycle {report.cycle + 1}/{cfg.num_cycles}")
                 self.cycles.append(report)
                 if self.on_cycle_end is not None:
                     self.on_cycle_end(report)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cdarts.devices import autocast
+from cdarts.divergence import LossWatch
 from cdarts.metrics import MeanTracker, topk_accuracy
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -37,12 +38,15 @@ def train_one_epoch(
     settings: TrainSettings,
     on_step: Callable[[int], None] | None = None,
     after_backward: Callable[[], None] | None = None,
+    watch: LossWatch | None = None,
 ) -> dict[str, float]:
     """``loss = CE(logits) + aux_weight * CE(aux_logits)`` (label-smoothed if configured).
 
     ``after_backward`` runs between backward and clipping (data parallelism averages the
     gradients there, so that every process clips and steps identically). Returns the epoch
     means of ``loss``, ``loss_main``, ``loss_aux`` and ``top1`` over this process's batches.
+    ``watch`` keeps every step's loss terms (no synchronisation), for the caller to check the
+    epoch means with (see :class:`cdarts.divergence.LossWatch`).
     """
     model.train()
     meter = MeanTracker()
@@ -62,14 +66,15 @@ def train_one_epoch(
             after_backward()
         nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         optimizer.step()
-        meter.update(
-            {
-                "loss": loss.detach(),
-                "loss_main": loss_main.detach(),
-                "loss_aux": loss_aux.detach(),
-                "top1": topk_accuracy(logits.detach(), labels),
-            }
-        )
+        values = {
+            "loss": loss.detach(),
+            "loss_main": loss_main.detach(),
+            "loss_aux": loss_aux.detach(),
+            "top1": topk_accuracy(logits.detach(), labels),
+        }
+        meter.update(values)
+        if watch is not None:
+            watch.observe(values)
         if on_step is not None:
             on_step(step + 1)
     return {name: float(value) for name, value in meter.mean_tensors().items()}

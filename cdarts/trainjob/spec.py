@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cdarts.errors import CdartsError
+from cdarts.safe_yaml import load_json
 
 API_GROUP = "trainer.kubeflow.org"
 API_VERSION = "v1alpha1"
@@ -87,7 +88,7 @@ class TrainJobSettings:
     def from_json(cls, text: str) -> TrainJobSettings:
         """The inverse of :meth:`to_json`; unknown or missing fields are a one-line error."""
         try:
-            data = json.loads(text)
+            data = load_json(text, "the TrainJob settings")
             if not isinstance(data, dict):
                 raise TypeError("not a JSON object")
             values: dict[str, Any] = {k: tuple(v) if k in _TUPLE_FIELDS else v for k, v in data.items()}

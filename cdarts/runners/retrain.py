@@ -104,8 +104,8 @@ def run_retrain(
     cfg = config.retrain
     device = resolve_device(config.device)
     prepared = PreparedDataset.load(dataset_dir)
-    distributed = init_distributed(device)
     check_config_against_data(config, prepared, "retrain")
+    distributed = init_distributed(device)
     device = device_for_rank(device)
     seed_everything(config.seed, config.deterministic)
     out_dir.mkdir(parents=True, exist_ok=True)

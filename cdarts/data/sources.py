@@ -6,6 +6,8 @@ list of image files, which the data-prep stage validates and packs into shards.
 
 from __future__ import annotations
 
+import os
+import stat
 import tarfile
 import zlib
 from collections.abc import Iterator
@@ -50,16 +52,40 @@ class SourceData:
 def read_source(config: DataConfig) -> SourceData:
     """Read the configured source; problems raise DataError naming the file."""
     if config.source == "synthetic":
-        return _synthetic(config)
+        return _checked(_synthetic(config), "synthetic data")
     if config.source == "digits":
-        return _digits(config)
+        return _checked(_digits(config), "scikit-learn digits")
     assert config.location is not None
     location = Path(config.location)
     if not location.exists():
         raise DataError(f"data location {location} does not exist")
     if config.source in ("cifar10", "cifar100"):
-        return _cifar(location, config.source)
-    return _image_folder(location, config.test_fraction)
+        source = _cifar(location, config.source)
+    else:
+        source = _image_folder(location, config.test_fraction)
+    return _checked(source, str(location))
+
+
+def _checked(source: SourceData, origin: str) -> SourceData:
+    """The last check of every source's splits: uint8 (N, H, W, C) images with 1 or 3 channels,
+    flat int64 labels in 0..classes-1, one label per image."""
+    for name, split in (("train", source.train), ("test", source.test)):
+        labels = split.labels
+        if not isinstance(labels, np.ndarray) or labels.dtype != np.int64 or labels.ndim != 1:
+            raise DataError(f"{origin}: the {name} labels are not a flat int64 array")
+        count = len(split.files) if isinstance(split, FileSplit) else len(split.images)
+        if len(labels) != count:
+            raise DataError(f"{origin}: the {name} split has {count} images but {len(labels)} labels")
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(source.classes)):
+            raise DataError(f"{origin}: {name} labels fall outside 0..{len(source.classes) - 1}")
+        if isinstance(split, ArraySplit):
+            images = split.images
+            if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4:
+                kind = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else type(images).__name__
+                raise DataError(f"{origin}: the {name} images must be uint8 (N, H, W, C), got {kind}")
+            if images.shape[-1] not in (1, 3) or images.shape[1] != images.shape[2] or images.shape[1] < 1:
+                raise DataError(f"{origin}: the {name} images have shape {images.shape}; expected N x S x S x (1 or 3)")
+    return source
 
 
 # -- synthetic and digits ------------------------------------------------------------------------
@@ -84,6 +110,17 @@ def _digits(config: DataConfig) -> SourceData:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
+    if (
+        not isinstance(digits.images, np.ndarray)
+        or digits.images.ndim != 3
+        or digits.images.dtype.kind not in "iuf"
+        or not np.isfinite(digits.images).all()
+    ):
+        raise DataError("scikit-learn digits: the images are not an (N, 8, 8) array of finite numbers")
+    if not isinstance(digits.target, np.ndarray) or digits.target.dtype.kind not in "iu":
+        raise DataError("scikit-learn digits: the targets are not integers")
+    if digits.target.shape != (len(digits.images),):
+        raise DataError(f"scikit-learn digits: {len(digits.images)} images but {digits.target.size} targets")
     # 8x8 greyscale in 0..16 -> uint8 at the configured size (bilinear, antialiased).
     images = torch.from_numpy(digits.images).float().unsqueeze(1) * (255.0 / 16.0)
     if config.image_size != images.shape[-1]:
@@ -174,7 +211,7 @@ class _CifarFiles:
                 raise DataError(f"{self.describe(name)} is corrupt or truncated ({type(error).__name__})") from None
         if not isinstance(data, dict):
             raise DataError(f"{self.describe(name)} does not hold a CIFAR dictionary")
-        return {k.decode() if isinstance(k, bytes) else str(k): v for k, v in data.items()}
+        return {k.decode("latin-1") if isinstance(k, bytes) else str(k): v for k, v in data.items()}
 
 
 def _cifar(location: Path, source: str) -> SourceData:
@@ -183,27 +220,79 @@ def _cifar(location: Path, source: str) -> SourceData:
         return _read_cifar(files, layout)
 
 
-def _read_cifar(files: _CifarFiles, layout: _CifarLayout) -> SourceData:
+def _cifar_classes(files: _CifarFiles, layout: _CifarLayout) -> list[str]:
+    where = files.describe(layout.meta)
     meta = files.load(layout.meta)
-    names = meta.get(layout.names_key)
-    if not isinstance(names, list) or not names:
-        raise DataError(f"{files.describe(layout.meta)} has no class names")
-    classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    if layout.names_key not in meta:
+        raise DataError(f"{where} lacks {layout.names_key!r} (the class names)")
+    names = meta[layout.names_key]
+    if not isinstance(names, list | tuple) or not names:
+        raise DataError(f"{where}: {layout.names_key!r} must be a non-empty list of class names")
+    classes = []
+    for name in names:
+        if isinstance(name, bytes):
+            try:
+                name = name.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{where}: class name {name[:40]!r} is not UTF-8 text") from None
+        if not isinstance(name, str) or not name.strip():
+            raise DataError(f"{where}: class names must be non-empty strings, found {type(name).__name__} {name!r:.40}")
+        classes.append(name)
+    duplicated = sorted({n for n in classes if classes.count(n) > 1})
+    if duplicated:
+        raise DataError(f"{where}: class names repeat: {', '.join(duplicated[:5])}")
+    return classes
+
+
+def _cifar_images(value: Any, where: str) -> npt.NDArray[np.uint8]:
+    if not isinstance(value, np.ndarray) or value.dtype != np.uint8 or value.ndim != 2 or value.shape[1] != 3072:
+        found = (
+            f"a {value.dtype} array of shape {value.shape}" if isinstance(value, np.ndarray) else type(value).__name__
+        )
+        raise DataError(f"{where}: 'data' must be a uint8 array of shape (N, 3072), found {found}")
+    return value
+
+
+def _cifar_labels(value: Any, count: int, num_classes: int, where: str, key: str) -> npt.NDArray[np.int64]:
+    """Labels as CIFAR stores them (a list of ints; an integer array is accepted too), strictly:
+    no floats, bools, strings or nested lists, one per image, each in 0..num_classes-1."""
+    if isinstance(value, np.ndarray):
+        if value.ndim != 1 or value.dtype.kind not in "iu":
+            raise DataError(
+                f"{where}: {key!r} must be a flat list of integers, found a {value.dtype} array {value.shape}"
+            )
+        values: Any = value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            if isinstance(item, bool | np.bool_) or not isinstance(item, int | np.integer):
+                raise DataError(
+                    f"{where}: {key!r} must be a flat list of integers, found {type(item).__name__} {item!r:.40}"
+                )
+        values = value
+    else:
+        raise DataError(f"{where}: {key!r} must be a list of integers, found {type(value).__name__}")
+    if len(values) != count:
+        raise DataError(f"{where}: {count} images but {len(values)} labels")
+    if count and (min(values) < 0 or max(values) >= num_classes):
+        bad = next(int(v) for v in values if not 0 <= v < num_classes)
+        raise DataError(f"{where}: labels outside 0..{num_classes - 1} (found {bad})")
+    return np.asarray(values, dtype=np.int64)
+
+
+def _read_cifar(files: _CifarFiles, layout: _CifarLayout) -> SourceData:
+    classes = _cifar_classes(files, layout)
 
     def read(batch_names: tuple[str, ...]) -> ArraySplit:
         images, labels = [], []
         for name in batch_names:
+            where = files.describe(name)
             batch = files.load(name)
-            data, batch_labels = batch.get("data"), batch.get(layout.label_key)
-            if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-                raise DataError(f"{files.describe(name)}: 'data' must be a uint8 array of shape (N, 3072)")
-            if batch_labels is None or len(batch_labels) != data.shape[0]:
-                raise DataError(f"{files.describe(name)}: {data.shape[0]} images but a different number of labels")
-            label_array = np.asarray(batch_labels, dtype=np.int64)
-            if label_array.min(initial=0) < 0 or label_array.max(initial=0) >= len(classes):
-                raise DataError(f"{files.describe(name)}: labels outside 0..{len(classes) - 1}")
+            for key in ("data", layout.label_key):
+                if key not in batch:
+                    raise DataError(f"{where} lacks {key!r}")
+            data = _cifar_images(batch["data"], where)
+            labels.append(_cifar_labels(batch[layout.label_key], data.shape[0], len(classes), where, layout.label_key))
             images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-            labels.append(label_array)
         return ArraySplit(np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels))
 
     return SourceData(classes, read(layout.train), read(layout.test))
@@ -216,22 +305,80 @@ def _class_folders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+# Where a symbolic link named like an image may never lead: kernel and device pseudo-files.
+_PSEUDO_FILESYSTEMS = (Path("/dev"), Path("/proc"), Path("/sys"))
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _require_regular_file(path: Path) -> None:
+    """Refuse an entry named like an image that is not a regular file (checked with ``stat``,
+    which never opens it: a FIFO cannot block us, a device is never read)."""
+    link = " (through a symbolic link)" if path.is_symlink() else ""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DataError(f"image folder entry {path} is a dangling symbolic link") from None
+    except OSError as error:
+        raise DataError(f"cannot inspect image folder entry {path}: {error.strerror or error}") from None
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+        raise DataError(f"image folder entry {path} is {kind}{link}; only regular image files are read")
+    if link:
+        target = Path(os.path.realpath(path))
+        if any(target.is_relative_to(pseudo) for pseudo in _PSEUDO_FILESYSTEMS):
+            raise DataError(
+                f"image folder entry {path} is a symbolic link to {target}; only regular image files are read"
+            )
+
+
 def _image_files(folder: Path) -> Iterator[Path]:
+    """Files named like images under ``folder`` (hidden names and other extensions are ignored;
+    an entry named like an image that is not a regular file is refused)."""
     for path in sorted(folder.rglob("*")):
-        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith("."):
+        if path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith("."):
+            _require_regular_file(path)
             yield path
 
 
-def _scan(root: Path, classes: list[str]) -> FileSplit:
+def _scan(root: Path, classes: list[str], minimum: int) -> FileSplit:
+    """Every class's images; a class with fewer than ``minimum`` is refused (val/ may lack some)."""
     files, labels = [], []
     for index, name in enumerate(classes):
         folder = root / name
         found = list(_image_files(folder)) if folder.is_dir() else []
         if not found and root.name != "val":
             raise DataError(f"class folder {folder} holds no images")
+        if len(found) < minimum:
+            raise DataError(
+                f"class {name!r} has {len(found)} image(s) in {folder}; at least {minimum} are needed for the split"
+            )
         files.extend(found)
         labels.extend([index] * len(found))
     return FileSplit(files, np.asarray(labels, dtype=np.int64))
+
+
+# The search split cuts every training class into two halves: each needs an image.
+_SEARCH_MINIMUM = 2
+
+
+def held_out_count(count: int, fraction: float) -> int:
+    """How many of a class's ``count`` images :func:`stratified_fraction` holds out for testing."""
+    return max(1, round(count * fraction)) if count > 1 else 0
+
+
+def minimum_per_class(test_fraction: float) -> int:
+    """The fewest images a class folder needs so that ``test_fraction`` holds out at least one
+    for testing and leaves the search split's two halves one each."""
+    count = 1
+    while held_out_count(count, test_fraction) < 1 or count - held_out_count(count, test_fraction) < _SEARCH_MINIMUM:
+        count += 1
+    return count
 
 
 def _image_folder(root: Path, test_fraction: float) -> SourceData:
@@ -243,17 +390,17 @@ def _image_folder(root: Path, test_fraction: float) -> SourceData:
         classes = [p.name for p in _class_folders(root / "train")]
         if not classes:
             raise DataError(f"{root / 'train'} has no class folders")
-        train = _scan(root / "train", classes)
+        train = _scan(root / "train", classes, _SEARCH_MINIMUM)
         if not (root / "val").is_dir():
             raise DataError(f"{root} has train/ but no val/ folder for the test split")
         unknown = sorted({p.name for p in _class_folders(root / "val")} - set(classes))
         if unknown:
             raise DataError(f"{root / 'val'} has classes missing from train/: {', '.join(unknown[:5])}")
-        return SourceData(classes, train, _scan(root / "val", classes))
+        return SourceData(classes, train, _scan(root / "val", classes, 0))
     classes = [p.name for p in _class_folders(root)]
     if len(classes) < 2:
         raise DataError(f"image folder {root} needs at least two class folders")
-    everything = _scan(root, classes)
+    everything = _scan(root, classes, minimum_per_class(test_fraction))
     test_idx = set(stratified_fraction(torch.from_numpy(everything.labels), test_fraction, DIGITS_TEST_SEED).tolist())
     pick = [i for i in range(len(everything.files)) if i not in test_idx], sorted(test_idx)
     train, test = (

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from cdarts.architecture import SEARCH_SPACES
 from cdarts.checkpoint import load_checkpoint, save_checkpoint
 from cdarts.errors import CheckpointError
 from cdarts.nasbench201.genotype import NB201_EDGES
@@ -67,9 +68,16 @@ def load_alphas(path: Path) -> AlphasFile:
                 dict(state["alphas"]),
                 dict(state["layout"]),
             )
+        if alphas_file.space not in SEARCH_SPACES:
+            raise CheckpointError(f"{path}: unknown search space {alphas_file.space!r:.40}")
+        candidates = list(state["primitives"] if state.get("format") == 1 else state["candidates"])
+        if not candidates or not all(isinstance(c, str) and c for c in candidates):
+            raise CheckpointError(f"{path}: the candidates must be a list of operation names")
         expected_rows = alphas_file.expected_rows()
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         raise CheckpointError(f"{path} is not an alphas file (expected space, candidates, layout and alphas)") from None
+    if any(rows < 1 for rows in expected_rows.values()):
+        raise CheckpointError(f"{path}: its layout {alphas_file.layout} gives no alpha rows")
     if set(alphas_file.alphas) != set(expected_rows):
         raise CheckpointError(
             f"{path}: expected the alphas {sorted(expected_rows)}, found {sorted(alphas_file.alphas)}"
@@ -79,6 +87,8 @@ def load_alphas(path: Path) -> AlphasFile:
         if not isinstance(tensor, torch.Tensor) or tuple(tensor.shape) != expected:
             shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
             raise CheckpointError(f"{path}: {name} has shape {shape}, expected {expected}")
+        if not tensor.dtype.is_floating_point or tensor.layout != torch.strided:
+            raise CheckpointError(f"{path}: {name} is a {tensor.dtype} {tensor.layout} tensor, expected dense floats")
         if not torch.isfinite(tensor).all():
             raise CheckpointError(f"{path}: {name} contains NaN or infinite values")
     return alphas_file

@@ -30,3 +30,36 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} does not hold a state dictionary")
     return state
+
+
+def _names(keys: list[str]) -> str:
+    return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+
+def check_state_dict(module: torch.nn.Module, weights: Any, path: Path, what: str = "weights") -> None:
+    """Refuse ``weights`` that do not fit ``module`` exactly, in one line naming ``path``: another
+    architecture's keys, values that are not dense tensors, other shapes, integer tensors where
+    floats belong (or the reverse), NaN or infinite values. Run before ``load_state_dict``, whose
+    own errors are long and partial. ``module`` may live on the meta device (nothing allocated)."""
+    if not isinstance(weights, dict) or not all(isinstance(key, str) for key in weights):
+        raise CheckpointError(f"{path}: the {what} are not a dictionary of named tensors")
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        parts = [f"missing {len(missing)} ({_names(missing)})"] if missing else []
+        parts += [f"unexpected {len(unexpected)} ({_names(unexpected)})"] if unexpected else []
+        raise CheckpointError(f"{path}: the {what} belong to another architecture: {'; '.join(parts)}")
+    for name, reference in expected.items():
+        value = weights[name]
+        if not isinstance(value, torch.Tensor) or value.layout != torch.strided or value.is_meta:
+            found = type(value).__name__ if not isinstance(value, torch.Tensor) else f"a {value.layout} tensor"
+            raise CheckpointError(f"{path}: {what} {name} is {found}, not a dense tensor")
+        if tuple(value.shape) != tuple(reference.shape):
+            raise CheckpointError(
+                f"{path}: {what} {name} has shape {tuple(value.shape)}, the model needs {tuple(reference.shape)}"
+            )
+        if value.dtype.is_complex or value.dtype.is_floating_point != reference.dtype.is_floating_point:
+            raise CheckpointError(f"{path}: {what} {name} is {value.dtype}, the model needs {reference.dtype}")
+        if value.dtype.is_floating_point and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{path}: {what} {name} holds NaN or infinite values")

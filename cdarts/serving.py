@@ -15,6 +15,7 @@ the MLflow model's metadata.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -60,6 +61,8 @@ class ServingContract:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ServingContract:
+        if not isinstance(data.get("classes"), list) or not all(isinstance(n, str) for n in data["classes"]):
+            raise CheckpointError("the model's serving contract has no list of class names")
         try:
             contract = cls(
                 classes=tuple(str(name) for name in data["classes"]),
@@ -74,6 +77,12 @@ class ServingContract:
             raise CheckpointError("the model's serving contract is malformed") from None
         if len(contract.mean) != contract.channels or len(contract.std) != contract.channels:
             raise CheckpointError("the model's serving contract has mean/std of the wrong length")
+        if not all(math.isfinite(v) for v in contract.mean) or not all(
+            math.isfinite(v) and v > 0 for v in contract.std
+        ):
+            raise CheckpointError("the model's serving contract needs finite means and positive, finite stds")
+        if contract.image_size < 1 or contract.channels not in (1, 3):
+            raise CheckpointError("the model's serving contract has an impossible image size or channel count")
         if contract.resize not in ("none", "resize_center_crop", "imagenet_center_crop"):
             raise CheckpointError(f"the model's serving contract names an unknown resize {contract.resize!r}")
         return contract
@@ -185,7 +194,10 @@ def load_classifier(model_path: Path) -> ImageClassifier:
     network, extra = load_model(model_path)
     if not isinstance(extra.get("serving"), dict):
         raise CheckpointError(f"{model_path} carries no serving contract (written before it was recorded)")
-    contract = ServingContract.from_dict(extra["serving"])
+    try:
+        contract = ServingContract.from_dict(extra["serving"])
+    except CheckpointError as error:
+        raise CheckpointError(f"{model_path}: {error}") from None
     spec = network.spec
     if len(contract.classes) != spec.num_classes or contract.channels != spec.in_channels:
         raise CheckpointError(f"{model_path}: the serving contract does not match the network's classes or channels")

@@ -82,3 +82,40 @@ def test_the_lock_is_released_for_the_next_command(tmp_path: Path) -> None:
             app, ["stage", "derive-genotype", "--alphas", str(tmp_path / "x.pt"), "--out", str(tmp_path)]
         )
         assert result.exit_code == 2 and "in use" not in result.output
+
+
+SQLITE_RUN = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from cdarts.tracking import start_parent_run
+    go = Path(sys.argv[2])
+    while not go.exists():  # imports done: start together with the other process
+        time.sleep(0.01)
+    print(start_parent_run(sys.argv[1], "cdarts", sys.argv[3], {}), flush=True)
+    """
+)
+
+
+def test_two_runs_started_together_on_a_fresh_sqlite_store_both_succeed(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri, go = f"sqlite:///{tmp_path / '.cdarts' / 'mlflow.db'}", tmp_path / "go"
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SQLITE_RUN, uri, str(go), name],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
+        for name in ("first", "second")
+    ]
+    go.touch()
+    results = [run.communicate(timeout=120) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err[-400:] for _, err in results]
+    run_ids = [out.strip() for out, _ in results]
+    # The store is complete for everyone after them: both runs are in it, and the registry works.
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    assert sorted(client.get_run(run_id).info.run_name for run_id in run_ids) == ["first", "second"]
+    assert client.search_registered_models() == []

@@ -4,6 +4,7 @@ stops training, and the tags that tie a run to its code, image, config and KFP r
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import math
 import os
 import queue
@@ -75,11 +76,36 @@ def resolve_tracking_uri(configured: str | None) -> str:
     return f"sqlite:///{store}"
 
 
+_READY_SQLITE_STORES: set[str] = set()
+
+
 def _client(uri: str) -> Any:
     from mlflow.tracking import MlflowClient
 
     _bound_client_retries()
+    if uri.startswith("sqlite:///") and uri not in _READY_SQLITE_STORES:
+        with _sqlite_schema_lock(Path(uri.removeprefix("sqlite:///"))):
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)  # creates the tracking tables
+            client.search_registered_models(max_results=1)  # and the registry's
+        _READY_SQLITE_STORES.add(uri)
+        return client
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@contextlib.contextmanager
+def _sqlite_schema_lock(database: Path) -> Iterator[None]:
+    """MLflow creates and migrates a ``sqlite:`` store's schema on its first use, and two
+    processes doing that at once (two ``cdarts run`` on a fresh embedded store) both fail and
+    leave it half-migrated. The first use of each store (tracking and registry tables) therefore
+    happens under an exclusive lock on a file beside the database; whoever comes second waits a
+    moment and finds the schema complete. The lock is released on exit, even on a kill."""
+    if database.name in ("", ":memory:"):
+        yield
+        return
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with database.with_name(f"{database.name}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _bound_client_retries() -> None:

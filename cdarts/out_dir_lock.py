@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import os
@@ -33,22 +34,40 @@ def out_dir_lock(out: Path) -> Iterator[None]:
         yield
         return
     path = Path(out) / LOCK_NAME
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as error:
-        raise disk_error(path, error) from None
-    try:
+    created = not path.parent.exists()
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise disk_error(path, error) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
             raise OutDirInUseError(f"{out} is in use by another cdarts process (pid {holder})") from None
+        if _same_file(fd, path):
+            break
+        os.close(fd)  # the holder before us removed the file (and its directory): lock the new one
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         yield
     finally:
+        # A command refused before it wrote anything leaves no directory behind it created.
+        with contextlib.suppress(OSError):
+            if created and [p.name for p in path.parent.iterdir()] == [LOCK_NAME]:
+                path.unlink()
+                path.parent.rmdir()
         os.close(fd)  # closing releases the lock
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def locks_out_dir(command: Callable[P, R]) -> Callable[P, R]:

@@ -380,7 +380,8 @@ def _join(prefix: str, name: str) -> str:
 
 
 def _files(directory: Path) -> Iterator[Path]:
-    return (p for p in sorted(directory.rglob("*")) if p.is_file() and not p.name.endswith(".partial"))
+    # Temp files of the atomic writer and the output directory's lock are not part of it.
+    return (p for p in sorted(directory.rglob("*")) if p.is_file() and not p.name.endswith((".partial", ".lock")))
 
 
 def upload_directory(store: ObjectStore, local: Path, prefix: str) -> int:

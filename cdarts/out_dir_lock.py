@@ -25,15 +25,18 @@ class OutDirInUseError(CdartsError):
 
 
 @contextmanager
-def out_dir_lock(out: Path) -> Iterator[None]:
+def out_dir_lock(out: Path, *, beside: bool = False) -> Iterator[None]:
     """Hold ``<out>/.cdarts.lock`` (non-blocking) for the block; a second holder is refused.
 
-    Under torchrun only local rank 0 takes it: the other ranks write nothing of their own there.
+    With ``beside`` the lock is ``.<out name>.cdarts.lock`` next to ``out``, for a stage that
+    replaces ``out`` as a whole (data prep). Under torchrun only local rank 0 takes it: the
+    other ranks write nothing of their own there.
     """
     if os.environ.get("LOCAL_RANK", "0") != "0":
         yield
         return
-    path = Path(out) / LOCK_NAME
+    out = Path(out)
+    path = out.parent / f".{out.name}{LOCK_NAME}" if beside else out / LOCK_NAME
     created = not path.parent.exists()
     while True:
         try:
@@ -57,7 +60,7 @@ def out_dir_lock(out: Path) -> Iterator[None]:
     finally:
         # A command refused before it wrote anything leaves no directory behind it created.
         with contextlib.suppress(OSError):
-            if created and [p.name for p in path.parent.iterdir()] == [LOCK_NAME]:
+            if created and [p.name for p in path.parent.iterdir()] == [path.name]:
                 path.unlink()
                 path.parent.rmdir()
         os.close(fd)  # closing releases the lock

@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 from cdarts.cli.main import app
 from cdarts.out_dir_lock import LOCK_NAME
 
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
 HOLDER = textwrap.dedent(
     """
     import sys, time
@@ -119,3 +121,24 @@ def test_two_runs_started_together_on_a_fresh_sqlite_store_both_succeed(tmp_path
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert sorted(client.get_run(run_id).info.run_name for run_id in run_ids) == ["first", "second"]
     assert client.search_registered_models() == []
+
+
+def test_data_prep_locks_beside_its_output_and_a_kill_releases_it(tmp_path: Path) -> None:
+    out = tmp_path / "prepared"
+    holder_code = HOLDER.replace("out_dir_lock(Path(sys.argv[1]))", "out_dir_lock(Path(sys.argv[1]), beside=True)")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", holder_code, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    prep = [sys.executable, "-m", "cdarts", "stage", "data-prep", "-c", str(CONFIGS / "tiny.yaml"), "-o", str(out)]
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        refused = subprocess.run(prep, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert refused.returncode == 2
+        assert refused.stderr.strip() == f"cdarts: error: {out} is in use by another cdarts process (pid {holder.pid})"
+        assert not out.exists()
+    finally:
+        holder.kill()  # SIGKILL: no cleanup runs, the kernel drops the lock
+        holder.wait(timeout=30)
+    done = subprocess.run(prep, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-400:]
+    assert (out / "manifest.json").is_file() and not (out / LOCK_NAME).exists()  # the lock is not in the dataset

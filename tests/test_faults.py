@@ -158,10 +158,16 @@ def test_data_prep_removes_a_killed_runs_partial_directory(tiny_config, tmp_path
     out = tmp_path / "tiny"
     stale = tmp_path / f".tiny.partial-{dead.stdout.strip()}-deadbeef"
     old_style = tmp_path / ".tiny.partial-0a1b2c3d"
-    live = tmp_path / f".tiny.partial-{os.getpid()}-cafecafe"
-    for directory in (stale, old_style, live):
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # another live data prep
+    live = tmp_path / f".tiny.partial-{writer.pid}-cafecafe"
+    reused = tmp_path / f".tiny.partial-{os.getpid()}-feedfeed"  # a killed run's pid, ours again (new container)
+    for directory in (stale, old_style, live, reused):
         (directory / "train").mkdir(parents=True)
-    run_data_prep(tiny_config.data, tiny_config.seed, out)
-    assert not stale.exists() and not old_style.exists()
+    try:
+        run_data_prep(tiny_config.data, tiny_config.seed, out)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert not stale.exists() and not old_style.exists() and not reused.exists()
     assert live.exists()  # a live process's partial directory is left alone
     assert (out / "manifest.json").is_file()

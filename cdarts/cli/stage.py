@@ -11,7 +11,7 @@ import typer
 from cdarts.cli.errors import fail, handles_user_errors
 from cdarts.cli.options import ConfigOption, OutDirOption, SetOption
 from cdarts.cli.progress import progress_display
-from cdarts.out_dir_lock import locks_out_dir
+from cdarts.out_dir_lock import locks_out_dir, out_dir_lock
 
 app = typer.Typer(no_args_is_help=True, help="Run one stage of the pipeline locally.")
 
@@ -43,7 +43,8 @@ def data_prep(
     from cdarts.runners.tracked_stage import tracked_stage
 
     experiment = load_config(config, [*(overrides or []), *source_overrides(source)])
-    with tracked_stage("data_prep", experiment) as tracker:
+    # The lock sits beside OUT: the data prep replaces OUT as a whole when it is complete.
+    with out_dir_lock(out, beside=True), tracked_stage("data_prep", experiment) as tracker:
         prepared = run_data_prep(experiment.data, experiment.seed, out, tracker)
     counts = prepared.manifest["counts"]
     typer.echo(

@@ -160,7 +160,8 @@ def _remove_stale_partials(out_dir: Path) -> None:
     """Remove the hidden partial directories left by killed data preps into ``out_dir``."""
     for stale in out_dir.parent.glob(f".{out_dir.name}.partial-*"):
         pid = stale.name.rsplit(".partial-", 1)[1].split("-")[0]
-        if pid.isdigit() and _alive(int(pid)):
+        # Our own pid in the name is a killed run's whose pid came round again (a new container).
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
             continue  # another data prep on this machine is still writing it
         shutil.rmtree(stale, ignore_errors=True)
 

@@ -54,8 +54,11 @@ def out_dir_lock(out: Path, *, beside: bool = False) -> Iterator[None]:
             break
         os.close(fd)  # the holder before us removed the file (and its directory): lock the new one
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        # The pid only serves a refusal message: on a full disk the lock holds without it, and
+        # the stage fails where it writes its own files, naming them.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         yield
     finally:
         # A command refused before it wrote anything leaves no directory behind it created.

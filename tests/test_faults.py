@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -171,3 +175,45 @@ def test_data_prep_removes_a_killed_runs_partial_directory(tiny_config, tmp_path
     assert not stale.exists() and not old_style.exists() and not reused.exists()
     assert live.exists()  # a live process's partial directory is left alone
     assert (out / "manifest.json").is_file()
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real, full file system: a 256 KiB tmpfs filled to its last block (needs root to mount)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root); the fsync-fault tests above cover the logic")
+    try:
+        with (mount / "filler").open("wb", buffering=0) as filler, contextlib.suppress(OSError):
+            while True:
+                filler.write(b"\0" * 4096)
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_marker_on_a_really_full_disk_is_one_line_and_leaves_nothing(full_disk: Path) -> None:
+    with pytest.raises(DiskError, match=rf"^cannot write {full_disk}/genotype\.json: No space left on device$"):
+        write_text_atomic(full_disk / "genotype.json", '{"normal": []}' * 1000)
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]  # no empty marker, no temp file
+
+
+def test_data_prep_onto_a_full_disk_fails_in_one_line_and_marks_nothing_done(full_disk: Path) -> None:
+    out = full_disk / "prepared"
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    done = subprocess.run(
+        [sys.executable, "-m", "cdarts", "stage", "data-prep", "-c", str(configs / "tiny.yaml"), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=full_disk.parent,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(f"cdarts: error: cannot write {full_disk}/") and line.endswith(": No space left on device")
+    assert not (out / "manifest.json").exists()
+    left = sorted(p.name for p in full_disk.iterdir() if not p.name.endswith(".cdarts.lock"))
+    assert left == ["filler"]  # no partial directory left either

@@ -17,7 +17,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from cdarts import __version__
-from cdarts.atomic_files import write_text_atomic
+from cdarts.atomic_files import disk_error, write_text_atomic
 from cdarts.config import DataConfig
 from cdarts.data.prepared import MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, PreparedDataset, content_digest, decode_image
 from cdarts.data.sources import ArraySplit, FileSplit, SourceData, read_source
@@ -203,6 +203,8 @@ def run_data_prep(data: DataConfig, seed: int, out_dir: Path, tracker: Tracker |
             if out_dir.exists():
                 shutil.rmtree(out_dir)
             partial.rename(out_dir)
+        except OSError as error:  # a full disk while writing arrays: name the output, not our temp dir
+            raise disk_error(out_dir, error) from None
         finally:
             if partial.exists():
                 shutil.rmtree(partial)

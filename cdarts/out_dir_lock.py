@@ -29,10 +29,12 @@ def out_dir_lock(out: Path, *, beside: bool = False) -> Iterator[None]:
     """Hold ``<out>/.cdarts.lock`` (non-blocking) for the block; a second holder is refused.
 
     With ``beside`` the lock is ``.<out name>.cdarts.lock`` next to ``out``, for a stage that
-    replaces ``out`` as a whole (data prep). Under torchrun only local rank 0 takes it: the
-    other ranks write nothing of their own there.
+    replaces ``out`` as a whole (data prep). Under torchrun only rank 0 takes it: the other
+    ranks write nothing of their own there.
     """
-    if os.environ.get("LOCAL_RANK", "0") != "0":
+    # Global rank 0 only: on several nodes sharing an output volume, each node's local rank 0
+    # would otherwise refuse the others.
+    if os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) != "0":
         yield
         return
     out = Path(out)

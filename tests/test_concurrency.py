@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cdarts.cli.main import app
+from cdarts.errors import CdartsError
 from cdarts.out_dir_lock import LOCK_NAME
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -142,3 +143,16 @@ def test_data_prep_locks_beside_its_output_and_a_kill_releases_it(tmp_path: Path
     done = subprocess.run(prep, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-400:]
     assert (out / "manifest.json").is_file() and not (out / LOCK_NAME).exists()  # the lock is not in the dataset
+
+
+def test_only_global_rank_0_locks_on_a_shared_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cdarts.out_dir_lock import out_dir_lock
+
+    with out_dir_lock(tmp_path):  # node 0's rank 0 holds the shared --out
+        monkeypatch.setenv("RANK", "4")  # node 1's first process: local rank 0, global rank 4
+        monkeypatch.setenv("LOCAL_RANK", "0")
+        with out_dir_lock(tmp_path):
+            pass
+        monkeypatch.setenv("RANK", "0")  # a second job's rank 0 is refused
+        with pytest.raises(CdartsError, match="is in use by another cdarts process"), out_dir_lock(tmp_path):
+            pass

@@ -58,7 +58,7 @@ class _Section(BaseModel):
 
 
 SearchSpace = Literal["darts", "nasbench201", "chain"]
-DataSource = Literal["synthetic", "digits", "cifar10", "cifar100", "imagefolder"]
+DataSource = Literal["synthetic", "digits", "cifar10", "cifar100", "imagefolder", "mnist", "fashion-mnist"]
 
 
 class DataConfig(_Section):
@@ -66,7 +66,9 @@ class DataConfig(_Section):
 
     source: DataSource = "digits"
     location: str | None = Field(
-        None, description="cifar10/cifar100: directory or .tar.gz archive; imagefolder: directory"
+        None,
+        description="cifar10/cifar100, mnist/fashion-mnist (IDX files): directory or .tar.gz archive;"
+        " imagefolder: directory; any of these may be s3://",
     )
     image_size: int = Field(
         32,
@@ -94,7 +96,7 @@ class DataConfig(_Section):
 
     @model_validator(mode="after")
     def _location_matches_source(self) -> DataConfig:
-        needs_location = self.source in ("cifar10", "cifar100", "imagefolder")
+        needs_location = self.source in ("cifar10", "cifar100", "imagefolder", "mnist", "fashion-mnist")
         if needs_location and not self.location:
             raise ValueError(f"source {self.source!r} needs a location (directory or archive)")
         size = self.image_size

@@ -1,6 +1,6 @@
 """Readers for every data source: each returns the training and test splits as plain data.
 
-Array sources (synthetic, digits, CIFAR) give uint8 images (N, H, W, C); image folders give the
+Array sources (synthetic, digits, CIFAR, MNIST-layout IDX) give uint8 images (N, H, W, C); image folders give the
 list of image files, which the data-prep stage validates and packs into shards.
 """
 
@@ -20,6 +20,7 @@ import numpy.typing as npt
 import torch
 
 from cdarts.config import DataConfig
+from cdarts.data.mnist import FASHION_MNIST_CLASSES, read_mnist
 from cdarts.data.restricted_pickle import restricted_load
 from cdarts.data.splits import stratified_fraction
 from cdarts.data.synthetic import make_synthetic
@@ -61,6 +62,8 @@ def read_source(config: DataConfig) -> SourceData:
         raise DataError(f"data location {location} does not exist")
     if config.source in ("cifar10", "cifar100"):
         source = _cifar(location, config.source)
+    elif config.source in ("mnist", "fashion-mnist"):
+        source = _mnist(location, config)
     else:
         source = _image_folder(location, config.test_fraction)
     return _checked(source, str(location))
@@ -137,6 +140,37 @@ def _digits(config: DataConfig) -> SourceData:
         train=ArraySplit(images_nhwc[train_mask], labels[train_mask]),
         test=ArraySplit(images_nhwc[test_idx], labels[test_idx]),
     )
+
+
+# -- MNIST layout (IDX files) -----------------------------------------------------------------------
+
+_RESIZE_CHUNK = 4096
+
+
+def _mnist(location: Path, config: DataConfig) -> SourceData:
+    """The IDX set's own train/t10k splits, grey (N, S, S, 1) at ``data.image_size``."""
+    names = FASHION_MNIST_CLASSES if config.source == "fashion-mnist" else None
+    splits = read_mnist(location, names)
+    return SourceData(
+        classes=splits.classes,
+        train=ArraySplit(_grey_at_size(splits.train_images, config.image_size), splits.train_labels),
+        test=ArraySplit(_grey_at_size(splits.test_images, config.image_size), splits.test_labels),
+    )
+
+
+def _grey_at_size(images: npt.NDArray[np.uint8], size: int) -> npt.NDArray[np.uint8]:
+    """uint8 (N, H, H) -> uint8 (N, size, size, 1): kept as stored at their own size, else resized
+    bilinearly (antialiased, as the digits are) in chunks, so memory stays near the output's."""
+    if images.shape[1] == size:
+        return images[..., None]
+    out = np.empty((len(images), size, size, 1), dtype=np.uint8)
+    for start in range(0, len(images), _RESIZE_CHUNK):
+        chunk = torch.from_numpy(images[start : start + _RESIZE_CHUNK]).float().unsqueeze(1)
+        chunk = torch.nn.functional.interpolate(
+            chunk, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
+        out[start : start + len(chunk)] = chunk.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return out
 
 
 # -- CIFAR -------------------------------------------------------------------------------------------

@@ -86,8 +86,8 @@ def read_mnist(location: Path, class_names: tuple[str, ...] | None) -> MnistSpli
                 )
         if arrays["train-images"].shape[1:] != arrays["t10k-images"].shape[1:]:
             raise DataError(
-                f"{location}: training images are {arrays['train-images'].shape[1]} px but test images are"
-                f" {arrays['t10k-images'].shape[1]} px"
+                f"{describe(files['t10k-images'].path)}: training images are {arrays['train-images'].shape[1]} px"
+                f" but test images are {arrays['t10k-images'].shape[1]} px"
             )
         classes = _classes(arrays["train-labels"], class_names, describe(files["train-labels"].path))
         for split in ("train", "t10k"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,13 @@ def check_state_dict(module: torch.nn.Module, weights: Any, path: Path, what: st
     architecture's keys, values that are not dense tensors, other shapes, integer tensors where
     floats belong (or the reverse), NaN or infinite values. Run before ``load_state_dict``, whose
     own errors are long and partial. ``module`` may live on the meta device (nothing allocated)."""
+    check_tensors(module.state_dict(), weights, path, what)
+
+
+def check_tensors(expected: Mapping[str, torch.Tensor], weights: Any, path: Path, what: str) -> None:
+    """``check_state_dict`` against an explicit name -> tensor mapping (a part of a state dict)."""
     if not isinstance(weights, dict) or not all(isinstance(key, str) for key in weights):
         raise CheckpointError(f"{path}: the {what} are not a dictionary of named tensors")
-    expected = module.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
     if missing or unexpected:

@@ -399,3 +399,40 @@ def test_lineage_groups_the_stage_runs_of_a_kfp_run_without_a_parent(tmp_path: P
     assert chain["search"]["run_id"] == runs["kfp-run-b", "search"]
     assert chain["dataset"]["run_id"] == runs["kfp-run-b", "data_prep"] and chain["dataset"]["digest"] == "d"
     assert chain["genotype"]["genotype"] == "genotype-kfp-run-b"
+
+
+@pytest.mark.slow
+def test_a_retried_task_logging_into_the_same_run_leaves_no_duplicate_metric_steps(
+    mlflow_server: str, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """A retried KFP task logs into the same injected run: the killed attempt's steps past its
+    last checkpoint are replayed, and MLflow (which cannot delete values) must not get them twice."""
+    import shutil
+
+    from cdarts.runners.search import CHECKPOINT_NAME, run_search
+    from cdarts.tracking.runs import MlflowTracker
+
+    config = load_config(str(CONFIGS / "tiny.yaml"))
+    client = MlflowClient(tracking_uri=mlflow_server)
+    run_id = client.create_run(client.create_experiment("retried-task")).info.run_id
+    out = tmp_path / "search"
+    killed = MlflowTracker(mlflow_server, run_id)
+    run_search(config, tiny_dataset, out, tracker=killed, max_iterations=1)
+    shutil.copy(out / CHECKPOINT_NAME, tmp_path / "first.pt")
+    run_search(config, tiny_dataset, out, tracker=killed, max_iterations=1)  # logged, then "killed"
+    assert killed.close() == 0
+    shutil.copy(tmp_path / "first.pt", out / CHECKPOINT_NAME)  # its second checkpoint never landed
+    logged_before = {key: len(client.get_metric_history(run_id, key)) for key in client.get_run(run_id).data.metrics}
+
+    retried = MlflowTracker(mlflow_server, run_id)
+    run_search(config, tiny_dataset, out, tracker=retried)
+    assert retried.close() == 0
+    assert (out / "genotype.json").is_file()
+    keys = client.get_run(run_id).data.metrics
+    assert len(keys) > 4
+    grew = 0
+    for key in keys:
+        steps = [metric.step for metric in client.get_metric_history(run_id, key)]
+        assert len(steps) == len(set(steps)), f"{key} logged twice at a step: {sorted(steps)}"
+        grew += len(steps) > logged_before.get(key, 0)
+    assert grew > 0  # the third iteration's steps did arrive

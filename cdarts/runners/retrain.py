@@ -22,7 +22,7 @@ import torch
 
 from cdarts.architecture import Architecture, architecture_from_dict
 from cdarts.atomic_files import write_text_atomic
-from cdarts.checkpoint import load_checkpoint, save_checkpoint
+from cdarts.checkpoint import check_state_dict, load_checkpoint, save_checkpoint
 from cdarts.checkpoint_mirror import CheckpointMirror
 from cdarts.config import ExperimentConfig
 from cdarts.data.datasets import evaluation_loader, split_dataset
@@ -38,8 +38,9 @@ from cdarts.model_file import MODEL_FILE, save_model, write_logged_model_referen
 from cdarts.nasbench201.genotype import Nb201Genotype
 from cdarts.networks.retrain_factory import build_retrain_network
 from cdarts.networks.retrain_network import RetrainSpec
+from cdarts.resume_state import check_optimizer_state, require_count, require_entries, restore_checked_rng_state
 from cdarts.search.cyclic_search import ProgressCallback
-from cdarts.seeding import capture_rng_state, restore_rng_state, seed_everything
+from cdarts.seeding import capture_rng_state, seed_everything
 from cdarts.serving import example_images, serving_contract
 from cdarts.tracking import FanOutTracker, JsonlTracker, Tracker
 from cdarts.train.loops import TrainSettings, evaluate, train_one_epoch
@@ -162,14 +163,23 @@ def run_retrain(
         state = load_checkpoint(checkpoint_path)
         if state.get("config_digest") != config.digest() or state.get("dataset_digest") != prepared.digest:
             raise CheckpointError(f"{checkpoint_path} was written with another config or dataset; use a new --out")
+        require_entries(
+            state,
+            checkpoint_path,
+            {"genotype": dict, "model": dict, "optimizer": dict, "next_epoch": int, "history": list, "rng": dict},
+        )
         if architecture_from_dict(state["genotype"]) != genotype:
             raise CheckpointError(f"{checkpoint_path} was written for another genotype; use a new --out")
+        check_state_dict(model, state["model"], checkpoint_path, "retrain weights")
+        check_optimizer_state(optimizer, state["optimizer"], checkpoint_path, "optimizer")
+        next_epoch = require_count(state["next_epoch"], checkpoint_path, "next_epoch", cfg.epochs)
+        history = state["history"]
+        if len(history) != next_epoch or not all(isinstance(entry, dict) for entry in history):
+            raise CheckpointError(f"{checkpoint_path}: the epoch history does not match next_epoch {next_epoch}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        next_epoch, history = int(state["next_epoch"]), list(state["history"])
-        restore_rng_state(state["rng"])
-        if distributed.is_main:  # a killed run's lines past the checkpoint are logged again
-            JsonlTracker(out_dir / "metrics.jsonl").truncate_after(next_epoch)
+        restore_checked_rng_state(state["rng"], checkpoint_path)
+        log.resume_after(next_epoch)  # a killed run's lines past the checkpoint are logged again
     else:
         log.log_params(config.model_dump(mode="json", exclude={"tracking"}))
         log.set_tags({"cdarts.genotype": genotype.to_string(), "cdarts.dataset_digest": prepared.digest})

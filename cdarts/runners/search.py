@@ -165,8 +165,8 @@ def run_search(
         dataset_digest=prepared.digest,
         on_checkpoint=mirror.publish if mirror is not None else None,
     )
-    if search.try_resume() and distributed.is_main:  # a killed run's lines past the checkpoint are logged again
-        JsonlTracker(out_dir / "metrics.jsonl").truncate_after(search.global_step)
+    if search.try_resume():  # a killed run's lines past the checkpoint are logged again
+        log.resume_after(search.global_step)
     if distributed.is_main:
         (out_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
         if tracker is not None:

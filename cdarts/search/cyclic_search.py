@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from cdarts.architecture import Architecture, architecture_from_dict
-from cdarts.checkpoint import load_checkpoint, save_checkpoint
+from cdarts.checkpoint import check_tensors, load_checkpoint, save_checkpoint
 from cdarts.config import ExperimentConfig, SearchConfig
 from cdarts.data.sampling import SplitLoader
 from cdarts.distributed import DistributedContext
@@ -19,6 +19,7 @@ from cdarts.divergence import LossWatch, check_finite_state
 from cdarts.errors import CheckpointError
 from cdarts.metrics import MeanTracker
 from cdarts.networks.joint_base import Branch, JointModel
+from cdarts.resume_state import check_optimizer_state, require_count, require_entries, restore_checked_rng_state
 from cdarts.search.losses import regularizer_coefficient
 from cdarts.search.optimizers import (
     CycleOptimizers,
@@ -28,7 +29,7 @@ from cdarts.search.optimizers import (
     set_lr,
 )
 from cdarts.search.steps import SearchStepper
-from cdarts.seeding import capture_rng_state, restore_rng_state
+from cdarts.seeding import capture_rng_state
 from cdarts.tracking import NullTracker, Tracker
 
 CHECKPOINT_FORMAT = 1
@@ -192,22 +193,31 @@ class CyclicSearch:
             raise CheckpointError(
                 f"{self.checkpoint_path} was written for a different dataset; use a new output directory"
             )
+        path = self.checkpoint_path
+        entries = {"model": dict, "warmup_optimizer": dict, "grads": dict, "genotype": dict, "cycles": list}
+        require_entries(state, path, {**entries, "next_iteration": int, "global_step": int, "rng": dict})
+        check_tensors(model_state_for_checkpoint(self.model), state["model"], path, "search weights")
+        check_optimizer_state(self.warmup_optimizer, state["warmup_optimizer"], path, "warm-up optimizer")
+        params = dict(self.model.named_parameters())
+        grads = state["grads"]
+        check_tensors({name: params[name] for name in grads if name in params}, grads, path, "stale gradients")
+        iterations = self.config.search_iterations
+        next_iteration = require_count(state["next_iteration"], path, "next_iteration", iterations)
         try:
             self.model.load_state_dict(state["model"], strict=True)
             self.warmup_optimizer.load_state_dict(state["warmup_optimizer"])
-            params = dict(self.model.named_parameters())
-            for name, grad in state["grads"].items():
+            for name, grad in grads.items():
                 params[name].grad = grad.to(params[name].device)
             self.genotype = architecture_from_dict(state["genotype"])
-            self.next_iteration = int(state["next_iteration"])
-            self.global_step = int(state["global_step"])
             self.cycles = [
-                CycleReport(c["cycle"], architecture_from_dict(c["genotype"]), {}, c["metrics"])
+                CycleReport(int(c["cycle"]), architecture_from_dict(c["genotype"]), {}, dict(c["metrics"]))
                 for c in state["cycles"]
             ]
-        except (KeyError, RuntimeError, ValueError) as error:
-            raise CheckpointError(f"{self.checkpoint_path} does not match this model: {error}") from None
-        restore_rng_state(state["rng"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as error:
+            raise CheckpointError(f"{path} does not match this model: {error}") from None
+        self.next_iteration = next_iteration
+        self.global_step = require_count(state["global_step"], path, "global_step", 1 << 40)
+        restore_checked_rng_state(state["rng"], path)
         return True
 
     # -- epochs ----------------------------------------------------------------------------------

@@ -21,6 +21,11 @@ class Tracker(Protocol):
     """What runners log through. ``step`` is a global, monotonically increasing step."""
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+    def resume_after(self, step: int) -> None:
+        """The run resumes from a checkpoint at ``step``: the steps past it will be logged again
+        (a killed run may have logged some of them already), so none may appear twice."""
+        ...
+
     def log_params(self, params: Mapping[str, Any]) -> None: ...
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
@@ -43,6 +48,9 @@ class NullTracker:
     """Discards everything."""
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        return None
+
+    def resume_after(self, step: int) -> None:
         return None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
@@ -83,6 +91,9 @@ class JsonlTracker(NullTracker):
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps({"step": step, **clean}) + "\n")
 
+    def resume_after(self, step: int) -> None:
+        self.truncate_after(step)
+
     def truncate_after(self, step: int) -> None:
         """Drop the lines logged beyond ``step`` (a resumed run logs them again: no duplicates)."""
         import json
@@ -111,6 +122,10 @@ class FanOutTracker:
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         for tracker in self.trackers:
             tracker.log_metrics(metrics, step)
+
+    def resume_after(self, step: int) -> None:
+        for tracker in self.trackers:
+            tracker.resume_after(step)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         for tracker in self.trackers:

@@ -185,6 +185,8 @@ class MlflowTracker:
         self.failures = 0
         self.artifact_failures = 0
         self._artifact_deadline: float | None = None  # set by the first failed upload
+        self._replay_after: int | None = None  # set on resume: steps past it may be logged already
+        self._logged_steps: dict[str, set[int]] = {}
         self._warned = False
         self._closed = False
         self._lock = threading.Lock()
@@ -255,8 +257,28 @@ class MlflowTracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if math.isfinite(v)]
+        batch = [
+            Metric(k, float(v), now, step)
+            for k, v in metrics.items()
+            if math.isfinite(v) and not self._already_logged(k, step)
+        ]
+        if not batch:
+            return
         self._submit("log_metrics", lambda: self.client.log_batch(self.run_id, metrics=batch, synchronous=False))
+
+    def resume_after(self, step: int) -> None:
+        """MLflow cannot delete metric values, so a replayed step is not logged again where the
+        killed attempt (the same run, e.g. a retried KFP task) logged it already."""
+        self._replay_after = step
+        self._logged_steps.clear()
+
+    def _already_logged(self, key: str, step: int) -> bool:
+        if self._replay_after is None:  # (per-cycle metrics use cycle indices: any step is checked)
+            return False
+        if key not in self._logged_steps:  # one history read per metric, on its first replayed step
+            history = self._retry("get_metric_history", lambda: self.client.get_metric_history(self.run_id, key))
+            self._logged_steps[key] = {int(m.step) for m in history or ()}
+        return step in self._logged_steps[key]
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param

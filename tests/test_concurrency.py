@@ -156,3 +156,28 @@ def test_only_global_rank_0_locks_on_a_shared_output(tmp_path: Path, monkeypatch
         monkeypatch.setenv("RANK", "0")  # a second job's rank 0 is refused
         with pytest.raises(CdartsError, match="is in use by another cdarts process"), out_dir_lock(tmp_path):
             pass
+
+
+def test_a_second_cdarts_run_resuming_the_same_run_directory_is_refused(tmp_path: Path) -> None:
+    run_dir = tmp_path / "20261202-120000-abcdef"
+    run_dir.mkdir()
+    (run_dir / "launch.json").write_text('{"stack": "none", "pipeline": "search"}', encoding="utf-8")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(run_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        refused = subprocess.run(
+            [sys.executable, "-m", "cdarts", "run", "--resume", str(run_dir)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert refused.returncode == 2
+        assert refused.stderr.strip().splitlines() == [
+            f"cdarts: error: {run_dir} is in use by another cdarts process (pid {holder.pid})"
+        ]
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)

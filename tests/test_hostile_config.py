@@ -390,3 +390,23 @@ def test_deep_architecture_json_and_trainjob_settings(opening: str) -> None:
         architecture_from_json(text)
     with pytest.raises(CdartsError, match="TrainJob settings nests deeper"):
         TrainJobSettings.from_json(text)
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        (b'{"stack": ', "is unreadable: Expecting value"),
+        (b"[1, 2]", "is not a cdarts launch file"),
+        (b'{"stack": "none"}', "is not a cdarts launch file"),
+        (b'{"stack": 3, "pipeline": "search"}', "is not a cdarts launch file"),
+        (b'{"stack": "none", "pipeline": ' + _deep_flow().encode() + b"}", "nests deeper"),
+        (b'{"stack": "\xff"}', "is unreadable"),
+    ],
+)
+def test_a_resumed_run_with_a_damaged_launch_file_is_refused_in_one_line(
+    tmp_path: Path, content: bytes, fragment: str
+) -> None:
+    (tmp_path / "launch.json").write_bytes(content)
+    result = CliRunner().invoke(app, ["run", "--resume", str(tmp_path)])
+    assert result.exit_code == 2
+    assert fragment in _one_error_line(result.output)

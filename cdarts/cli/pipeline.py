@@ -29,6 +29,9 @@ from cdarts.cli.pipeline_options import (
     pipeline_options,
     with_compile_flags,
 )
+from cdarts.errors import ConfigError
+from cdarts.out_dir_lock import out_dir_lock
+from cdarts.safe_yaml import load_json
 from cdarts.tracking import end_run, lineage_tags, redact_uri, resolve_tracking_uri, start_parent_run
 
 
@@ -98,7 +101,9 @@ def run(
             run_dir = _new_launch(config, overrides or [], pipeline, genotype, source, runs_root, stack)
         else:
             run_dir = resume
-        _execute(run_dir, progress, run_dir.parent / ".kfp-cache" if cache else None)
+        # Two runs on one directory (a --resume started twice) would interleave tasks and outputs.
+        with out_dir_lock(run_dir):
+            _execute(run_dir, progress, run_dir.parent / ".kfp-cache" if cache else None)
 
 
 LAUNCH_FILE = "launch.json"
@@ -108,7 +113,13 @@ def _load_launch(run_dir: Path) -> dict[str, Any]:
     path = run_dir / LAUNCH_FILE
     if not path.is_file():
         raise fail(f"{run_dir} is not a cdarts run directory (no {LAUNCH_FILE})")
-    launch: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        launch = load_json(path.read_text(encoding="utf-8"), str(path))
+    except (ConfigError, OSError, ValueError) as error:  # ValueError: JSON syntax, encoding
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise fail(f"{path} is unreadable: {reason}") from None
+    if not isinstance(launch, dict) or not all(isinstance(launch.get(key), str) for key in ("stack", "pipeline")):
+        raise fail(f"{path} is not a cdarts launch file (no stack and pipeline names)")
     return launch
 
 

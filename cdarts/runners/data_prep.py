@@ -20,6 +20,7 @@ from cdarts import __version__
 from cdarts.atomic_files import disk_error, write_text_atomic
 from cdarts.config import DataConfig
 from cdarts.data.prepared import MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, PreparedDataset, content_digest, decode_image
+from cdarts.data.regular_file import read_regular_file
 from cdarts.data.sources import ArraySplit, FileSplit, SourceData, read_source
 from cdarts.data.splits import stratified_halves
 from cdarts.errors import DataError
@@ -53,7 +54,7 @@ def _write_encoded(split: FileSplit, name: str, out: Path) -> dict[str, str]:
     offset = 0
     with (out / f"{name}_images.bin").open("wb") as shard:
         for i, path in enumerate(split.files):
-            data = path.read_bytes()
+            data = read_regular_file(path)
             try:
                 decode_image(data).load()
             except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
@@ -91,7 +92,7 @@ def _encoded_statistics(split: FileSplit, sample: int, image_size: int, seed: in
     chosen = torch.randperm(len(split.files), generator=generator)[:sample].tolist()
     pixels = []
     for i in chosen:
-        image = decode_image(split.files[i].read_bytes())
+        image = decode_image(read_regular_file(split.files[i]))
         scale = image_size / min(image.size)
         image = image.resize(
             (max(image_size, round(image.width * scale)), max(image_size, round(image.height * scale)))

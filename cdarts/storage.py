@@ -5,8 +5,10 @@ URIs are ``s3://bucket/prefix`` or plain paths. Uploaded objects carry their SHA
 object metadata and downloads are checked against it and the size. Directories are published
 manifest-last: every file first, then ``_MANIFEST.json`` listing them, so a prefix without a
 manifest is incomplete and is never read as a directory. Small records can be written
-conditionally (create-if-absent, replace-if-unchanged: S3 ``If-None-Match`` / ``If-Match``), the
-compare-and-swap that the idempotency ledger builds on. Credentials come from the environment
+conditionally (create-if-absent, replace-if-unchanged: S3 ``If-None-Match`` / ``If-Match``, sent
+through boto3's public API in ``cdarts.s3_conditional``), the compare-and-swap that the
+idempotency ledger builds on. Prefixes download in parallel, a bounded number at a time
+(``cdarts.parallel_download``). Credentials come from the environment
 (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``; on a cluster from Kubernetes Secrets) and
 never appear in messages.
 """
@@ -28,6 +30,8 @@ from urllib.parse import urlparse
 
 from cdarts.atomic_files import atomic_writer
 from cdarts.errors import StorageError
+from cdarts.parallel_download import download_all, download_concurrency
+from cdarts.s3_conditional import ConditionalWriter
 
 MANIFEST_NAME = "_MANIFEST.json"
 PART_SIZE = 16 * 1024 * 1024
@@ -230,11 +234,13 @@ class S3Store:
         self.attempts = attempts
         self.backoff_seconds = backoff_seconds
         self.retry_seconds = s3_retry_seconds() if retry_seconds is None else retry_seconds
+        self._writer: ConditionalWriter | None = None
         # Our own retry loop handles transient failures; the HTTP layer fails fast. A read that
         # waits longer than the retry budget is treated as a dead server.
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=min(5.0, self.retry_seconds), read=min(120.0, self.retry_seconds)),
             retries=urllib3.Retry(total=0, raise_on_status=False),
+            maxsize=max(10, download_concurrency()),  # one connection per parallel download
         )
         self.client = Minio(
             settings.endpoint,
@@ -332,34 +338,29 @@ class S3Store:
 
         return self._call(f"reading {key}", read)
 
-    def _put_conditionally(
-        self, what: str, key: str, data: bytes, condition: dict[str, str | list[str] | tuple[str]]
-    ) -> bool:
-        """PUT ``data`` unless the server answers 412 Precondition Failed (or 409 for a write racing
-        another conditional write); returns whether this write took effect."""
-        from minio.error import S3Error
-
-        def put() -> bool:
-            try:
-                # The public put_object cannot send conditional headers; _put_object is the single
-                # PutObject request underneath it (minio is pinned).
-                self.client._put_object(self.bucket, key, data, headers=dict(condition))
-                return True
-            except S3Error as error:
-                if error.code in ("PreconditionFailed", "ConditionalRequestConflict"):
-                    return False
-                raise
-
-        return self._call(what, put)
+    def _conditional(self) -> ConditionalWriter:
+        if self._writer is None:
+            scheme = "https" if self.settings.secure else "http"
+            self._writer = ConditionalWriter(
+                f"{scheme}://{self.settings.endpoint}",
+                self.bucket,
+                self.settings.region,
+                self.settings.access_key,
+                self.settings.secret_key,
+                self.retry_seconds,
+            )
+        return self._writer
 
     def create_if_absent(self, key: str, data: bytes) -> bool:
-        return self._put_conditionally(f"creating {key}", key, data, {"If-None-Match": "*"})
+        """PUT with ``If-None-Match: *`` (boto3); False when the object already exists."""
+        return self._call(f"creating {key}", lambda: self._conditional().create(key, data))
 
     def delete(self, key: str) -> None:
         self._call(f"deleting {key}", lambda: self.client.remove_object(self.bucket, key))
 
     def replace_if_version(self, key: str, data: bytes, version: str) -> bool:
-        return self._put_conditionally(f"replacing {key}", key, data, {"If-Match": f'"{version}"'})
+        """PUT with ``If-Match: <etag>`` (boto3); False when the object changed or is gone."""
+        return self._call(f"replacing {key}", lambda: self._conditional().replace(key, data, version))
 
 
 # -- URIs and directories ------------------------------------------------------------------------------
@@ -410,12 +411,14 @@ def download_directory(store: ObjectStore, prefix: str, local: Path) -> int:
     store.download_file(manifest_key, manifest_path)
     entries = json.loads(manifest_path.read_text(encoding="utf-8"))["files"]
     manifest_path.unlink()
-    for name, entry in entries.items():
-        target = local / name
+
+    def fetch(name: str, target: Path) -> None:
+        entry = entries[name]
         store.download_file(_join(prefix, name), target)
         if target.stat().st_size != entry["size"] or sha256_file(target) != entry["sha256"]:
             raise StorageError(f"{_join(prefix, name)} does not match its manifest entry")
-    return len(entries)
+
+    return download_all(fetch, ((name, local / name) for name in entries))
 
 
 def fetch_to_local(uri: str, workdir: Path) -> Path:
@@ -434,6 +437,5 @@ def fetch_to_local(uri: str, workdir: Path) -> Path:
     if not keys:
         raise StorageError(f"nothing found at {uri}")
     target = workdir / name
-    for object_key in keys:
-        store.download_file(object_key, target / object_key[len(key) :].lstrip("/"))
+    download_all(store.download_file, ((k, target / k[len(key) :].lstrip("/")) for k in keys))
     return target

@@ -246,6 +246,11 @@ class NasBench201Config(_Section):
     benchmark_file: str | None = Field(
         None, description="JSON export of NAS-Bench-201 / NATS-Bench accuracies; looked up every cycle"
     )
+    layout: Literal["authors", "stage_cells"] = Field(
+        "authors",
+        description="authors: heads after the stride-2 blocks (2C, 4C), the authors' BN affinities; "
+        "stage_cells: heads after the first two stages' last cells (docs/reference-deviations.md)",
+    )
 
 
 class ChainConfig(_Section):
@@ -354,9 +359,10 @@ class ExperimentConfig(_Section):
         if self.search_space == "chain" and self.data.image_size < 32:
             raise ValueError("the chain space downsamples 32x: data.image_size must be at least 32")
         size = self.data.image_size
-        if self.search_space == "nasbench201" and size % 4:
+        if self.search_space == "nasbench201" and (size % 4 or size < 8):
             raise ValueError(
-                f"data.image_size {size} must be a multiple of 4 (the nasbench201 network halves it twice)"
+                f"data.image_size {size} must be a multiple of 4 and at least 8 (the nasbench201 network halves "
+                "it twice and a distillation head reads the quarter-size map)"
             )
         if self.search_space == "darts":
             for section, stem in (("search", self.search.stem), ("retrain", self.retrain.stem)):

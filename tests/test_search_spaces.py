@@ -23,6 +23,7 @@ from cdarts.errors import CheckpointError, ConfigError, GenotypeError
 from cdarts.genotype import Genotype, reference_genotype
 from cdarts.nasbench201.genotype import Nb201Genotype
 from cdarts.nasbench201.joint_network import Nb201JointNetwork
+from cdarts.nasbench201.networks import nb201_block_positions
 from cdarts.networks.joint_base import JointModel
 from cdarts.runners.data_prep import run_data_prep
 from cdarts.runners.search import CHECKPOINT_NAME, run_search
@@ -169,10 +170,14 @@ def _perturb(module: torch.nn.Module) -> None:
             parameter.add_(torch.randn_like(parameter))
 
 
-@pytest.mark.parametrize("space", ["nasbench201", "chain"])
+@pytest.mark.parametrize("space", ["nasbench201-stage_cells", "chain"])
 def test_the_pool_keeps_what_e_learned_for_the_next_cycle(space: str) -> None:
     torch.manual_seed(0)
-    model = _model(_tiny(space))
+    space, _, layout = space.partition("-")
+    config = _tiny(space)
+    if layout:
+        config = config.model_copy(update={"nasbench201": config.nasbench201.model_copy(update={"layout": layout})})
+    model = _model(config)
     genotype = (
         Nb201Genotype.from_arch_string(NB201_ARCH)
         if space == "nasbench201"
@@ -186,6 +191,35 @@ def test_the_pool_keeps_what_e_learned_for_the_next_cycle(space: str) -> None:
     rebuilt = model.rebuild_eval_network(genotype)
     assert all(torch.equal(a, b) for a, b in zip(trained, rebuilt.parameters(), strict=True))
     assert not all(torch.equal(a, b) for a, b in zip(inherited, rebuilt.parameters(), strict=True))
+
+
+def test_the_authors_nasbench201_pool_keeps_convs_and_blocks_while_cell_bn_restarts() -> None:
+    """The authors' pool cells have non-affine BN: E's conv weights and whole ResNet blocks survive
+    a cycle, the scale and shift of E's cell BN start again at 1 and 0."""
+    torch.manual_seed(0)
+    model = _model(_tiny("nasbench201"))
+    assert isinstance(model, Nb201JointNetwork) and model.layout == "authors"
+    genotype = Nb201Genotype.from_arch_string(NB201_ARCH)
+    _perturb(model.rebuild_eval_network(genotype))
+    trained = {name: p.detach().clone() for name, p in model.require_eval().named_parameters()}
+    model.write_back_to_pool()
+    eval_network = model.rebuild_eval_network(genotype)
+    rebuilt = dict(eval_network.named_parameters())
+    blocks = {str(index) for index in nb201_block_positions(model.cells_per_stage)}
+    cell_bn = {
+        f"{prefix}.{name}"
+        for prefix, module in eval_network.named_modules()
+        if isinstance(module, torch.nn.BatchNorm2d) and prefix.split(".")[0] not in blocks
+        for name, _ in module.named_parameters()
+    }
+    restarted = 0
+    for name, value in rebuilt.items():
+        if name in cell_bn:
+            restarted += 1
+            assert torch.equal(value, torch.ones_like(value) if name.endswith("weight") else torch.zeros_like(value))
+        else:
+            assert torch.equal(value, trained[name]), name
+    assert restarted > 0
 
 
 def test_the_chain_pool_holds_the_tied_fifth_layer_of_the_80_channel_stage() -> None:

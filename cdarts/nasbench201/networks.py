@@ -96,10 +96,16 @@ class ResNetBasicBlock(nn.Module):
 
 
 def build_nb201_layers(
-    channels: int, cells_per_stage: int, genotype: Nb201Genotype | None, affine: bool
+    channels: int,
+    cells_per_stage: int,
+    genotype: Nb201Genotype | None,
+    affine: bool,
+    block_affine: bool | None = None,
 ) -> nn.ModuleList:
     """N cells, a basic block to 2C, N cells, a block to 4C, N cells: search cells when
-    ``genotype`` is None, else the genotype's derived cells."""
+    ``genotype`` is None, else the genotype's derived cells. ``affine`` is the cells' BN flag,
+    ``block_affine`` the ResNet blocks' (default: the same)."""
+    block_affine = affine if block_affine is None else block_affine
     layers: list[nn.Module] = []
     width = channels
     for stage in range(3):
@@ -108,9 +114,14 @@ def build_nb201_layers(
                 Nb201SearchCell(width, affine) if genotype is None else Nb201DerivedCell(genotype, width, affine)
             )
         if stage < 2:
-            layers.append(ResNetBasicBlock(width, 2 * width, affine))
+            layers.append(ResNetBasicBlock(width, 2 * width, block_affine))
             width *= 2
     return nn.ModuleList(layers)
+
+
+def nb201_block_positions(cells_per_stage: int) -> tuple[int, int]:
+    """Indices of the two stride-2 ResNet blocks in the layer list."""
+    return cells_per_stage, 2 * cells_per_stage + 1
 
 
 def run_nb201_layers(layers: nn.ModuleList, x: torch.Tensor, weights: torch.Tensor | None) -> list[torch.Tensor]:

@@ -23,6 +23,7 @@ def build_search_model(experiment: ExperimentConfig, in_channels: int, num_class
             head_channels=search.head_channels,
             fix_heads=search.fix_heads,
             learnable_ensemble=search.learnable_ensemble,
+            layout=experiment.nasbench201.layout,
         )
     if experiment.search_space == "chain":
         return ChainJointNetwork(

@@ -132,6 +132,15 @@ def test_the_mnist_source_names_classes_by_number_and_takes_prefixed_sets(tmp_pa
     assert wide.num_classes == 12
 
 
+def test_dotted_file_names_are_read_too(tmp_path: Path) -> None:
+    """``train-images.idx3-ubyte``: how some mirrors name the files."""
+    root = write_idx_set(tmp_path / "src")
+    for path in list(root.iterdir()):
+        path.rename(root / path.name.replace("s-idx", "s.idx"))
+    plain = run_data_prep(fashion(write_idx_set(tmp_path / "plain")), 0, tmp_path / "plain-out")
+    assert run_data_prep(fashion(root), 0, tmp_path / "out").digest == plain.digest
+
+
 def test_images_are_resized_to_the_configured_size_and_stay_grey(tmp_path: Path) -> None:
     prepared = run_data_prep(fashion(write_idx_set(tmp_path / "src"), image_size=12), 0, tmp_path / "out")
     assert prepared.images("train").shape == (TRAIN, 12, 12, 1)

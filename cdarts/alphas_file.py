@@ -12,8 +12,7 @@ import torch
 from cdarts.architecture import SEARCH_SPACES
 from cdarts.checkpoint import load_checkpoint, save_checkpoint
 from cdarts.errors import CheckpointError
-from cdarts.nasbench201.genotype import NB201_EDGES
-from cdarts.search_space.cells import num_edges
+from cdarts.spaces import get_space
 
 ALPHAS_FORMAT = 2
 
@@ -29,12 +28,7 @@ class AlphasFile:
     layout: dict[str, Any] = field(default_factory=dict)
 
     def expected_rows(self) -> dict[str, int]:
-        if self.space == "darts":
-            rows = num_edges(int(self.layout["n_nodes"]))
-            return {"alphas_normal": rows, "alphas_reduce": rows}
-        if self.space == "nasbench201":
-            return {"alphas": NB201_EDGES}
-        return {"alphas": sum(int(n) for n in self.layout["stage_layers"])}
+        return get_space(self.space).expected_alpha_rows(self.layout)
 
 
 def save_alphas(alphas_file: AlphasFile, path: Path) -> None:

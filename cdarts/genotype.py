@@ -161,9 +161,16 @@ def derive_cell(
     Args:
         alphas: (num_edges, len(primitives)) raw architecture logits, node-major edge order.
     """
+    return cell_from_probabilities(torch.softmax(alphas.detach().float().cpu(), dim=-1), n_nodes, primitives, k)
+
+
+def cell_from_probabilities(
+    probabilities: torch.Tensor, n_nodes: int, primitives: tuple[str, ...] = PRIMITIVES, k: int = 2
+) -> tuple[Gene, ...]:
+    """The DARTS/CDARTS rule on softmax(alphas): (num_edges, len(primitives)), rows summing to 1."""
     if primitives[-1] != NONE_PRIMITIVE:
         raise ValueError("derivation expects 'none' to be the last primitive")
-    probs = torch.softmax(alphas.detach().float().cpu(), dim=-1)[:, :-1]
+    probs = probabilities[:, :-1]
     genes = []
     for i, start in enumerate(node_edge_offsets(n_nodes)):
         node_probs = probs[start : start + 2 + i]

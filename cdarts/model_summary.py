@@ -15,8 +15,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cdarts.architecture import Architecture
 from cdarts.chain_space.architectures import ChainArchitecture
-from cdarts.networks.retrain_factory import RetrainModel, build_retrain_network
 from cdarts.networks.retrain_network import RetrainSpec
+from cdarts.spaces import build_retrain_network
+from cdarts.spaces.retrain_model import RetrainModel
 
 # The paper's retrain sizes per data set: (stem, C, cells, stem multiplier, image size, classes).
 PAPER_SIZES: dict[str, RetrainSpec] = {

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cdarts.architecture import Architecture
-from cdarts.visualize import architecture_drawings
+from cdarts.spaces import space_of
 
 
 def genotype_html(genotype: Architecture, heatmap_png: Path | None = None) -> str:
@@ -19,7 +19,7 @@ def genotype_html(genotype: Architecture, heatmap_png: Path | None = None) -> st
         "<h2>Genotype</h2>",
         f"<pre style='white-space: pre-wrap'>{escape(genotype.to_string())}</pre>",
     ]
-    for caption, svg in architecture_drawings(genotype):
+    for caption, svg in space_of(genotype).drawings(genotype):
         parts += [f"<h3>{escape(caption)}</h3>", svg]
     if heatmap_png is not None and heatmap_png.is_file():
         encoded = base64.b64encode(heatmap_png.read_bytes()).decode()

@@ -7,12 +7,7 @@ from xml.sax.saxutils import escape
 
 import torch
 
-from cdarts.architecture import Architecture
-from cdarts.chain_space.architectures import ChainArchitecture
-from cdarts.chain_space.diagram import chain_svg, write_chain_diagram
 from cdarts.genotype import Genotype
-from cdarts.nasbench201.diagram import nb201_cell_svg, write_nb201_cell_diagram
-from cdarts.nasbench201.genotype import Nb201Genotype
 
 _OP_COLOURS = {
     "skip_connect": "#7f7f7f",
@@ -83,25 +78,6 @@ def write_cell_diagrams(genotype: Genotype, out_dir: Path) -> list[Path]:
         path.write_text(cell_svg(genotype, reduction), encoding="utf-8")
         paths.append(path)
     return paths
-
-
-def architecture_drawings(architecture: Architecture) -> list[tuple[str, str]]:
-    """(caption, SVG) of every drawing of an architecture: the two DARTS cells, the one
-    NAS-Bench-201 cell, or the chain network's layer stack."""
-    if isinstance(architecture, Nb201Genotype):
-        return [("NAS-Bench-201 cell", nb201_cell_svg(architecture))]
-    if isinstance(architecture, ChainArchitecture):
-        return [("Chain-space network", chain_svg(architecture.as_lists()))]
-    return [("Normal cell", cell_svg(architecture, False)), ("Reduction cell", cell_svg(architecture, True))]
-
-
-def write_architecture_diagrams(architecture: Architecture, out_dir: Path) -> list[Path]:
-    """``normal.svg`` + ``reduce.svg`` (DARTS), ``cell.svg`` (NAS-Bench-201) or ``layers.svg`` (chain)."""
-    if isinstance(architecture, Nb201Genotype):
-        return write_nb201_cell_diagram(architecture, out_dir)
-    if isinstance(architecture, ChainArchitecture):
-        return write_chain_diagram(architecture.as_lists(), out_dir)
-    return write_cell_diagrams(architecture, out_dir)
 
 
 def write_alpha_heatmap(

@@ -29,7 +29,7 @@ from cdarts.chain_space.network import (
     build_chain_stem,
     layer_specs,
 )
-from cdarts.chain_space.supernet import ChainSupernet, architecture_from_probabilities
+from cdarts.chain_space.supernet import ChainSupernet, architecture_from_probabilities, slot_probabilities
 from cdarts.networks.heads import DistillationHead
 from cdarts.networks.joint_base import Branch, BranchFeatures, JointModel
 from cdarts.networks.weight_pool import copy_parameters
@@ -107,7 +107,7 @@ class ChainJointNetwork(JointModel):
     # -- genotype, E and the pool ----------------------------------------------------------------
 
     def current_genotype(self) -> ChainArchitecture:
-        probabilities = self.search_network.probabilities().detach().float()
+        probabilities = slot_probabilities(self.search_network.alphas, self.stage_layers, self.allow_skip)
         return architecture_from_probabilities(probabilities, self.stage_layers, self.allow_skip)
 
     def rebuild_eval_network(self, genotype: ChainArchitecture) -> nn.Module:
@@ -143,7 +143,7 @@ class ChainJointNetwork(JointModel):
         return {"alphas": self.search_network.alphas}
 
     def alpha_probabilities(self) -> dict[str, torch.Tensor]:
-        return {"alphas": self.search_network.probabilities().detach().float()}
+        return {"alphas": slot_probabilities(self.search_network.alphas, self.stage_layers, self.allow_skip)}
 
     def search_module_parameters(self) -> Iterator[nn.Parameter]:
         yield from (p for name, p in self.search_network.named_parameters() if name != "alphas")

@@ -36,6 +36,12 @@ def candidate_mask(stage_layers: tuple[int, ...], allow_skip: bool) -> torch.Ten
     return mask
 
 
+def slot_probabilities(alphas: torch.Tensor, stage_layers: tuple[int, ...], allow_skip: bool) -> torch.Tensor:
+    """softmax(alphas + mask) per slot on the CPU in float32: (slots, candidates). The one formula
+    behind derivation, from the live model and from an alphas file alike."""
+    return torch.softmax(alphas.detach().float().cpu() + candidate_mask(stage_layers, allow_skip), dim=-1)
+
+
 def architecture_from_probabilities(
     probabilities: torch.Tensor, stage_layers: tuple[int, ...], allow_skip: bool
 ) -> ChainArchitecture:

@@ -23,38 +23,9 @@ GenotypeArgument = Annotated[
 
 def _describe_any(architecture: Architecture) -> str:
     """Per node its kept edges (cells), or per stage its blocks (chain)."""
-    from cdarts.chain_space.architectures import ChainArchitecture
-    from cdarts.chain_space.candidates import CHOICES
-    from cdarts.chain_space.network import STAGE_CHANNELS
-    from cdarts.nasbench201.genotype import Nb201Genotype
+    from cdarts.spaces import space_of
 
-    if isinstance(architecture, Nb201Genotype):
-        return "\n".join(
-            f"node {node}: " + ", ".join(f"{op} <- node {source}" for source, op in enumerate(ops))
-            for node, ops in enumerate(architecture.nodes, start=1)
-        )
-    if isinstance(architecture, ChainArchitecture):
-        return "\n".join(
-            f"stage {stage + 1} ({STAGE_CHANNELS[stage]} ch): "
-            + ", ".join(f"MB{CHOICES[c][1]} {CHOICES[c][0]}x{CHOICES[c][0]} SE" for c in choices)
-            for stage, choices in enumerate(architecture.choices)
-        )
-    return _describe(architecture)
-
-
-def _describe(genotype: Genotype) -> str:
-    lines = []
-    for name, reduction in (("normal", False), ("reduce", True)):
-        nodes, concat = genotype.cell(reduction)
-        lines.append(f"{name} cell (concat {list(concat)}):")
-        for i, node in enumerate(nodes):
-            edges = ", ".join(f"{op} <- {_state_name(index)}" for op, index in node)
-            lines.append(f"  node {i}: {edges}")
-    return "\n".join(lines)
-
-
-def _state_name(index: int) -> str:
-    return {0: "c_{k-2}", 1: "c_{k-1}"}.get(index, f"node {index - 2}")
+    return space_of(architecture).describe(architecture)
 
 
 @app.command("show")

@@ -98,7 +98,8 @@ class Nb201JointNetwork(JointModel):
     # -- genotype, E and the pool ----------------------------------------------------------------
 
     def current_genotype(self) -> Nb201Genotype:
-        return Nb201Genotype.from_alphas(self.alphas)
+        # The same probabilities as an alphas file's derivation (CPU float32 softmax).
+        return Nb201Genotype.from_alphas(torch.softmax(self.alphas.detach().float().cpu(), dim=-1))
 
     def rebuild_eval_network(self, genotype: Nb201Genotype) -> nn.Module:
         device = self.alphas.device

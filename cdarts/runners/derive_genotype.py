@@ -9,8 +9,9 @@ from cdarts.alphas_file import load_alphas
 from cdarts.architecture import Architecture
 from cdarts.atomic_files import write_text_atomic
 from cdarts.derivation import alpha_probabilities, alpha_row_labels, derive_architecture
+from cdarts.spaces import space_of
 from cdarts.tracking import Tracker
-from cdarts.visualize import write_alpha_heatmap, write_architecture_diagrams
+from cdarts.visualize import write_alpha_heatmap
 
 
 @dataclass
@@ -28,7 +29,7 @@ def run_derive_genotype(alphas_path: Path, out_dir: Path, tracker: Tracker | Non
     alphas_file = load_alphas(alphas_path)
     genotype = derive_architecture(alphas_file)
     out_dir.mkdir(parents=True, exist_ok=True)
-    diagrams = write_architecture_diagrams(genotype, out_dir)
+    diagrams = space_of(genotype).write_diagrams(genotype, out_dir)
     heatmap = write_alpha_heatmap(
         alpha_probabilities(alphas_file), alphas_file.candidates, alpha_row_labels(alphas_file), out_dir / "alphas.png"
     )

@@ -6,14 +6,14 @@ from pathlib import Path
 
 from cdarts.architecture import Architecture, resolve_architecture
 from cdarts.atomic_files import write_text_atomic
+from cdarts.spaces import space_of
 from cdarts.tracking import Tracker
-from cdarts.visualize import write_architecture_diagrams
 
 
 def run_import_genotype(spec: str, out_dir: Path, tracker: Tracker | None = None) -> Architecture:
     """``spec``: a reference name, a file, a ``Genotype(...)`` / arch / chain string or JSON text."""
     genotype = resolve_architecture(spec)
-    diagrams = write_architecture_diagrams(genotype, out_dir)
+    diagrams = space_of(genotype).write_diagrams(genotype, out_dir)
     genotype_path = out_dir / "genotype.json"
     write_text_atomic(genotype_path, genotype.to_json())
     if tracker is not None:

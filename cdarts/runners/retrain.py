@@ -35,13 +35,12 @@ from cdarts.divergence import LossWatch, check_finite_state
 from cdarts.errors import CheckpointError
 from cdarts.genotype import Genotype
 from cdarts.model_file import MODEL_FILE, save_model, write_logged_model_reference
-from cdarts.nasbench201.genotype import Nb201Genotype
-from cdarts.networks.retrain_factory import build_retrain_network
 from cdarts.networks.retrain_network import RetrainSpec
 from cdarts.resume_state import check_optimizer_state, require_count, require_entries, restore_checked_rng_state
 from cdarts.search.cyclic_search import ProgressCallback
 from cdarts.seeding import capture_rng_state, seed_everything
 from cdarts.serving import example_images, serving_contract
+from cdarts.spaces import build_retrain_network, space_of
 from cdarts.tracking import FanOutTracker, JsonlTracker, Tracker
 from cdarts.train.loops import TrainSettings, evaluate, train_one_epoch
 from cdarts.train.recipe import cifar_param_count_rule, drop_path_probability, learning_rate
@@ -65,27 +64,9 @@ def _step_reporter(progress: ProgressCallback | None, description: str, total: i
 
 
 def retrain_spec(config: ExperimentConfig, genotype: Architecture, in_channels: int, num_classes: int) -> RetrainSpec:
-    """The network's shape for the genotype's space: the retrain section for DARTS cells, the
-    ``nasbench201`` section's C and N (the benchmark trains the searched size), the ``chain``
-    section's dropout."""
-    cfg, image_size = config.retrain, config.data.image_size
-    if isinstance(genotype, Nb201Genotype):
-        nb201 = config.nasbench201
-        return RetrainSpec(
-            "cifar", in_channels, num_classes, image_size, nb201.channels, nb201.cells_per_stage, 1, False
-        )
-    if not isinstance(genotype, Genotype):
-        return RetrainSpec("imagenet", in_channels, num_classes, image_size, 0, 0, 1, False, config.chain.dropout)
-    return RetrainSpec(
-        cfg.stem,
-        in_channels,
-        num_classes,
-        image_size,
-        cfg.init_channels,
-        cfg.cells,
-        cfg.stem_multiplier,
-        cfg.auxiliary_weight > 0,
-    )
+    """The network's shape for the genotype's space (the retrain section for DARTS cells, the
+    space's own section otherwise)."""
+    return space_of(genotype).retrain_spec(config, in_channels, num_classes)
 
 
 def run_retrain(

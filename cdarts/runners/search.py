@@ -26,6 +26,7 @@ from cdarts.networks.joint_base import JointModel
 from cdarts.search.build import build_search_model
 from cdarts.search.cyclic_search import CycleReport, CyclicSearch, ProgressCallback, SearchLoaders
 from cdarts.seeding import seed_everything
+from cdarts.spaces import get_space
 from cdarts.tracking import FanOutTracker, JsonlTracker, Tracker
 
 CHECKPOINT_NAME = "checkpoints/search-last.pt"
@@ -65,11 +66,7 @@ def _build_loaders(config: ExperimentConfig, prepared: PreparedDataset, rank: in
 
 
 def _alphas_file(config: ExperimentConfig, model: JointModel, alphas: dict[str, torch.Tensor]) -> AlphasFile:
-    layout: dict[str, object] = {}
-    if config.search_space == "darts":
-        layout = {"n_nodes": config.search.n_nodes}
-    elif config.search_space == "chain":
-        layout = {"stage_layers": list(config.chain.stage_layers), "allow_skip": config.chain.allow_skip}
+    layout = get_space(config.search_space).alphas_layout(config)
     return AlphasFile(config.search_space, model.candidates, alphas, layout)
 
 

@@ -1,0 +1,96 @@
+"""The interface every search space implements, so the search loop, runners, CLI and pipelines
+never branch on the space: they ask the registry (``cdarts.spaces.get_space``) instead.
+
+A space owns its architecture type (parse, JSON), the rule that turns alpha probabilities into
+an architecture (the one derivation path: the live model and an alphas file both go through
+:meth:`SearchSpace.derive_from_alphas`), the builders of its joint network and retrain network,
+its diagrams and its description. ``layout`` is the small dictionary an alphas file stores to
+read its rows (``{"n_nodes": 4}`` for DARTS cells, the stage layers for the chain space).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+
+if TYPE_CHECKING:
+    from cdarts.architecture import Architecture
+    from cdarts.config import ExperimentConfig
+    from cdarts.networks.joint_base import JointModel
+    from cdarts.networks.retrain_network import RetrainSpec
+    from cdarts.spaces.retrain_model import RetrainModel
+
+
+class SearchSpace(ABC):
+    """One search space: ``name`` is its config value (``search_space: <name>``)."""
+
+    name: ClassVar[str]
+    architecture_type: ClassVar[type]
+
+    # -- architectures ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def architecture_from_dict(self, data: dict[str, Any]) -> Architecture:
+        """Read the space's JSON object (``to_dict`` of its architecture type)."""
+
+    @abstractmethod
+    def describe(self, architecture: Architecture) -> str:
+        """A few human-readable lines: per node its kept edges, or per stage its blocks."""
+
+    # -- alphas and derivation -------------------------------------------------------------------
+
+    @abstractmethod
+    def alphas_layout(self, experiment: ExperimentConfig) -> dict[str, Any]:
+        """What an alphas file of this space must store to be read without the config."""
+
+    @abstractmethod
+    def expected_alpha_rows(self, layout: dict[str, Any]) -> dict[str, int]:
+        """Rows of each alphas tensor (edges or slots) by name."""
+
+    @abstractmethod
+    def alpha_row_labels(self, layout: dict[str, Any]) -> dict[str, list[str]]:
+        """A label per row of each alphas tensor (``j->i`` edges, ``stage s slot l``)."""
+
+    def alpha_probabilities(self, alphas: dict[str, torch.Tensor], layout: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """softmax(alphas) per row, on the CPU in float32 (a space with masked candidates
+        overrides this)."""
+        return {name: torch.softmax(tensor.detach().float().cpu(), dim=-1) for name, tensor in alphas.items()}
+
+    @abstractmethod
+    def derive(
+        self, probabilities: dict[str, torch.Tensor], candidates: tuple[str, ...], layout: dict[str, Any]
+    ) -> Architecture:
+        """The architecture the alpha probabilities select, by the space's derivation rule."""
+
+    def derive_from_alphas(
+        self, alphas: dict[str, torch.Tensor], candidates: tuple[str, ...], layout: dict[str, Any]
+    ) -> Architecture:
+        """The one derivation path: probabilities of raw alphas, then the space's rule."""
+        return self.derive(self.alpha_probabilities(alphas, layout), candidates, layout)
+
+    # -- networks --------------------------------------------------------------------------------
+
+    @abstractmethod
+    def build_joint_network(self, experiment: ExperimentConfig, in_channels: int, num_classes: int) -> JointModel:
+        """S, E, the weight pool and the heads of the search, for the experiment's image size."""
+
+    @abstractmethod
+    def retrain_spec(self, experiment: ExperimentConfig, in_channels: int, num_classes: int) -> RetrainSpec:
+        """The retrain network's shape (stored with the weights) for this space's architectures."""
+
+    @abstractmethod
+    def build_retrain_network(self, architecture: Architecture, spec: RetrainSpec) -> RetrainModel:
+        """The discrete network of ``architecture`` trained from scratch."""
+
+    # -- pictures --------------------------------------------------------------------------------
+
+    @abstractmethod
+    def drawings(self, architecture: Architecture) -> list[tuple[str, str]]:
+        """(caption, SVG) of every drawing of the architecture."""
+
+    @abstractmethod
+    def write_diagrams(self, architecture: Architecture, out_dir: Path) -> list[Path]:
+        """Write the architecture's SVG files into ``out_dir``; their paths."""

@@ -1,0 +1,103 @@
+"""The chain-structured (MobileNet-style) space of CDARTS-a/b: per slot one of six inverted
+residual blocks, or skip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cdarts.architecture import Architecture
+from cdarts.chain_space.architectures import ChainArchitecture
+from cdarts.chain_space.candidates import CHOICES
+from cdarts.chain_space.diagram import chain_svg, write_chain_diagram
+from cdarts.chain_space.joint_network import ChainJointNetwork
+from cdarts.chain_space.network import STAGE_CHANNELS
+from cdarts.chain_space.retrain_network import ChainRetrainNetwork
+from cdarts.chain_space.supernet import architecture_from_probabilities, slot_probabilities
+from cdarts.config import ExperimentConfig
+from cdarts.networks.retrain_network import RetrainSpec
+from cdarts.spaces.base import SearchSpace
+from cdarts.spaces.retrain_model import RetrainModel
+
+
+def _stage_layers(layout: dict[str, Any]) -> tuple[int, ...]:
+    return tuple(int(n) for n in layout["stage_layers"])
+
+
+class ChainSpace(SearchSpace):
+    name = "chain"
+    architecture_type = ChainArchitecture
+
+    def architecture_from_dict(self, data: dict[str, Any]) -> ChainArchitecture:
+        return ChainArchitecture.from_dict(data)
+
+    def describe(self, architecture: Architecture) -> str:
+        assert isinstance(architecture, ChainArchitecture)
+        return "\n".join(
+            f"stage {stage + 1} ({STAGE_CHANNELS[stage]} ch): "
+            + ", ".join(f"MB{CHOICES[c][1]} {CHOICES[c][0]}x{CHOICES[c][0]} SE" for c in choices)
+            for stage, choices in enumerate(architecture.choices)
+        )
+
+    def alphas_layout(self, experiment: ExperimentConfig) -> dict[str, Any]:
+        return {"stage_layers": list(experiment.chain.stage_layers), "allow_skip": experiment.chain.allow_skip}
+
+    def expected_alpha_rows(self, layout: dict[str, Any]) -> dict[str, int]:
+        return {"alphas": sum(_stage_layers(layout))}
+
+    def alpha_row_labels(self, layout: dict[str, Any]) -> dict[str, list[str]]:
+        return {
+            "alphas": [
+                f"stage {stage + 1} slot {slot + 1}"
+                for stage, count in enumerate(_stage_layers(layout))
+                for slot in range(count)
+            ]
+        }
+
+    def alpha_probabilities(self, alphas: dict[str, torch.Tensor], layout: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """softmax(alphas + mask): a stage's first slot never picks skip."""
+        stage_layers, allow_skip = _stage_layers(layout), bool(layout["allow_skip"])
+        return {name: slot_probabilities(tensor, stage_layers, allow_skip) for name, tensor in alphas.items()}
+
+    def derive(
+        self, probabilities: dict[str, torch.Tensor], candidates: tuple[str, ...], layout: dict[str, Any]
+    ) -> ChainArchitecture:
+        """Per slot the argmax over the blocks and skip; skip slots are left out."""
+        return architecture_from_probabilities(
+            probabilities["alphas"], _stage_layers(layout), bool(layout["allow_skip"])
+        )
+
+    def build_joint_network(
+        self, experiment: ExperimentConfig, in_channels: int, num_classes: int
+    ) -> ChainJointNetwork:
+        search, chain = experiment.search, experiment.chain
+        return ChainJointNetwork(
+            in_channels=in_channels,
+            num_classes=num_classes,
+            image_size=experiment.data.image_size,
+            stage_layers=chain.stage_layers,
+            allow_skip=chain.allow_skip,
+            dropout=chain.dropout,
+            head_channels=search.head_channels,
+            fix_heads=search.fix_heads,
+            learnable_ensemble=search.learnable_ensemble,
+        )
+
+    def retrain_spec(self, experiment: ExperimentConfig, in_channels: int, num_classes: int) -> RetrainSpec:
+        """Fixed widths: only the data fields and the section's dropout matter."""
+        image_size = experiment.data.image_size
+        return RetrainSpec("imagenet", in_channels, num_classes, image_size, 0, 0, 1, False, experiment.chain.dropout)
+
+    def build_retrain_network(self, architecture: Architecture, spec: RetrainSpec) -> RetrainModel:
+        assert isinstance(architecture, ChainArchitecture)
+        return ChainRetrainNetwork(architecture, spec)
+
+    def drawings(self, architecture: Architecture) -> list[tuple[str, str]]:
+        assert isinstance(architecture, ChainArchitecture)
+        return [("Chain-space network", chain_svg(architecture.as_lists()))]
+
+    def write_diagrams(self, architecture: Architecture, out_dir: Path) -> list[Path]:
+        assert isinstance(architecture, ChainArchitecture)
+        return write_chain_diagram(architecture.as_lists(), out_dir)

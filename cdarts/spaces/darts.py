@@ -1,0 +1,121 @@
+"""The DARTS cell space: normal and reduction cells, two alphas tensors, the CIFAR or ImageNet
+macro skeleton (../shared/reference/cdarts-algorithm.md sections 2-6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cdarts.architecture import Architecture
+from cdarts.config import ExperimentConfig, SearchConfig
+from cdarts.genotype import Genotype, cell_from_probabilities
+from cdarts.networks.joint_network import JointNetwork
+from cdarts.networks.retrain_network import RetrainNetwork, RetrainSpec
+from cdarts.search_space.cells import node_edge_offsets, num_edges
+from cdarts.search_space.primitives import PRIMITIVES
+from cdarts.spaces.base import SearchSpace
+from cdarts.spaces.retrain_model import RetrainModel
+from cdarts.visualize import cell_svg, write_cell_diagrams
+
+
+def _state_name(index: int) -> str:
+    return {0: "c_{k-2}", 1: "c_{k-1}"}.get(index, f"node {index - 2}")
+
+
+def build_joint_network(search: SearchConfig, in_channels: int, num_classes: int, image_size: int) -> JointNetwork:
+    """The joint network for images of ``in_channels`` x ``image_size`` x ``image_size``."""
+    return JointNetwork(
+        stem=search.stem,
+        in_channels=in_channels,
+        num_classes=num_classes,
+        image_size=image_size,
+        init_channels=search.init_channels,
+        stem_multiplier=search.stem_multiplier,
+        search_cells=search.search_cells,
+        eval_cells=search.eval_cells,
+        n_nodes=search.n_nodes,
+        primitives=PRIMITIVES,
+        aggregation=search.node_aggregation,
+        pool_batchnorm=search.pool_batchnorm,
+        head_channels=search.head_channels,
+        fix_heads=search.fix_heads,
+        learnable_ensemble=search.learnable_ensemble,
+        pool_transfer=search.pool_transfer,
+        shared_relu=search.impl == "fast",
+        channels_last=search.impl == "fast",
+        activation_checkpointing=search.activation_checkpointing,
+    )
+
+
+class DartsSpace(SearchSpace):
+    name = "darts"
+    architecture_type = Genotype
+
+    def architecture_from_dict(self, data: dict[str, Any]) -> Genotype:
+        return Genotype.from_dict(data)
+
+    def describe(self, architecture: Architecture) -> str:
+        assert isinstance(architecture, Genotype)
+        lines = []
+        for name, reduction in (("normal", False), ("reduce", True)):
+            nodes, concat = architecture.cell(reduction)
+            lines.append(f"{name} cell (concat {list(concat)}):")
+            for i, node in enumerate(nodes):
+                edges = ", ".join(f"{op} <- {_state_name(index)}" for op, index in node)
+                lines.append(f"  node {i}: {edges}")
+        return "\n".join(lines)
+
+    def alphas_layout(self, experiment: ExperimentConfig) -> dict[str, Any]:
+        return {"n_nodes": experiment.search.n_nodes}
+
+    def expected_alpha_rows(self, layout: dict[str, Any]) -> dict[str, int]:
+        rows = num_edges(int(layout["n_nodes"]))
+        return {"alphas_normal": rows, "alphas_reduce": rows}
+
+    def alpha_row_labels(self, layout: dict[str, Any]) -> dict[str, list[str]]:
+        offsets = node_edge_offsets(int(layout["n_nodes"]))
+        edges = [f"{j}->{i}" for i, _ in enumerate(offsets) for j in range(2 + i)]
+        return {"alphas_normal": edges, "alphas_reduce": edges}
+
+    def derive(
+        self, probabilities: dict[str, torch.Tensor], candidates: tuple[str, ...], layout: dict[str, Any]
+    ) -> Genotype:
+        """Per node the two strongest edges by their best non-``none`` op."""
+        n_nodes = int(layout["n_nodes"])
+        concat = tuple(range(2, 2 + n_nodes))
+        return Genotype(
+            normal=cell_from_probabilities(probabilities["alphas_normal"], n_nodes, candidates),
+            normal_concat=concat,
+            reduce=cell_from_probabilities(probabilities["alphas_reduce"], n_nodes, candidates),
+            reduce_concat=concat,
+        )
+
+    def build_joint_network(self, experiment: ExperimentConfig, in_channels: int, num_classes: int) -> JointNetwork:
+        return build_joint_network(experiment.search, in_channels, num_classes, experiment.data.image_size)
+
+    def retrain_spec(self, experiment: ExperimentConfig, in_channels: int, num_classes: int) -> RetrainSpec:
+        cfg = experiment.retrain
+        return RetrainSpec(
+            cfg.stem,
+            in_channels,
+            num_classes,
+            experiment.data.image_size,
+            cfg.init_channels,
+            cfg.cells,
+            cfg.stem_multiplier,
+            cfg.auxiliary_weight > 0,
+        )
+
+    def build_retrain_network(self, architecture: Architecture, spec: RetrainSpec) -> RetrainModel:
+        assert isinstance(architecture, Genotype)
+        return RetrainNetwork(architecture, spec)
+
+    def drawings(self, architecture: Architecture) -> list[tuple[str, str]]:
+        assert isinstance(architecture, Genotype)
+        return [("Normal cell", cell_svg(architecture, False)), ("Reduction cell", cell_svg(architecture, True))]
+
+    def write_diagrams(self, architecture: Architecture, out_dir: Path) -> list[Path]:
+        assert isinstance(architecture, Genotype)
+        return write_cell_diagrams(architecture, out_dir)

@@ -1,0 +1,87 @@
+"""The NAS-Bench-201 cell space: one cell (four nodes, six edges, five ops) shared by the
+benchmark's ResNet-like skeleton (../shared/reference/cdarts-algorithm.md section 7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cdarts.architecture import Architecture
+from cdarts.config import ExperimentConfig
+from cdarts.nasbench201.diagram import nb201_cell_svg, write_nb201_cell_diagram
+from cdarts.nasbench201.genotype import NB201_EDGES, NB201_OPS, Nb201Genotype
+from cdarts.nasbench201.joint_network import Nb201JointNetwork
+from cdarts.nasbench201.retrain_network import Nb201RetrainNetwork
+from cdarts.networks.retrain_network import RetrainSpec
+from cdarts.spaces.base import SearchSpace
+from cdarts.spaces.retrain_model import RetrainModel
+
+
+class NasBench201Space(SearchSpace):
+    name = "nasbench201"
+    architecture_type = Nb201Genotype
+
+    def architecture_from_dict(self, data: dict[str, Any]) -> Nb201Genotype:
+        return Nb201Genotype.from_dict(data)
+
+    def describe(self, architecture: Architecture) -> str:
+        assert isinstance(architecture, Nb201Genotype)
+        return "\n".join(
+            f"node {node}: " + ", ".join(f"{op} <- node {source}" for source, op in enumerate(ops))
+            for node, ops in enumerate(architecture.nodes, start=1)
+        )
+
+    def alphas_layout(self, experiment: ExperimentConfig) -> dict[str, Any]:
+        return {}
+
+    def expected_alpha_rows(self, layout: dict[str, Any]) -> dict[str, int]:
+        return {"alphas": NB201_EDGES}
+
+    def alpha_row_labels(self, layout: dict[str, Any]) -> dict[str, list[str]]:
+        return {"alphas": [f"{j}->{i}" for i in range(1, 4) for j in range(i)]}
+
+    def derive(
+        self, probabilities: dict[str, torch.Tensor], candidates: tuple[str, ...], layout: dict[str, Any]
+    ) -> Nb201Genotype:
+        """Per edge the argmax over all five ops, ``none`` included (softmax keeps the argmax)."""
+        if tuple(candidates) != NB201_OPS:
+            raise ValueError(f"NAS-Bench-201 alphas have the columns {NB201_OPS}, got {candidates}")
+        return Nb201Genotype.from_alphas(probabilities["alphas"])
+
+    def build_joint_network(
+        self, experiment: ExperimentConfig, in_channels: int, num_classes: int
+    ) -> Nb201JointNetwork:
+        search, nb201 = experiment.search, experiment.nasbench201
+        return Nb201JointNetwork(
+            in_channels=in_channels,
+            num_classes=num_classes,
+            image_size=experiment.data.image_size,
+            channels=nb201.channels,
+            cells_per_stage=nb201.cells_per_stage,
+            head_channels=search.head_channels,
+            fix_heads=search.fix_heads,
+            learnable_ensemble=search.learnable_ensemble,
+            layout=nb201.layout,
+        )
+
+    def retrain_spec(self, experiment: ExperimentConfig, in_channels: int, num_classes: int) -> RetrainSpec:
+        """The benchmark trains the searched size: the section's C and N, no auxiliary head."""
+        nb201 = experiment.nasbench201
+        image_size = experiment.data.image_size
+        return RetrainSpec(
+            "cifar", in_channels, num_classes, image_size, nb201.channels, nb201.cells_per_stage, 1, False
+        )
+
+    def build_retrain_network(self, architecture: Architecture, spec: RetrainSpec) -> RetrainModel:
+        assert isinstance(architecture, Nb201Genotype)
+        return Nb201RetrainNetwork(architecture, spec)
+
+    def drawings(self, architecture: Architecture) -> list[tuple[str, str]]:
+        assert isinstance(architecture, Nb201Genotype)
+        return [("NAS-Bench-201 cell", nb201_cell_svg(architecture))]
+
+    def write_diagrams(self, architecture: Architecture, out_dir: Path) -> list[Path]:
+        assert isinstance(architecture, Nb201Genotype)
+        return write_nb201_cell_diagram(architecture, out_dir)

@@ -82,8 +82,7 @@ def summarize_supernet(model: JointModel, in_channels: int, image_size: int) -> 
     evaluation = _count(model.eval_module_parameters(), seen)
     pool = _count(model.get_submodule("weight_pool").parameters(), seen)  # every space names it so
     heads = [
-        HeadSummary(shapes[index], _count(head.parameters(), seen))
-        for index, head in enumerate(model.distill_heads)
+        HeadSummary(shapes[index], _count(head.parameters(), seen)) for index, head in enumerate(model.distill_heads)
     ]
     other = _count(model.parameters(), seen)
     total = sum(parameter.numel() for parameter in model.parameters())  # (deduplicated by torch)

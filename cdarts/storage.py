@@ -34,6 +34,7 @@ from cdarts.parallel_download import download_all, download_concurrency
 from cdarts.s3_conditional import ConditionalWriter
 
 MANIFEST_NAME = "_MANIFEST.json"
+_ACCESS_PROBE_KEY = ".cdarts-access-check"  # read (never written) to test a prefix-scoped key
 PART_SIZE = 16 * 1024 * 1024
 _SHA_KEY = "sha256"
 T = TypeVar("T")
@@ -174,10 +175,16 @@ class S3Settings:
         if not parsed.hostname:
             raise StorageError(f"S3 endpoint {raw!r} is not a URL")
         port = f":{parsed.port}" if parsed.port else ""
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if region is None and not parsed.hostname.endswith(".amazonaws.com"):
+            # MinIO and SeaweedFS sign and answer in us-east-1 whatever the name; naming it saves
+            # the GetBucketLocation lookup, which prefix-scoped keys (KFP's per-profile keys) may
+            # not make. AWS endpoints keep looking their bucket's region up.
+            region = "us-east-1"
         return cls(
             endpoint=f"{parsed.hostname}{port}",
             secure=parsed.scheme == "https",
-            region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+            region=region,
             access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
             secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
         )
@@ -278,9 +285,42 @@ class S3Store:
         raise AssertionError("unreachable")
 
     def check(self) -> None:
-        """Fail fast with a clear message if the server, the credentials or the bucket are wrong."""
-        if not self._call("checking the bucket", lambda: self.client.bucket_exists(self.bucket)):
+        """Fail fast with a clear message if the server, the credentials or the bucket are wrong.
+
+        A key limited to some prefixes (Kubeflow Pipelines' per-profile keys) may not ask about
+        the bucket itself; then a read of an object nobody writes tells a wrong key (refused
+        signature) from a scoped one (access denied), and a missing bucket from an existing one.
+        """
+        from minio.error import S3Error
+
+        def bucket_answer() -> bool | None:
+            try:
+                return bool(self.client.bucket_exists(self.bucket))
+            except S3Error as error:
+                if error.code == "AccessDenied":
+                    return None
+                raise
+
+        exists = self._call("checking the bucket", bucket_answer)
+        if exists is None:
+            exists = self._call("checking the bucket", self._scoped_key_sees_bucket)
+        if not exists:
             raise StorageError(f"bucket {self.bucket!r} does not exist at {self.settings.endpoint}")
+
+    def _scoped_key_sees_bucket(self) -> bool:
+        from minio.error import S3Error
+
+        try:
+            response = self.client.get_object(self.bucket, _ACCESS_PROBE_KEY)
+        except S3Error as error:
+            if error.code == "NoSuchBucket":
+                return False
+            if error.code in ("NoSuchKey", "NoSuchObject", "AccessDenied"):
+                return True
+            raise
+        response.close()
+        response.release_conn()
+        return True
 
     def upload_file(self, local: Path, key: str) -> None:
         digest = sha256_file(local)

@@ -171,3 +171,21 @@ def test_the_concurrency_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> 
         monkeypatch.setenv("CDARTS_S3_DOWNLOAD_CONCURRENCY", bad)
         with pytest.raises(StorageError, match="CDARTS_S3_DOWNLOAD_CONCURRENCY"):
             download_concurrency()
+
+
+def test_wrong_keys_still_fail_the_check_when_the_region_is_named(s3_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From the environment a non-AWS endpoint is signed for us-east-1, so the bucket check is a
+    HEAD (no error body); a wrong key is still told apart from a prefix-scoped one."""
+    store, _ = _s3("s3://cdarts")
+    assert store.settings.region == "us-east-1"
+    store.check()
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret-0000")
+    with pytest.raises(StorageError, match="SignatureDoesNotMatch"):
+        _s3("s3://cdarts")[0].check()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "nobody")
+    with pytest.raises(StorageError, match="InvalidAccessKeyId"):
+        _s3("s3://cdarts")[0].check()
+    with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist"):
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "cdarts-test")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test-secret-0123456789")
+        _s3("s3://no-such-bucket")[0].check()

@@ -9,10 +9,9 @@ from typing import Any
 
 import torch
 
-from cdarts.architecture import SEARCH_SPACES
 from cdarts.checkpoint import load_checkpoint, save_checkpoint
 from cdarts.errors import CheckpointError
-from cdarts.spaces import get_space
+from cdarts.spaces import get_space, space_names
 
 ALPHAS_FORMAT = 2
 
@@ -62,7 +61,7 @@ def load_alphas(path: Path) -> AlphasFile:
                 dict(state["alphas"]),
                 dict(state["layout"]),
             )
-        if alphas_file.space not in SEARCH_SPACES:
+        if alphas_file.space not in space_names():
             raise CheckpointError(f"{path}: unknown search space {alphas_file.space!r:.40}")
         candidates = list(state["primitives"] if state.get("format") == 1 else state["candidates"])
         if not candidates or not all(isinstance(c, str) and c for c in candidates):

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -193,46 +191,4 @@ def derive_genotype(
         normal_concat=concat,
         reduce=derive_cell(alphas_reduce, n_nodes, primitives),
         reduce_concat=concat,
-    )
-
-
-# -- reference genotypes and look-up -----------------------------------------------------------
-
-
-def reference_genotype_names() -> list[str]:
-    return sorted(_reference_strings())
-
-
-def _reference_strings() -> dict[str, str]:
-    text = resources.files("cdarts").joinpath("reference_genotypes.json").read_text()
-    table: dict[str, str] = json.loads(text)["genotypes"]
-    return table
-
-
-def reference_genotype(name: str) -> Genotype:
-    """A published genotype by name (case-insensitive), e.g. ``DARTS_V2`` or ``CDARTS_CIFAR``."""
-    from cdarts.genotype_parser import parse_genotype_string
-
-    table = {key.upper(): value for key, value in _reference_strings().items()}
-    try:
-        return parse_genotype_string(table[name.upper()])
-    except KeyError:
-        raise GenotypeError(f"unknown genotype name {name!r}; known: {', '.join(reference_genotype_names())}") from None
-
-
-def resolve_genotype(spec: str) -> Genotype:
-    """A genotype from a reference name, a file (JSON or text), or a ``Genotype(...)`` string."""
-    from cdarts.genotype_parser import parse_genotype_file, parse_genotype_string
-
-    text = spec.strip()
-    if text.startswith("Genotype"):
-        return parse_genotype_string(text)
-    if text.upper() in {name.upper() for name in _reference_strings()}:
-        return reference_genotype(text)
-    path = Path(text)
-    if path.exists():
-        return parse_genotype_file(path)
-    raise GenotypeError(
-        f"{spec!r} is neither a known genotype name ({', '.join(reference_genotype_names())}), "
-        "an existing file, nor a Genotype(...) string"
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +121,41 @@ def parse_genotype_file(path: Path) -> Genotype:
             raise GenotypeError(f"{path} holds different genotypes per stage; only one shared genotype is supported")
         return genotypes.pop()
     raise GenotypeError(f"{path} is neither a genotype JSON (schema_version) nor a stage -> Genotype(...) mapping")
+
+
+def resolve_genotype(spec: str) -> Genotype:
+    """A genotype from a reference name, a file (JSON or text), or a ``Genotype(...)`` string."""
+    text = spec.strip()
+    if text.startswith("Genotype"):
+        return parse_genotype_string(text)
+    if text.upper() in {name.upper() for name in reference_genotype_names()}:
+        return reference_genotype(text)
+    path = Path(text)
+    if path.exists():
+        return parse_genotype_file(path)
+    raise GenotypeError(
+        f"{spec!r} is neither a known genotype name ({', '.join(reference_genotype_names())}), "
+        "an existing file, nor a Genotype(...) string"
+    )
+
+
+# -- the published genotypes (cdarts/reference_genotypes.json) ----------------------------------
+
+
+def reference_genotype_names() -> list[str]:
+    return sorted(_reference_strings())
+
+
+def _reference_strings() -> dict[str, str]:
+    text = resources.files("cdarts").joinpath("reference_genotypes.json").read_text()
+    table: dict[str, str] = json.loads(text)["genotypes"]
+    return table
+
+
+def reference_genotype(name: str) -> Genotype:
+    """A published genotype by name (case-insensitive), e.g. ``DARTS_V2`` or ``CDARTS_CIFAR``."""
+    table = {key.upper(): value for key, value in _reference_strings().items()}
+    try:
+        return parse_genotype_string(table[name.upper()])
+    except KeyError:
+        raise GenotypeError(f"unknown genotype name {name!r}; known: {', '.join(reference_genotype_names())}") from None

@@ -20,7 +20,7 @@ from cdarts.cli.main import app
 from cdarts.config import ExperimentConfig, load_config
 from cdarts.divergence import LossWatch
 from cdarts.errors import TrainingDivergedError
-from cdarts.genotype import reference_genotype
+from cdarts.genotype_parser import reference_genotype
 from cdarts.runners import retrain as retrain_runner
 from cdarts.runners.evaluate import METRICS_NAME, run_evaluate
 from cdarts.runners.register import REGISTRATION_NAME, run_register

@@ -7,15 +7,14 @@ import pytest
 import torch
 
 from cdarts.errors import GenotypeError
-from cdarts.genotype import (
-    Genotype,
-    derive_cell,
-    derive_genotype,
+from cdarts.genotype import Genotype, derive_cell, derive_genotype
+from cdarts.genotype_parser import (
+    parse_genotype_file,
+    parse_genotype_string,
     reference_genotype,
     reference_genotype_names,
     resolve_genotype,
 )
-from cdarts.genotype_parser import parse_genotype_file, parse_genotype_string
 from cdarts.search_space.primitives import PRIMITIVES
 
 P = {name: i for i, name in enumerate(PRIMITIVES)}

@@ -18,7 +18,7 @@ from cdarts.cli.main import app
 from cdarts.config import load_config
 from cdarts.data.prepared import PreparedDataset
 from cdarts.errors import CheckpointError
-from cdarts.genotype import reference_genotype
+from cdarts.genotype_parser import reference_genotype
 from cdarts.model_file import MODEL_FILE, load_model, save_model
 from cdarts.runners.retrain import retrain_spec
 from cdarts.serving import load_classifier, serving_contract

@@ -13,7 +13,7 @@ import torch
 
 from cdarts.config import ExperimentConfig, load_config
 from cdarts.errors import CheckpointError
-from cdarts.genotype import reference_genotype
+from cdarts.genotype_parser import reference_genotype
 from cdarts.runners import retrain as retrain_runner
 from cdarts.runners import search as search_runner
 from cdarts.runners.retrain import run_retrain

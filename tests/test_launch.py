@@ -10,7 +10,7 @@ import pytest
 
 from cdarts.config import load_config
 from cdarts.errors import CdartsError
-from cdarts.genotype import reference_genotype
+from cdarts.genotype_parser import reference_genotype
 from cdarts.runners.launch import load_search_result, run_retrain_stage, run_search_stage, torchrun_command
 from tests.conftest import CONFIGS
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cdarts.config import ExperimentConfig
-from cdarts.genotype import reference_genotype
+from cdarts.genotype_parser import reference_genotype
 from cdarts.networks.eval_network import EvalNetwork
 from cdarts.networks.joint_network import JointNetwork
 from cdarts.networks.layout import plan_cells

@@ -10,7 +10,7 @@ import torch
 
 from cdarts.config import DataConfig, ExperimentConfig
 from cdarts.errors import CheckpointError, DataError
-from cdarts.genotype import reference_genotype
+from cdarts.genotype_parser import reference_genotype
 from cdarts.model_file import load_model
 from cdarts.networks.retrain_network import RetrainNetwork, RetrainSpec, cells_per_stage
 from cdarts.runners.data_prep import run_data_prep

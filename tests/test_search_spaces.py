@@ -20,7 +20,8 @@ from cdarts.config import ExperimentConfig, build_config, load_config
 from cdarts.derivation import alpha_probabilities, derive_architecture
 from cdarts.distributed import DistributedContext
 from cdarts.errors import CheckpointError, ConfigError, GenotypeError
-from cdarts.genotype import Genotype, reference_genotype
+from cdarts.genotype import Genotype
+from cdarts.genotype_parser import reference_genotype
 from cdarts.nasbench201.genotype import Nb201Genotype
 from cdarts.nasbench201.joint_network import Nb201JointNetwork
 from cdarts.nasbench201.networks import nb201_block_positions

@@ -12,7 +12,7 @@ from cdarts.config import DataConfig, ExperimentConfig, load_config
 from cdarts.data.datasets import split_dataset
 from cdarts.data.prepared import PreparedDataset, decode_image
 from cdarts.errors import CdartsError, CheckpointError, DataError
-from cdarts.genotype import reference_genotype
+from cdarts.genotype_parser import reference_genotype
 from cdarts.model_file import save_model
 from cdarts.runners.data_prep import run_data_prep
 from cdarts.runners.retrain import retrain_spec

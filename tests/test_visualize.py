@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from cdarts.genotype import reference_genotype
+from cdarts.genotype_parser import reference_genotype
 from cdarts.search_space.primitives import PRIMITIVES
 from cdarts.visualize import cell_svg, write_alpha_heatmap
 

@@ -54,7 +54,7 @@ def convert(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")] = None,
 ) -> None:
     """Convert between JSON, the nested CDARTS string and the flat DARTS string."""
-    from cdarts.genotype import resolve_genotype
+    from cdarts.genotype_parser import resolve_genotype
 
     parsed = resolve_genotype(genotype)
     text = parsed.to_json() if to == "json" else parsed.to_string(flat=to == "flat") + "\n"
@@ -95,7 +95,7 @@ def diff(
     as_json: Annotated[bool, typer.Option("--json", help="Print the differences as JSON.")] = False,
 ) -> None:
     """Compare two genotypes as architectures; exit 0 if identical, 1 if they differ."""
-    from cdarts.genotype import resolve_genotype
+    from cdarts.genotype_parser import resolve_genotype
 
     differences = genotype_differences(resolve_genotype(first), resolve_genotype(second))
     if as_json:
@@ -114,7 +114,7 @@ def diff(
 @app.command("list")
 def list_names() -> None:
     """List the reference genotypes shipped with cdarts."""
-    from cdarts.genotype import reference_genotype_names
+    from cdarts.genotype_parser import reference_genotype_names
 
     for name in reference_genotype_names():
         typer.echo(name)

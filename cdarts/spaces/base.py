@@ -37,6 +37,15 @@ class SearchSpace(ABC):
         """Read the space's JSON object (``to_dict`` of its architecture type)."""
 
     @abstractmethod
+    def parse(self, text: str) -> Architecture | None:
+        """The architecture ``text`` names in this space's own forms (a reference name, the
+        space's string form), or None when the text is not of this space."""
+
+    @abstractmethod
+    def reference_names(self) -> list[str]:
+        """Names of the published architectures :meth:`parse` knows."""
+
+    @abstractmethod
     def describe(self, architecture: Architecture) -> str:
         """A few human-readable lines: per node its kept edges, or per stage its blocks."""
 

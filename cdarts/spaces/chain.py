@@ -4,12 +4,11 @@ residual blocks, or skip."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from cdarts.architecture import Architecture
-from cdarts.chain_space.architectures import ChainArchitecture
+from cdarts.chain_space.architectures import CHAIN_ARCHITECTURES, ChainArchitecture, chain_architecture
 from cdarts.chain_space.candidates import CHOICES
 from cdarts.chain_space.diagram import chain_svg, write_chain_diagram
 from cdarts.chain_space.joint_network import ChainJointNetwork
@@ -20,6 +19,9 @@ from cdarts.config import ExperimentConfig
 from cdarts.networks.retrain_network import RetrainSpec
 from cdarts.spaces.base import SearchSpace
 from cdarts.spaces.retrain_model import RetrainModel
+
+if TYPE_CHECKING:
+    from cdarts.architecture import Architecture
 
 
 def _stage_layers(layout: dict[str, Any]) -> tuple[int, ...]:
@@ -32,6 +34,16 @@ class ChainSpace(SearchSpace):
 
     def architecture_from_dict(self, data: dict[str, Any]) -> ChainArchitecture:
         return ChainArchitecture.from_dict(data)
+
+    def parse(self, text: str) -> ChainArchitecture | None:
+        if text.startswith("chain:"):
+            return ChainArchitecture.from_string(text)
+        if text.upper() in CHAIN_ARCHITECTURES:
+            return ChainArchitecture.from_lists(chain_architecture(text))
+        return None
+
+    def reference_names(self) -> list[str]:
+        return sorted(CHAIN_ARCHITECTURES)
 
     def describe(self, architecture: Architecture) -> str:
         assert isinstance(architecture, ChainArchitecture)

@@ -4,13 +4,13 @@ macro skeleton (../shared/reference/cdarts-algorithm.md sections 2-6)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from cdarts.architecture import Architecture
 from cdarts.config import ExperimentConfig, SearchConfig
 from cdarts.genotype import Genotype, cell_from_probabilities
+from cdarts.genotype_parser import reference_genotype_names, resolve_genotype
 from cdarts.networks.joint_network import JointNetwork
 from cdarts.networks.retrain_network import RetrainNetwork, RetrainSpec
 from cdarts.search_space.cells import node_edge_offsets, num_edges
@@ -18,6 +18,9 @@ from cdarts.search_space.primitives import PRIMITIVES
 from cdarts.spaces.base import SearchSpace
 from cdarts.spaces.retrain_model import RetrainModel
 from cdarts.visualize import cell_svg, write_cell_diagrams
+
+if TYPE_CHECKING:
+    from cdarts.architecture import Architecture
 
 
 def _state_name(index: int) -> str:
@@ -55,6 +58,14 @@ class DartsSpace(SearchSpace):
 
     def architecture_from_dict(self, data: dict[str, Any]) -> Genotype:
         return Genotype.from_dict(data)
+
+    def parse(self, text: str) -> Genotype | None:
+        if text.startswith("Genotype") or text.upper() in {name.upper() for name in reference_genotype_names()}:
+            return resolve_genotype(text)
+        return None
+
+    def reference_names(self) -> list[str]:
+        return reference_genotype_names()
 
     def describe(self, architecture: Architecture) -> str:
         assert isinstance(architecture, Genotype)

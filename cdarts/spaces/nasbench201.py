@@ -4,11 +4,10 @@ benchmark's ResNet-like skeleton (../shared/reference/cdarts-algorithm.md sectio
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from cdarts.architecture import Architecture
 from cdarts.config import ExperimentConfig
 from cdarts.nasbench201.diagram import nb201_cell_svg, write_nb201_cell_diagram
 from cdarts.nasbench201.genotype import NB201_EDGES, NB201_OPS, Nb201Genotype
@@ -18,6 +17,9 @@ from cdarts.networks.retrain_network import RetrainSpec
 from cdarts.spaces.base import SearchSpace
 from cdarts.spaces.retrain_model import RetrainModel
 
+if TYPE_CHECKING:
+    from cdarts.architecture import Architecture
+
 
 class NasBench201Space(SearchSpace):
     name = "nasbench201"
@@ -25,6 +27,12 @@ class NasBench201Space(SearchSpace):
 
     def architecture_from_dict(self, data: dict[str, Any]) -> Nb201Genotype:
         return Nb201Genotype.from_dict(data)
+
+    def parse(self, text: str) -> Nb201Genotype | None:
+        return Nb201Genotype.from_arch_string(text) if text.startswith("|") else None
+
+    def reference_names(self) -> list[str]:
+        return []
 
     def describe(self, architecture: Architecture) -> str:
         assert isinstance(architecture, Nb201Genotype)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from cdarts.architecture import Architecture
+from typing import TYPE_CHECKING
+
 from cdarts.errors import GenotypeError
 from cdarts.networks.retrain_network import RetrainSpec
 from cdarts.spaces.base import SearchSpace
@@ -10,6 +11,9 @@ from cdarts.spaces.chain import ChainSpace
 from cdarts.spaces.darts import DartsSpace
 from cdarts.spaces.nasbench201 import NasBench201Space
 from cdarts.spaces.retrain_model import RetrainModel
+
+if TYPE_CHECKING:
+    from cdarts.architecture import Architecture
 
 _SPACES: dict[str, SearchSpace] = {space.name: space for space in (DartsSpace(), NasBench201Space(), ChainSpace())}
 

@@ -11,6 +11,7 @@ from typing import Any
 class Pod:
     namespace: str
     labels: dict[str, str] = field(default_factory=dict)
+    namespace_labels: dict[str, str] = field(default_factory=dict)  # besides kubernetes.io/metadata.name
 
 
 def selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
@@ -35,7 +36,7 @@ def ingress_admits(policies: list[dict[str, Any]], target: Pod, source: Pod, por
     """NetworkPolicy ingress semantics for TCP to a numbered port: a pod no ingress policy selects
     admits everything; a selected pod admits a connection that some rule of some selecting policy
     admits. A peer without namespaceSelector means the policy's own namespace; namespaces are
-    matched on the kubernetes.io/metadata.name label Kubernetes sets on every namespace."""
+    matched on their labels plus kubernetes.io/metadata.name, which Kubernetes sets on every one."""
     selecting = [
         policy
         for policy in policies
@@ -56,7 +57,8 @@ def ingress_admits(policies: list[dict[str, Any]], target: Pod, source: Pod, por
                 if "ipBlock" in peer:
                     continue
                 if "namespaceSelector" in peer:
-                    namespace_ok = selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": source.namespace})
+                    namespace_labels = {**source.namespace_labels, "kubernetes.io/metadata.name": source.namespace}
+                    namespace_ok = selects(peer["namespaceSelector"], namespace_labels)
                 else:
                     namespace_ok = source.namespace == policy["metadata"]["namespace"]
                 if namespace_ok and selects(peer.get("podSelector"), source.labels):

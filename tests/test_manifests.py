@@ -28,7 +28,8 @@ from tests.fake_kfp_server import start_fake_kfp
 K8S = REPO_ROOT / "k8s"
 KUSTOMIZATIONS = [
     "overlays/kfp-object-store",
-    "overlays/standalone-minio",
+    "overlays/kfp-multi-user",
+    "overlays/standalone-seaweedfs",
     "overlays/production",
     "gitops/on-change",
     "gitops/scheduled",
@@ -219,9 +220,9 @@ def test_the_overlays_choose_their_object_store_and_backend() -> None:
         "mlpipeline-minio-artifact",
         "accesskey,secretkey",
     )
-    assert "cdarts-minio" in settings("overlays/standalone-minio", "cdarts")["CDARTS_S3_ENDPOINT"]
-    kinds = {_name(doc) for doc in render("overlays/standalone-minio")}
-    assert {"StatefulSet/cdarts-minio", "Job/cdarts-minio-bucket-init"} <= kinds
+    assert "cdarts-seaweedfs" in settings("overlays/standalone-seaweedfs", "cdarts")["CDARTS_S3_ENDPOINT"]
+    kinds = {_name(doc) for doc in render("overlays/standalone-seaweedfs")}
+    assert {"StatefulSet/cdarts-seaweedfs", "Service/cdarts-seaweedfs"} <= kinds
     production = render("overlays/production")
     assert "PersistentVolumeClaim/cdarts-mlflow-db" not in {_name(doc) for doc in production}
     (mlflow,) = [doc for doc in production if doc["kind"] == "Deployment"]
@@ -268,7 +269,7 @@ def test_the_rendered_trigger_runs_as_written_and_submits_once(kind: str, tmp_pa
         assert text.encode() == (REPO_ROOT / "configs" / "retrain" / name).read_bytes()
     settings = next(
         doc
-        for doc in render("overlays/standalone-minio")
+        for doc in render("overlays/standalone-seaweedfs")
         if doc["kind"] == "ConfigMap" and doc["metadata"]["namespace"] == "cdarts"
     )["data"]
     (env_from,) = container["envFrom"]
@@ -397,7 +398,7 @@ def test_our_mlflow_endpoint_never_takes_the_variable_kfp_injects() -> None:
     ConfigMap-as-env entry of the same name would be fused with it into one invalid env entry
     when Argo applies the driver's pod-spec patch. Our endpoint is CDARTS_MLFLOW_TRACKING_URI."""
     maps = _settings_maps()
-    assert {doc["metadata"]["namespace"] for _, doc in maps} == {"cdarts", "kubeflow"}
+    assert {doc["metadata"]["namespace"] for _, doc in maps} == {"cdarts", "kubeflow", "team-vision"}
     for kustomization, doc in maps:
         where = f"{kustomization}: {doc['metadata']['namespace']}/cdarts-settings"
         assert "MLFLOW_TRACKING_URI" not in doc["data"], where

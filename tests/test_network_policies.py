@@ -6,23 +6,37 @@ from __future__ import annotations
 from tests.network_policy_eval import Pod, ingress_admits
 from tests.test_manifests import WORKLOAD_KINDS, _name, render
 
+PIPELINE_NAMESPACE = {"cdarts.io/pipeline-namespace": "true"}
+
 
 def test_network_policies_admit_only_pipeline_tasks_and_declared_clients() -> None:
-    documents = render("overlays/standalone-minio")
+    documents = render("overlays/standalone-seaweedfs")
     policies_rendered = [doc for doc in documents if doc["kind"] == "NetworkPolicy"]
     policies = {doc["metadata"]["name"]: doc["spec"] for doc in policies_rendered}
     assert policies["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
-    for name, target, client_label in [
-        ("cdarts-mlflow-ingress", "cdarts-mlflow", "cdarts.io/mlflow-client"),
-        ("cdarts-minio-ingress", "cdarts-minio", "cdarts.io/object-store-client"),
+    for name, target, client_label, port in [
+        ("cdarts-mlflow-ingress", "cdarts-mlflow", "cdarts.io/mlflow-client", 5000),
+        ("cdarts-seaweedfs-ingress", "cdarts-seaweedfs", "cdarts.io/object-store-client", 8333),
     ]:
         policy = policies[name]
         assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": target}}
         (rule,) = policy["ingress"]
         assert rule["from"] == [
-            {"namespaceSelector": {}, "podSelector": {"matchLabels": {"cdarts.io/pipeline-task": "true"}}},
+            {
+                "namespaceSelector": {"matchLabels": PIPELINE_NAMESPACE},
+                "podSelector": {"matchLabels": {"cdarts.io/pipeline-task": "true"}},
+            },
             {"podSelector": {"matchLabels": {client_label: "true"}}},
         ]
+        server = Pod("cdarts", {"app.kubernetes.io/name": target})
+        task = {"cdarts.io/pipeline-task": "true"}
+        # By namespace and label: a task pod of a marked namespace, never one that only sets the label.
+        assert ingress_admits(policies_rendered, server, Pod("team-vision", task, PIPELINE_NAMESPACE), port)
+        assert ingress_admits(policies_rendered, server, Pod("kubeflow", task, PIPELINE_NAMESPACE), port)
+        assert not ingress_admits(policies_rendered, server, Pod("team-vision", task), port)
+        assert not ingress_admits(policies_rendered, server, Pod("default", task), port)
+        assert not ingress_admits(policies_rendered, server, Pod("team-vision", {client_label: "true"}), port)
+        assert not ingress_admits(policies_rendered, server, Pod("team-vision", task, PIPELINE_NAMESPACE), port + 1)
     # The pods that must reach the object store carry the client label.
     labelled = {
         _name(doc)
@@ -30,7 +44,7 @@ def test_network_policies_admit_only_pipeline_tasks_and_declared_clients() -> No
         if doc["kind"] in WORKLOAD_KINDS
         and doc["spec"]["template"]["metadata"]["labels"].get("cdarts.io/object-store-client") == "true"
     }
-    assert {"Deployment/cdarts-mlflow", "Job/cdarts-minio-bucket-init"} <= labelled
+    assert "Deployment/cdarts-mlflow" in labelled
     (trigger,) = [doc for doc in render("gitops/on-change") if doc["kind"] == "Job"]
     assert trigger["spec"]["template"]["metadata"]["labels"]["cdarts.io/object-store-client"] == "true"
     # The trigger (Job and CronJob) opens an MLflow parent run per submission: MLflow admits it.
@@ -65,7 +79,9 @@ def test_kfp_components_of_the_mlflow_plugin_reach_mlflow_and_other_pods_do_not(
         },
     )
     our_task_elsewhere = Pod(
-        "team-vision", {"cdarts.io/pipeline-task": "true", "pipelines.kubeflow.org/v2_component": "true"}
+        "team-vision",
+        {"cdarts.io/pipeline-task": "true", "pipelines.kubeflow.org/v2_component": "true"},
+        PIPELINE_NAMESPACE,
     )
     declared_client = Pod("cdarts", {"cdarts.io/mlflow-client": "true"})
     for source in (apiserver, driver, our_task_elsewhere, declared_client):

@@ -66,7 +66,7 @@ def build_setup(
     num_classes = experiment.data.num_classes or 10
     size = experiment.data.image_size
     torch.manual_seed(0)
-    model = build_joint_network(search, 3, num_classes, size).to(device)
+    model = build_joint_network(search, experiment.darts, 3, num_classes, size).to(device)
     model.rebuild_eval_network(model.current_genotype())
     model.train()
     generator = torch.Generator().manual_seed(1)

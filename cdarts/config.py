@@ -12,12 +12,69 @@ import json
 import os
 import re
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from cdarts.chain_space.candidates import CHAIN_CANDIDATES
+from cdarts.config_base import (
+    DEVICE_PATTERN as DEVICE_PATTERN,
+)
+from cdarts.config_base import (
+    DIGITS_IMAGES as DIGITS_IMAGES,
+)
+from cdarts.config_base import (
+    MAX_ARRAY_BYTES as MAX_ARRAY_BYTES,
+)
+from cdarts.config_base import (
+    MAX_BATCH as MAX_BATCH,
+)
+from cdarts.config_base import (
+    MAX_CELLS as MAX_CELLS,
+)
+from cdarts.config_base import (
+    MAX_CHANNELS as MAX_CHANNELS,
+)
+from cdarts.config_base import (
+    MAX_CLASSES as MAX_CLASSES,
+)
+from cdarts.config_base import (
+    MAX_EPOCHS as MAX_EPOCHS,
+)
+from cdarts.config_base import (  # re-exported: the bounds are part of the config's interface
+    MAX_IMAGE_SIZE as MAX_IMAGE_SIZE,
+)
+from cdarts.config_base import (
+    MAX_LR as MAX_LR,
+)
+from cdarts.config_base import (
+    MAX_NODES as MAX_NODES,
+)
+from cdarts.config_base import (
+    MAX_REPEATS as MAX_REPEATS,
+)
+from cdarts.config_base import (
+    MAX_SAMPLES as MAX_SAMPLES,
+)
+from cdarts.config_base import (
+    MAX_SEED as MAX_SEED,
+)
+from cdarts.config_base import (
+    MAX_WORKERS as MAX_WORKERS,
+)
+from cdarts.config_base import (
+    Beta as Beta,
+)
+from cdarts.config_base import (
+    CellCount as CellCount,
+)
+from cdarts.config_base import (
+    Channels as Channels,
+)
+from cdarts.config_base import (
+    ConfigSection as _Section,
+)
 from cdarts.config_overrides import SOURCES_WITH_LOCATION as SOURCES_WITH_LOCATION  # re-exported
 from cdarts.config_overrides import _merge, parse_overrides
 from cdarts.config_overrides import pipeline_overrides as pipeline_overrides  # re-exported
@@ -26,36 +83,13 @@ from cdarts.errors import ConfigError
 from cdarts.nasbench201.genotype import NB201_OPS
 from cdarts.safe_yaml import load_yaml
 from cdarts.search_space.primitives import PARAMETER_FREE_PRIMITIVES, PRIMITIVES
-
-# Upper bounds on sizes: generous (far beyond any paper setting) but low enough that a typo
-# such as image_size: 1000000 is refused here instead of exhausting memory inside torch.
-MAX_IMAGE_SIZE = 4096  # pixels per side; ImageNet crops are 224
-MAX_CHANNELS = 4096  # widest layer the networks build is a small multiple of this
-MAX_BATCH = 65536  # images per step and split
-MAX_CELLS = 256  # cells / layers of a network (the deepest DARTS network has 20)
-MAX_NODES = 32  # intermediate nodes of a cell (4 in DARTS); edges grow quadratically
-MAX_EPOCHS = 100_000  # epochs, iterations, cycles
-MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
-MAX_SAMPLES = 10_000_000  # synthetic images, images sampled for statistics
-MAX_WORKERS = 256  # data-loader processes
-MAX_REPEATS = 100_000  # timing runs
-MAX_LR = 100.0  # learning rates; the largest in any config is 0.8
-MAX_SEED = 2**32 - 1  # numpy's seed range
-# Synthetic and digits images are made in memory as float32 before they are stored: a 16 GiB
-# ceiling keeps data-prep within an ordinary node (e.g. 1,000,000 images of 32x32x3 is 12 GiB).
-MAX_ARRAY_BYTES = 16 << 30
-DIGITS_IMAGES = 1797  # scikit-learn's digits
-DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]{1,3})?")
-
-CellCount = Annotated[int, Field(ge=1, le=MAX_CELLS)]
-Channels = Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
-Beta = Annotated[float, Field(ge=0, lt=1)]
-
-
-class _Section(BaseModel):
-    # allow_inf_nan=False: every float field (tuples included) must be finite.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
+from cdarts.space_configs import (
+    ChainConfig,
+    DartsConfig,
+    NasBench201Config,
+    migrate_space_sections,
+    refuse_foreign_sections,
+)
 
 SearchSpace = Literal["darts", "nasbench201", "chain"]
 DataSource = Literal["synthetic", "digits", "cifar10", "cifar100", "imagefolder", "mnist", "fashion-mnist"]
@@ -130,18 +164,10 @@ class SearchConfig(_Section):
     """The cyclic joint search (networks, optimisers, losses, loop)."""
 
     # networks
-    stem: Literal["cifar", "imagenet"] = "cifar"
-    init_channels: int = Field(16, ge=2, le=MAX_CHANNELS)
-    stem_multiplier: int = Field(3, ge=1, le=16)
-    n_nodes: int = Field(4, ge=1, le=MAX_NODES)
-    search_cells: tuple[CellCount, CellCount, CellCount] = (3, 3, 2)
-    eval_cells: tuple[CellCount, CellCount, CellCount] = (7, 7, 6)
-    node_aggregation: Literal["mean", "sum"] = "mean"
-    pool_batchnorm: bool = False
+    # (the DARTS networks' shape is the darts: section)
     head_channels: tuple[Channels, Channels] = (128, 768)
     fix_heads: bool = True
     learnable_ensemble: bool = True
-    pool_transfer: Literal["all", "reference"] = "all"
     # loop
     warmup_epochs: int = Field(2, ge=0, le=MAX_EPOCHS, description="S warm-up epochs before the first cycle (P)")
     search_iterations: int = Field(32, ge=1, le=MAX_EPOCHS, description="warm-up epochs + cycles (I)")
@@ -183,8 +209,6 @@ class SearchConfig(_Section):
     def _consistent(self) -> SearchConfig:
         if self.warmup_epochs >= self.search_iterations:
             raise ValueError("search_iterations must exceed warmup_epochs (at least one cycle)")
-        if self.init_channels % 2:
-            raise ValueError("init_channels must be even (factorized reduce halves it)")
         if self.weight_lr_min > self.weight_lr:
             raise ValueError("weight_lr_min must not exceed weight_lr")
         return self
@@ -197,10 +221,7 @@ class SearchConfig(_Section):
 class RetrainConfig(_Section):
     """Training the discrete network from scratch (the paper's "augment" stage)."""
 
-    stem: Literal["cifar", "imagenet"] = "cifar"
-    init_channels: int = Field(36, ge=2, le=MAX_CHANNELS)
-    cells: int = Field(20, ge=3, le=MAX_CELLS, description="cells in total; reductions at cells/3 and 2*cells/3")
-    stem_multiplier: int = Field(3, ge=1, le=16)
+    # (the DARTS retrain network's shape is darts.retrain)
     auxiliary_weight: float = Field(0.4, ge=0, le=1e6, description="0 disables the auxiliary head")
     drop_path_prob: float = Field(0.3, ge=0, lt=1, description="final value of the linear ramp")
     epochs: int = Field(600, ge=1, le=MAX_EPOCHS)
@@ -211,9 +232,6 @@ class RetrainConfig(_Section):
     warmup_epochs: int = Field(0, ge=0, le=MAX_EPOCHS, description="linear learning-rate warm-up before the cosine")
     weight_momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(3e-4, ge=0, le=1)
-    param_count_rule: bool = Field(
-        True, description="CIFAR reference rule: weight decay and drop-path chosen by parameter count"
-    )
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     grad_clip: float = Field(5.0, gt=0, le=1e6)
     cutout: int = Field(
@@ -228,44 +246,10 @@ class RetrainConfig(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> RetrainConfig:
-        if self.init_channels % 2:
-            raise ValueError("init_channels must be even (factorized reduce halves it)")
         if self.warmup_epochs >= self.epochs:
             raise ValueError("warmup_epochs must be smaller than epochs")
         if self.weight_lr_min > self.weight_lr:
             raise ValueError("weight_lr_min must not exceed weight_lr")
-        return self
-
-
-class NasBench201Config(_Section):
-    """The NAS-Bench-201 cell space (``search_space: nasbench201``); S, E and the retrained
-    network all have this width and depth."""
-
-    channels: int = Field(16, ge=1, le=MAX_CHANNELS, description="C of the first stage (16 in the benchmark)")
-    cells_per_stage: int = Field(5, ge=1, le=MAX_CELLS, description="N cells per stage (5 in the benchmark)")
-    benchmark_file: str | None = Field(
-        None, description="JSON export of NAS-Bench-201 / NATS-Bench accuracies; looked up every cycle"
-    )
-    layout: Literal["authors", "stage_cells"] = Field(
-        "authors",
-        description="authors: heads after the stride-2 blocks (2C, 4C), the authors' BN affinities; "
-        "stage_cells: heads after the first two stages' last cells (docs/reference-deviations.md)",
-    )
-
-
-class ChainConfig(_Section):
-    """The chain-structured (mobile) space (``search_space: chain``)."""
-
-    stage_layers: tuple[int, int, int, int, int] = Field(
-        (4, 4, 4, 4, 4), description="searchable slots of S per stage (24, 40, 80, 96, 192 channels), 1 to 4"
-    )
-    allow_skip: bool = Field(True, description="every slot but a stage's first may choose skip (shallower stages)")
-    dropout: float = Field(0.2, ge=0, lt=1, description="before the classifier")
-
-    @model_validator(mode="after")
-    def _layers_in_range(self) -> ChainConfig:
-        if not all(1 <= n <= 4 for n in self.stage_layers):
-            raise ValueError("stage_layers must be 1 to 4 per stage")
         return self
 
 
@@ -312,6 +296,7 @@ class ExperimentConfig(_Section):
     retrain: RetrainConfig = RetrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     tracking: TrackingConfig = TrackingConfig()
+    darts: DartsConfig = DartsConfig()
     nasbench201: NasBench201Config = NasBench201Config()
     chain: ChainConfig = ChainConfig()
 
@@ -325,9 +310,14 @@ class ExperimentConfig(_Section):
 
     @model_validator(mode="before")
     @classmethod
-    def _space_regularizer_defaults(cls, data: Any) -> Any:
-        """Regulariser settings the user left out follow the search space (see space_candidates)."""
-        if not isinstance(data, dict) or data.get("search_space", "darts") == "darts":
+    def _space_sections_and_regularizer_defaults(cls, data: Any) -> Any:
+        """The earlier layout's DARTS keys move to ``darts:``; another space's section is refused;
+        regulariser settings the user left out follow the search space (see space_candidates)."""
+        if not isinstance(data, dict):
+            return data
+        data = migrate_space_sections(data)
+        refuse_foreign_sections(data)
+        if data.get("search_space", "darts") == "darts":
             return data
         search = data.get("search")
         regularizer = search.get("regularizer") if isinstance(search, dict) else None
@@ -365,7 +355,7 @@ class ExperimentConfig(_Section):
                 "it twice and a distillation head reads the quarter-size map)"
             )
         if self.search_space == "darts":
-            for section, stem in (("search", self.search.stem), ("retrain", self.retrain.stem)):
+            for section, stem in (("darts", self.darts.stem), ("darts.retrain", self.darts.retrain.stem)):
                 divisor = 32 if stem == "imagenet" else 4  # cdarts.networks.layout.required_divisor(3, stem)
                 if size % divisor:
                     raise ValueError(f"data.image_size {size} must be a multiple of {divisor} ({section}.stem {stem})")

@@ -25,7 +25,8 @@ def tiny_config() -> ExperimentConfig:
 def tiny_network(config: ExperimentConfig) -> JointNetwork:
     """The tiny joint network for the tiny config's synthetic images (4 classes, 3 x 8 x 8)."""
     assert config.data.num_classes is not None
-    return build_joint_network(config.search, config.data.channels, config.data.num_classes, config.data.image_size)
+    data = config.data
+    return build_joint_network(config.search, config.darts, data.channels, data.num_classes, data.image_size)
 
 
 @pytest.fixture(scope="session")

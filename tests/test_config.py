@@ -22,7 +22,8 @@ def test_official_presets_follow_the_reference_scripts() -> None:
     imagenet = load_config(str(CONFIGS / "imagenet.yaml")).search
     assert (imagenet.warmup_epochs, imagenet.eval_warmup_epochs, imagenet.sample_ratio) == (10, 3, 0.2)
     assert (imagenet.distill_type, imagenet.fix_heads, imagenet.weight_lr) == ("kl", False, 0.8)
-    assert imagenet.eval_cells == (5, 5, 4) and imagenet.stem == "imagenet"
+    darts = load_config(str(CONFIGS / "imagenet.yaml")).darts
+    assert darts.eval_cells == (5, 5, 4) and darts.stem == "imagenet"
 
 
 def test_preset_names_resolve_from_the_configs_directory(monkeypatch: pytest.MonkeyPatch) -> None:

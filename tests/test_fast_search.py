@@ -25,7 +25,8 @@ def _network(config: ExperimentConfig, **search: object) -> JointNetwork:
     torch.manual_seed(0)
     cfg = config.search.model_copy(update=search)
     assert config.data.num_classes is not None
-    model = build_joint_network(cfg, config.data.channels, config.data.num_classes, config.data.image_size)
+    data = config.data
+    model = build_joint_network(cfg, config.darts, data.channels, data.num_classes, data.image_size)
     model.rebuild_eval_network(model.current_genotype())
     model.train()
     return model

@@ -54,12 +54,12 @@ BAD_VALUES = [
     ("data.num_train", "1000000000"),
     ("data.num_workers", "-1"),
     ("search.batch_size", "10000000"),
-    ("search.init_channels", "100000"),
-    ("search.n_nodes", "0"),
-    ("search.search_cells", "[0, 0, 0]"),
-    ("search.eval_cells", "[1, 1, 100000]"),
+    ("darts.init_channels", "100000"),
+    ("darts.n_nodes", "0"),
+    ("darts.search_cells", "[0, 0, 0]"),
+    ("darts.eval_cells", "[1, 1, 100000]"),
     ("search.search_iterations", "1000000000"),
-    ("retrain.cells", "100000"),
+    ("darts.retrain.cells", "100000"),
     ("retrain.epochs", "0"),
     ("retrain.batch_size", "1000000"),
     ("nasbench201.cells_per_stage", "0"),
@@ -112,7 +112,7 @@ def test_nan_in_the_config_file_names_the_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "key"),
     [
-        (["search.stem=imagenet", "data.image_size=48"], "search.stem"),  # 48 is not a multiple of 32
+        (["darts.stem=imagenet", "data.image_size=48"], "darts.stem"),  # 48 is not a multiple of 32
         (["search_space=nasbench201", "data.image_size=6"], "data.image_size"),
         (["data.source=digits", "data.image_size=2048"], "image_size"),  # 1797 float images of 2048 px
         (["data.num_train=9000000", "data.image_size=32"], "data.num_train"),  # 9M x 32 x 32 x 3 floats: 103 GiB
@@ -134,7 +134,7 @@ def test_bounds_are_not_off_by_one() -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "value"), [("search.arch_lr", ".inf"), ("data.image_size", "1000000"), ("search.search_cells", "[0,0,0]")]
+    ("key", "value"), [("search.arch_lr", ".inf"), ("data.image_size", "1000000"), ("darts.search_cells", "[0,0,0]")]
 )
 def test_cli_refuses_bad_value_and_writes_nothing(tmp_path: Path, key: str, value: str) -> None:
     out = tmp_path / "out"

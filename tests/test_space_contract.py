@@ -7,6 +7,7 @@ JSON and text, retrain one step, draw it and summarise the supernet. A new space
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,43 @@ def test_the_architecture_is_drawn_and_the_supernet_summarised(name: str, tmp_pa
     summary = summarize_supernet(model, config.data.channels, config.data.image_size)
     assert len(summary.heads) == 2 and all(len(head.input_shape) == 3 for head in summary.heads)
     assert summary.total == sum(p.numel() for p in model.parameters())
+
+
+OTHER_ARCHITECTURE = {
+    "darts": ("DARTS_V1", "DARTS_V2"),
+    "nasbench201": (
+        "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|",
+        "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_3x3~1|none~2|",
+    ),
+    "chain": ("CDARTS_A", "CDARTS_B"),
+}
+
+
+@pytest.mark.parametrize("name", space_names())
+def test_genotype_convert_and_diff_work_in_every_space(name: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cdarts.cli.main import app
+
+    runner = CliRunner()
+    first, second = OTHER_ARCHITECTURE[name]
+    for form in ("json", "text"):
+        out = tmp_path / f"{form}.txt"
+        converted = runner.invoke(app, ["genotype", "convert", first, "--to", form, "--out", str(out)])
+        assert converted.exit_code == 0, converted.output
+        assert resolve_architecture(str(out)) == resolve_architecture(first)
+        same = runner.invoke(app, ["genotype", "diff", first, str(out)])
+        assert same.exit_code == 0 and "identical" in same.stdout
+    different = runner.invoke(app, ["genotype", "diff", first, second, "--json"])
+    assert different.exit_code == 1
+    report = json.loads(different.stdout)
+    assert not report["identical"] and all(d["text"] for d in report["differences"])
+    other_space = next(OTHER_ARCHITECTURE[n][0] for n in space_names() if n != name)
+    across = runner.invoke(app, ["genotype", "diff", first, other_space])
+    assert across.exit_code == 1 and f"a is a {name} architecture" in across.stdout
+    if name != "darts":
+        refused = runner.invoke(app, ["genotype", "convert", first, "--to", "flat"])
+        assert refused.exit_code == 2
+        assert [line for line in refused.output.splitlines() if line.strip()] == [
+            f"cdarts: error: --to flat is a DARTS-space form; a {name} architecture has json, text"
+        ]

@@ -92,7 +92,7 @@ def test_the_authors_nasbench201_bn_affinities() -> None:
     [
         ["--supernet"],
         ["--supernet", "-c", "tiny", "--genotype", "DARTS_V2"],
-        ["--supernet", "-c", "tiny", "--set", "search.init_channels=-1"],
+        ["--supernet", "-c", "tiny", "--set", "darts.init_channels=-1"],
         ["--genotype", "DARTS_V2"],
     ],
 )

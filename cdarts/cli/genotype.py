@@ -8,11 +8,10 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from cdarts.cli.errors import handles_user_errors
+from cdarts.cli.errors import fail, handles_user_errors
 
 if TYPE_CHECKING:
     from cdarts.architecture import Architecture
-    from cdarts.genotype import Genotype
 
 app = typer.Typer(no_args_is_help=True, help="Inspect, convert and compare genotypes.")
 
@@ -50,41 +49,26 @@ def show(
 @handles_user_errors
 def convert(
     genotype: GenotypeArgument,
-    to: Annotated[Literal["json", "nested", "flat"], typer.Option(help="Output form.")] = "json",
+    to: Annotated[
+        Literal["json", "text", "nested", "flat"],
+        typer.Option(help="json, the space's text form, or (DARTS) the nested CDARTS or flat DARTS string."),
+    ] = "json",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write here instead of stdout.")] = None,
 ) -> None:
-    """Convert between JSON, the nested CDARTS string and the flat DARTS string."""
-    from cdarts.genotype_parser import resolve_genotype
+    """Convert an architecture of any space between JSON and its text forms."""
+    from cdarts.architecture import resolve_architecture
+    from cdarts.spaces import space_of
 
-    parsed = resolve_genotype(genotype)
-    text = parsed.to_json() if to == "json" else parsed.to_string(flat=to == "flat") + "\n"
+    parsed = resolve_architecture(genotype)
+    space = space_of(parsed)
+    forms = space.text_forms(parsed)
+    if to != "json" and to not in forms:
+        raise fail(f"--to {to} is a DARTS-space form; a {space.name} architecture has {', '.join(['json', *forms])}")
+    text = parsed.to_json() if to == "json" else forms[to] + "\n"
     if out is None:
         typer.echo(text, nl=False)
     else:
         out.write_text(text, encoding="utf-8")
-
-
-def genotype_differences(a: Genotype, b: Genotype) -> list[dict[str, object]]:
-    """Per (cell, node), the edges only in ``a`` and only in ``b`` (edge order ignored)."""
-    differences: list[dict[str, object]] = []
-    for cell, reduction in (("normal", False), ("reduce", True)):
-        nodes_a, concat_a = a.cell(reduction)
-        nodes_b, concat_b = b.cell(reduction)
-        for i in range(max(len(nodes_a), len(nodes_b))):
-            edges_a = set(nodes_a[i]) if i < len(nodes_a) else set()
-            edges_b = set(nodes_b[i]) if i < len(nodes_b) else set()
-            if edges_a != edges_b:
-                differences.append(
-                    {
-                        "cell": cell,
-                        "node": i,
-                        "only_a": sorted([op, idx] for op, idx in edges_a - edges_b),
-                        "only_b": sorted([op, idx] for op, idx in edges_b - edges_a),
-                    }
-                )
-        if set(concat_a) != set(concat_b):
-            differences.append({"cell": cell, "concat_a": list(concat_a), "concat_b": list(concat_b)})
-    return differences
 
 
 @app.command("diff")
@@ -94,20 +78,24 @@ def diff(
     second: GenotypeArgument,
     as_json: Annotated[bool, typer.Option("--json", help="Print the differences as JSON.")] = False,
 ) -> None:
-    """Compare two genotypes as architectures; exit 0 if identical, 1 if they differ."""
-    from cdarts.genotype_parser import resolve_genotype
+    """Compare two architectures (any space) as networks; exit 0 if identical, 1 if they differ."""
+    from cdarts.architecture import resolve_architecture
+    from cdarts.spaces import space_of
 
-    differences = genotype_differences(resolve_genotype(first), resolve_genotype(second))
+    a, b = resolve_architecture(first), resolve_architecture(second)
+    space_a, space_b = space_of(a), space_of(b)
+    if space_a is not space_b:
+        text = f"a is a {space_a.name} architecture, b a {space_b.name} one"
+        differences: list[dict[str, object]] = [{"space_a": space_a.name, "space_b": space_b.name, "text": text}]
+    else:
+        differences = space_a.differences(a, b)
     if as_json:
         typer.echo(json.dumps({"identical": not differences, "differences": differences}, indent=2))
     elif not differences:
         typer.echo("identical architectures")
     else:
-        for d in differences:
-            if "node" in d:
-                typer.echo(f"{d['cell']} node {d['node']}: a has {d['only_a']}, b has {d['only_b']}")
-            else:
-                typer.echo(f"{d['cell']} concat: a {d['concat_a']}, b {d['concat_b']}")
+        for difference in differences:
+            typer.echo(str(difference["text"]))
     raise typer.Exit(1 if differences else 0)
 
 

@@ -33,7 +33,6 @@ from cdarts.devices import resolve_device
 from cdarts.distributed import device_for_rank, init_distributed
 from cdarts.divergence import LossWatch, check_finite_state
 from cdarts.errors import CheckpointError
-from cdarts.genotype import Genotype
 from cdarts.model_file import MODEL_FILE, save_model, write_logged_model_reference
 from cdarts.networks.retrain_network import RetrainSpec
 from cdarts.resume_state import check_optimizer_state, require_count, require_entries, restore_checked_rng_state
@@ -43,7 +42,7 @@ from cdarts.serving import example_images, serving_contract
 from cdarts.spaces import build_retrain_network, space_of
 from cdarts.tracking import FanOutTracker, JsonlTracker, Tracker
 from cdarts.train.loops import TrainSettings, evaluate, train_one_epoch
-from cdarts.train.recipe import cifar_param_count_rule, drop_path_probability, learning_rate
+from cdarts.train.recipe import drop_path_probability, learning_rate
 
 CHECKPOINT_NAME = "checkpoints/retrain-last.pt"
 SUMMARY_NAME = "retrain_summary.json"
@@ -110,9 +109,7 @@ def run_retrain(
     spec = retrain_spec(config, genotype, prepared.channels, prepared.num_classes)
     model = build_retrain_network(genotype, spec)
     params, params_without_aux = model.parameter_counts()
-    weight_decay, max_drop_path = cfg.weight_decay, cfg.drop_path_prob
-    if cfg.param_count_rule and isinstance(genotype, Genotype):
-        weight_decay, max_drop_path = cifar_param_count_rule(params_without_aux)
+    weight_decay, max_drop_path = space_of(genotype).retrain_regularisation(config, params_without_aux)
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -49,6 +49,16 @@ class SearchSpace(ABC):
     def describe(self, architecture: Architecture) -> str:
         """A few human-readable lines: per node its kept edges, or per stage its blocks."""
 
+    @abstractmethod
+    def differences(self, a: Architecture, b: Architecture) -> list[dict[str, object]]:
+        """Where two architectures of this space differ as networks (each entry has ``text``, a
+        one-line description, plus the space's own fields); empty when they are the same."""
+
+    def text_forms(self, architecture: Architecture) -> dict[str, str]:
+        """The architecture's text forms by name (``text`` at least; DARTS adds its two string
+        forms), for ``cdarts genotype convert``."""
+        return {"text": architecture.to_string()}
+
     # -- alphas and derivation -------------------------------------------------------------------
 
     @abstractmethod
@@ -93,6 +103,11 @@ class SearchSpace(ABC):
     @abstractmethod
     def build_retrain_network(self, architecture: Architecture, spec: RetrainSpec) -> RetrainModel:
         """The discrete network of ``architecture`` trained from scratch."""
+
+    def retrain_regularisation(self, experiment: ExperimentConfig, params_without_aux: int) -> tuple[float, float]:
+        """(weight decay, final drop-path probability) of the retrain: the recipe's values unless
+        the space has a rule of its own."""
+        return experiment.retrain.weight_decay, experiment.retrain.drop_path_prob
 
     # -- pictures --------------------------------------------------------------------------------
 

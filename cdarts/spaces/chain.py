@@ -53,6 +53,20 @@ class ChainSpace(SearchSpace):
             for stage, choices in enumerate(architecture.choices)
         )
 
+    def differences(self, a: Architecture, b: Architecture) -> list[dict[str, object]]:
+        """Per stage whose block choices differ (its depth included)."""
+        assert isinstance(a, ChainArchitecture) and isinstance(b, ChainArchitecture)
+        return [
+            {
+                "stage": stage + 1,
+                "a": list(choices_a),
+                "b": list(choices_b),
+                "text": f"stage {stage + 1}: a {list(choices_a)}, b {list(choices_b)}",
+            }
+            for stage, (choices_a, choices_b) in enumerate(zip(a.choices, b.choices, strict=True))
+            if tuple(choices_a) != tuple(choices_b)
+        ]
+
     def alphas_layout(self, experiment: ExperimentConfig) -> dict[str, Any]:
         return {"stage_layers": list(experiment.chain.stage_layers), "allow_skip": experiment.chain.allow_skip}
 

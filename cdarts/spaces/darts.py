@@ -15,8 +15,10 @@ from cdarts.networks.joint_network import JointNetwork
 from cdarts.networks.retrain_network import RetrainNetwork, RetrainSpec
 from cdarts.search_space.cells import node_edge_offsets, num_edges
 from cdarts.search_space.primitives import PRIMITIVES
+from cdarts.space_configs import DartsConfig
 from cdarts.spaces.base import SearchSpace
 from cdarts.spaces.retrain_model import RetrainModel
+from cdarts.train.recipe import cifar_param_count_rule
 from cdarts.visualize import cell_svg, write_cell_diagrams
 
 if TYPE_CHECKING:
@@ -27,25 +29,28 @@ def _state_name(index: int) -> str:
     return {0: "c_{k-2}", 1: "c_{k-1}"}.get(index, f"node {index - 2}")
 
 
-def build_joint_network(search: SearchConfig, in_channels: int, num_classes: int, image_size: int) -> JointNetwork:
-    """The joint network for images of ``in_channels`` x ``image_size`` x ``image_size``."""
+def build_joint_network(
+    search: SearchConfig, darts: DartsConfig, in_channels: int, num_classes: int, image_size: int
+) -> JointNetwork:
+    """The joint network for images of ``in_channels`` x ``image_size`` x ``image_size``: its
+    shape from ``darts``, the heads and execution settings from ``search``."""
     return JointNetwork(
-        stem=search.stem,
+        stem=darts.stem,
         in_channels=in_channels,
         num_classes=num_classes,
         image_size=image_size,
-        init_channels=search.init_channels,
-        stem_multiplier=search.stem_multiplier,
-        search_cells=search.search_cells,
-        eval_cells=search.eval_cells,
-        n_nodes=search.n_nodes,
+        init_channels=darts.init_channels,
+        stem_multiplier=darts.stem_multiplier,
+        search_cells=darts.search_cells,
+        eval_cells=darts.eval_cells,
+        n_nodes=darts.n_nodes,
         primitives=PRIMITIVES,
-        aggregation=search.node_aggregation,
-        pool_batchnorm=search.pool_batchnorm,
+        aggregation=darts.node_aggregation,
+        pool_batchnorm=darts.pool_batchnorm,
         head_channels=search.head_channels,
         fix_heads=search.fix_heads,
         learnable_ensemble=search.learnable_ensemble,
-        pool_transfer=search.pool_transfer,
+        pool_transfer=darts.pool_transfer,
         shared_relu=search.impl == "fast",
         channels_last=search.impl == "fast",
         activation_checkpointing=search.activation_checkpointing,
@@ -78,8 +83,32 @@ class DartsSpace(SearchSpace):
                 lines.append(f"  node {i}: {edges}")
         return "\n".join(lines)
 
+    def differences(self, a: Architecture, b: Architecture) -> list[dict[str, object]]:
+        """Per (cell, node), the edges only in ``a`` and only in ``b`` (edge order ignored)."""
+        assert isinstance(a, Genotype) and isinstance(b, Genotype)
+        found: list[dict[str, object]] = []
+        for cell, reduction in (("normal", False), ("reduce", True)):
+            (nodes_a, concat_a), (nodes_b, concat_b) = a.cell(reduction), b.cell(reduction)
+            for i in range(max(len(nodes_a), len(nodes_b))):
+                edges_a = set(nodes_a[i]) if i < len(nodes_a) else set()
+                edges_b = set(nodes_b[i]) if i < len(nodes_b) else set()
+                if edges_a != edges_b:
+                    only_a = sorted([op, index] for op, index in edges_a - edges_b)
+                    only_b = sorted([op, index] for op, index in edges_b - edges_a)
+                    text = f"{cell} node {i}: a has {only_a}, b has {only_b}"
+                    found.append({"cell": cell, "node": i, "only_a": only_a, "only_b": only_b, "text": text})
+            if set(concat_a) != set(concat_b):
+                text = f"{cell} concat: a {list(concat_a)}, b {list(concat_b)}"
+                found.append({"cell": cell, "concat_a": list(concat_a), "concat_b": list(concat_b), "text": text})
+        return found
+
+    def text_forms(self, architecture: Architecture) -> dict[str, str]:
+        assert isinstance(architecture, Genotype)
+        nested, flat = architecture.to_string(), architecture.to_string(flat=True)
+        return {"text": nested, "nested": nested, "flat": flat}
+
     def alphas_layout(self, experiment: ExperimentConfig) -> dict[str, Any]:
-        return {"n_nodes": experiment.search.n_nodes}
+        return {"n_nodes": experiment.darts.n_nodes}
 
     def expected_alpha_rows(self, layout: dict[str, Any]) -> dict[str, int]:
         rows = num_edges(int(layout["n_nodes"]))
@@ -104,24 +133,31 @@ class DartsSpace(SearchSpace):
         )
 
     def build_joint_network(self, experiment: ExperimentConfig, in_channels: int, num_classes: int) -> JointNetwork:
-        return build_joint_network(experiment.search, in_channels, num_classes, experiment.data.image_size)
+        size = experiment.data.image_size
+        return build_joint_network(experiment.search, experiment.darts, in_channels, num_classes, size)
 
     def retrain_spec(self, experiment: ExperimentConfig, in_channels: int, num_classes: int) -> RetrainSpec:
-        cfg = experiment.retrain
+        network = experiment.darts.retrain
         return RetrainSpec(
-            cfg.stem,
+            network.stem,
             in_channels,
             num_classes,
             experiment.data.image_size,
-            cfg.init_channels,
-            cfg.cells,
-            cfg.stem_multiplier,
-            cfg.auxiliary_weight > 0,
+            network.init_channels,
+            network.cells,
+            network.stem_multiplier,
+            experiment.retrain.auxiliary_weight > 0,
         )
 
     def build_retrain_network(self, architecture: Architecture, spec: RetrainSpec) -> RetrainModel:
         assert isinstance(architecture, Genotype)
         return RetrainNetwork(architecture, spec)
+
+    def retrain_regularisation(self, experiment: ExperimentConfig, params_without_aux: int) -> tuple[float, float]:
+        """The CIFAR reference rule picks both by parameter count (``darts.retrain.param_count_rule``)."""
+        if experiment.darts.retrain.param_count_rule:
+            return cifar_param_count_rule(params_without_aux)
+        return super().retrain_regularisation(experiment, params_without_aux)
 
     def drawings(self, architecture: Architecture) -> list[tuple[str, str]]:
         assert isinstance(architecture, Genotype)

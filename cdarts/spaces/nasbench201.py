@@ -41,6 +41,15 @@ class NasBench201Space(SearchSpace):
             for node, ops in enumerate(architecture.nodes, start=1)
         )
 
+    def differences(self, a: Architecture, b: Architecture) -> list[dict[str, object]]:
+        """Per edge whose op differs."""
+        assert isinstance(a, Nb201Genotype) and isinstance(b, Nb201Genotype)
+        return [
+            {"edge": f"{source}->{node}", "a": op_a, "b": op_b, "text": f"edge {source}->{node}: a {op_a}, b {op_b}"}
+            for (node, source, op_a), (_, _, op_b) in zip(a.edges(), b.edges(), strict=True)
+            if op_a != op_b
+        ]
+
     def alphas_layout(self, experiment: ExperimentConfig) -> dict[str, Any]:
         return {}
 

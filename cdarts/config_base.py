@@ -1,0 +1,37 @@
+"""What every config section shares: the bounds on sizes and the strict base model."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Upper bounds on sizes: generous (far beyond any paper setting) but low enough that a typo
+# such as image_size: 1000000 is refused here instead of exhausting memory inside torch.
+MAX_IMAGE_SIZE = 4096  # pixels per side; ImageNet crops are 224
+MAX_CHANNELS = 4096  # widest layer the networks build is a small multiple of this
+MAX_BATCH = 65536  # images per step and split
+MAX_CELLS = 256  # cells / layers of a network (the deepest DARTS network has 20)
+MAX_NODES = 32  # intermediate nodes of a cell (4 in DARTS); edges grow quadratically
+MAX_EPOCHS = 100_000  # epochs, iterations, cycles
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
+MAX_SAMPLES = 10_000_000  # synthetic images, images sampled for statistics
+MAX_WORKERS = 256  # data-loader processes
+MAX_REPEATS = 100_000  # timing runs
+MAX_LR = 100.0  # learning rates; the largest in any config is 0.8
+MAX_SEED = 2**32 - 1  # numpy's seed range
+# Synthetic and digits images are made in memory as float32 before they are stored: a 16 GiB
+# ceiling keeps data-prep within an ordinary node (e.g. 1,000,000 images of 32x32x3 is 12 GiB).
+MAX_ARRAY_BYTES = 16 << 30
+DIGITS_IMAGES = 1797  # scikit-learn's digits
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:[0-9]{1,3})?")
+
+CellCount = Annotated[int, Field(ge=1, le=MAX_CELLS)]
+Channels = Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
+Beta = Annotated[float, Field(ge=0, lt=1)]
+
+
+class ConfigSection(BaseModel):
+    # allow_inf_nan=False: every float field (tuples included) must be finite.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

@@ -10,10 +10,13 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Exactly the versions and files of the lock (requirements-dev.lock, exported from uv.lock, with
+# the sha256 of every file), then this project itself without resolving anything again.
+$(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,server]'
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements-dev.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 test: setup
@@ -39,7 +42,8 @@ lint: setup
 	$(VENV)/bin/ruff check cdarts stages pipelines tests bench images k8s/schemas
 	$(VENV)/bin/mypy cdarts
 
-# The images' package lock, from the tested environment (a test fails when it is stale).
+# The one lock: `uv lock` resolves uv.lock from pyproject.toml (network), then its hashed exports
+# for the images and for `make setup` are written (a test fails when they disagree with it).
 lock: setup
 	$(PY) images/lock.py
 
@@ -48,9 +52,9 @@ IMAGE_REPO ?= ghcr.io/cdarts-pipelines
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 images:
-	docker build -f images/gpu/Dockerfile -t $(IMAGE_REPO)/cdarts-gpu:$(VERSION) --build-arg VERSION=$(VERSION) \
+	docker build -f images/Dockerfile --target gpu -t $(IMAGE_REPO)/cdarts-gpu:$(VERSION) --build-arg VERSION=$(VERSION) \
 		--build-arg REVISION=$(REVISION) --build-arg IMAGE_REF=$(IMAGE_REPO)/cdarts-gpu:$(VERSION) .
-	docker build -f images/cpu/Dockerfile -t $(IMAGE_REPO)/cdarts-cpu:$(VERSION) --build-arg VERSION=$(VERSION) \
+	docker build -f images/Dockerfile --target cpu -t $(IMAGE_REPO)/cdarts-cpu:$(VERSION) --build-arg VERSION=$(VERSION) \
 		--build-arg REVISION=$(REVISION) --build-arg IMAGE_REF=$(IMAGE_REPO)/cdarts-cpu:$(VERSION) .
 
 clean:

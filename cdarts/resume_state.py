@@ -17,6 +17,18 @@ from cdarts.errors import CheckpointError
 from cdarts.seeding import restore_rng_state
 
 
+def check_resume_identity(state: dict[str, Any], path: Path, config_digest: str, dataset_digest: str) -> None:
+    """The one resume guard of every stage: a checkpoint continues only the run that wrote it,
+    with the same config and the same prepared data."""
+    if state.get("config_digest") != config_digest:
+        raise CheckpointError(
+            f"{path} was written with a different config (digest {str(state.get('config_digest'))[:16]} vs "
+            f"{config_digest}); use a new output directory or the original config"
+        )
+    if state.get("dataset_digest") != dataset_digest:
+        raise CheckpointError(f"{path} was written for a different dataset; use a new output directory")
+
+
 def require_entries(state: dict[str, Any], path: Path, entries: dict[str, type | tuple[type, ...]]) -> None:
     """Every named entry is present with the given type (``bool`` never passes for ``int``)."""
     for name, expected in entries.items():

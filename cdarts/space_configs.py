@@ -152,6 +152,6 @@ def refuse_foreign_sections(data: dict[str, Any]) -> None:
         try:
             at_defaults = model.model_validate(given) == model()
         except ValueError:
-            at_defaults = False
+            continue  # a bad value: the section's own validation names the key
         if not at_defaults:
             raise ValueError(f"the {name}: section applies to search_space {name} only (this config's is {space})")

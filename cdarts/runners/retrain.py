@@ -26,18 +26,21 @@ from cdarts.checkpoint import check_state_dict, load_checkpoint, save_checkpoint
 from cdarts.checkpoint_mirror import CheckpointMirror
 from cdarts.config import ExperimentConfig
 from cdarts.data.datasets import evaluation_loader, split_dataset
-from cdarts.data.prepared import PreparedDataset
 from cdarts.data.sampling import build_split_loader
-from cdarts.data_compatibility import check_config_against_data
-from cdarts.devices import resolve_device
-from cdarts.distributed import device_for_rank, init_distributed
 from cdarts.divergence import LossWatch, check_finite_state
 from cdarts.errors import CheckpointError
 from cdarts.model_file import MODEL_FILE, save_model, write_logged_model_reference
 from cdarts.networks.retrain_network import RetrainSpec
-from cdarts.resume_state import check_optimizer_state, require_count, require_entries, restore_checked_rng_state
+from cdarts.resume_state import (
+    check_optimizer_state,
+    check_resume_identity,
+    require_count,
+    require_entries,
+    restore_checked_rng_state,
+)
+from cdarts.runners.stage_setup import StageSetup, set_up_stage
 from cdarts.search.cyclic_search import ProgressCallback
-from cdarts.seeding import capture_rng_state, seed_everything
+from cdarts.seeding import capture_rng_state
 from cdarts.serving import example_images, serving_contract
 from cdarts.spaces import build_retrain_network, space_of
 from cdarts.tracking import FanOutTracker, JsonlTracker, Tracker
@@ -82,224 +85,277 @@ def run_retrain(
     """Train the genotype's network on the prepared dataset (resuming from ``out_dir`` if a
     checkpoint is there, else from ``checkpoint_mirror`` if one is mirrored there); ``max_epochs``
     stops early with a checkpoint."""
-    cfg = config.retrain
-    device = resolve_device(config.device)
-    prepared = PreparedDataset.load(dataset_dir)
-    check_config_against_data(config, prepared, "retrain")
-    distributed = init_distributed(device)
-    device = device_for_rank(device)
-    seed_everything(config.seed, config.deterministic)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    setup = set_up_stage(config, dataset_dir, out_dir, "retrain")
+    run = _RetrainRun(config, setup, genotype, out_dir, tracker, checkpoint_mirror)
+    run.resume_or_start()
+    epochs_run = run.train(max_epochs, progress)
+    return run.finish(epochs_run)
 
-    cutout = cfg.cutout if config.data.augmentation == "cifar" else 0
-    train_set = split_dataset(prepared, "train", config.data, train=True, cutout=cutout)
-    test_set = split_dataset(prepared, "test", config.data, train=False)
-    train_split = build_split_loader(
-        train_set,
-        torch.arange(len(prepared.labels("train"))),
-        batch_size=cfg.batch_size,
-        seed=config.seed,
-        rank=distributed.rank,
-        world_size=distributed.world_size,
-        num_workers=config.data.num_workers,
-        pin_memory=config.data.pin_memory,
-    )
-    test_loader = evaluation_loader(test_set, cfg.eval_batch_size, config.data)
 
-    spec = retrain_spec(config, genotype, prepared.channels, prepared.num_classes)
-    model = build_retrain_network(genotype, spec)
-    params, params_without_aux = model.parameter_counts()
-    weight_decay, max_drop_path = space_of(genotype).retrain_regularisation(config, params_without_aux)
-    model = model.to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(
-        model.parameters(),
-        lr=cfg.weight_lr,
-        momentum=cfg.weight_momentum,
-        weight_decay=weight_decay,
-        fused=cfg.fused_optimizer or None,
-    )
-    # The compiled module shares the model's parameters; checkpoints keep the plain model's keys.
-    trained: torch.nn.Module = torch.compile(model) if cfg.compile else model  # type: ignore[assignment]
-    settings = TrainSettings(cfg.auxiliary_weight, cfg.label_smoothing, cfg.grad_clip, cfg.bf16, cfg.channels_last)
+class _RetrainRun:
+    """The state of one retrain: data, network, optimiser, trackers, epoch history."""
 
-    trackers: list[Tracker] = []
-    if distributed.is_main:
-        trackers.append(JsonlTracker(out_dir / "metrics.jsonl"))
-        if tracker is not None:
-            trackers.append(tracker)
-    log = FanOutTracker(trackers)
-    checkpoint_path = out_dir / CHECKPOINT_NAME
-    mirror = CheckpointMirror(checkpoint_mirror) if checkpoint_mirror else None
-    if mirror is not None and distributed.is_main:
-        mirror.check()
-        mirror.restore(checkpoint_path)
-    distributed.barrier()  # the other processes read the restored checkpoint from the same disk
-    next_epoch, history = 0, []
-    if checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path)
-        if state.get("config_digest") != config.digest() or state.get("dataset_digest") != prepared.digest:
-            raise CheckpointError(f"{checkpoint_path} was written with another config or dataset; use a new --out")
-        require_entries(
-            state,
-            checkpoint_path,
-            {"genotype": dict, "model": dict, "optimizer": dict, "next_epoch": int, "history": list, "rng": dict},
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        setup: StageSetup,
+        genotype: Architecture,
+        out_dir: Path,
+        tracker: Tracker | None,
+        checkpoint_mirror: str | None,
+    ) -> None:
+        cfg = self.cfg = config.retrain
+        self.config, self.setup, self.genotype, self.out_dir = config, setup, genotype, out_dir
+        prepared, distributed = setup.prepared, setup.distributed
+        # 1. Data: the training split sharded over the processes, the whole test split on rank 0.
+        cutout = cfg.cutout if config.data.augmentation == "cifar" else 0
+        train_set = split_dataset(prepared, "train", config.data, train=True, cutout=cutout)
+        self.train_split = build_split_loader(
+            train_set,
+            torch.arange(len(prepared.labels("train"))),
+            batch_size=cfg.batch_size,
+            seed=config.seed,
+            rank=distributed.rank,
+            world_size=distributed.world_size,
+            num_workers=config.data.num_workers,
+            pin_memory=config.data.pin_memory,
         )
-        if architecture_from_dict(state["genotype"]) != genotype:
-            raise CheckpointError(f"{checkpoint_path} was written for another genotype; use a new --out")
-        check_state_dict(model, state["model"], checkpoint_path, "retrain weights")
-        check_optimizer_state(optimizer, state["optimizer"], checkpoint_path, "optimizer")
-        next_epoch = require_count(state["next_epoch"], checkpoint_path, "next_epoch", cfg.epochs)
+        self.test_loader = evaluation_loader(
+            split_dataset(prepared, "test", config.data, train=False), cfg.eval_batch_size, config.data
+        )
+        # 2. The network of the genotype's space, its regularisation and optimiser.
+        space = space_of(genotype)
+        model = build_retrain_network(genotype, space.retrain_spec(config, prepared.channels, prepared.num_classes))
+        self.params, self.params_without_aux = model.parameter_counts()
+        self.weight_decay, self.max_drop_path = space.retrain_regularisation(config, self.params_without_aux)
+        model = model.to(setup.device)
+        self.model = model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            lr=cfg.weight_lr,
+            momentum=cfg.weight_momentum,
+            weight_decay=self.weight_decay,
+            fused=cfg.fused_optimizer or None,
+        )
+        # The compiled module shares the model's parameters; checkpoints keep the plain model's keys.
+        self.trained: torch.nn.Module = torch.compile(self.model) if cfg.compile else self.model  # type: ignore[assignment]
+        self.settings = TrainSettings(
+            cfg.auxiliary_weight, cfg.label_smoothing, cfg.grad_clip, cfg.bf16, cfg.channels_last
+        )
+        # 3. Trackers (rank 0 only) and the checkpoint, with its mirror.
+        trackers: list[Tracker] = []
+        if distributed.is_main:
+            trackers.append(JsonlTracker(out_dir / "metrics.jsonl"))
+            if tracker is not None:
+                trackers.append(tracker)
+        self.log = FanOutTracker(trackers)
+        self.checkpoint_path = out_dir / CHECKPOINT_NAME
+        self.mirror = CheckpointMirror(checkpoint_mirror) if checkpoint_mirror else None
+        self.next_epoch, self.history = 0, list[dict[str, Any]]()
+
+    # -- steps -----------------------------------------------------------------------------------
+
+    def resume_or_start(self) -> None:
+        """Continue from the local (or mirrored) checkpoint, else log the run's parameters."""
+        distributed, prepared = self.setup.distributed, self.setup.prepared
+        if self.mirror is not None and distributed.is_main:
+            self.mirror.check()
+            self.mirror.restore(self.checkpoint_path)
+        distributed.barrier()  # the other processes read the restored checkpoint from the same disk
+        if self.checkpoint_path.exists():
+            self._resume()
+        else:
+            self.log.log_params(self.config.model_dump(mode="json", exclude={"tracking"}))
+            self.log.set_tags({"cdarts.genotype": self.genotype.to_string(), "cdarts.dataset_digest": prepared.digest})
+            source = self.config.data.source
+            self.log.log_dataset(source, prepared.digest, self.config.data.location or source, "training")
+            self.log.log_metrics(
+                {
+                    "retrain/params": self.params,
+                    "retrain/params_without_aux": self.params_without_aux,
+                    "retrain/weight_decay": self.weight_decay,
+                    "retrain/drop_path_prob_max": self.max_drop_path,
+                },
+                0,
+            )
+        distributed.broadcast_module(self.model)
+
+    def _resume(self) -> None:
+        path = self.checkpoint_path
+        state = load_checkpoint(path)
+        check_resume_identity(state, path, self.config.digest(), self.setup.prepared.digest)
+        entries: dict[str, type | tuple[type, ...]] = {
+            "genotype": dict,
+            "model": dict,
+            "optimizer": dict,
+            "next_epoch": int,
+            "history": list,
+            "rng": dict,
+        }
+        require_entries(state, path, entries)
+        if architecture_from_dict(state["genotype"]) != self.genotype:
+            raise CheckpointError(f"{path} was written for another genotype; use a new --out")
+        check_state_dict(self.model, state["model"], path, "retrain weights")
+        check_optimizer_state(self.optimizer, state["optimizer"], path, "optimizer")
+        next_epoch = require_count(state["next_epoch"], path, "next_epoch", self.cfg.epochs)
         history = state["history"]
         if len(history) != next_epoch or not all(isinstance(entry, dict) for entry in history):
-            raise CheckpointError(f"{checkpoint_path}: the epoch history does not match next_epoch {next_epoch}")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        restore_checked_rng_state(state["rng"], checkpoint_path)
-        log.resume_after(next_epoch)  # a killed run's lines past the checkpoint are logged again
-    else:
-        log.log_params(config.model_dump(mode="json", exclude={"tracking"}))
-        log.set_tags({"cdarts.genotype": genotype.to_string(), "cdarts.dataset_digest": prepared.digest})
-        log.log_dataset(config.data.source, prepared.digest, config.data.location or config.data.source, "training")
-        log.log_metrics(
-            {
-                "retrain/params": params,
-                "retrain/params_without_aux": params_without_aux,
-                "retrain/weight_decay": weight_decay,
-                "retrain/drop_path_prob_max": max_drop_path,
-            },
-            0,
-        )
-    distributed.broadcast_module(model)
+            raise CheckpointError(f"{path}: the epoch history does not match next_epoch {next_epoch}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        restore_checked_rng_state(state["rng"], path)
+        self.next_epoch, self.history = next_epoch, history
+        self.log.resume_after(next_epoch)  # a killed run's lines past the checkpoint are logged again
 
-    epochs_run = 0
-    steps_per_epoch = len(train_split)
-    while next_epoch < cfg.epochs and (max_epochs is None or epochs_run < max_epochs):
-        epoch = next_epoch
+    def train(self, max_epochs: int | None, progress: ProgressCallback | None) -> int:
+        """Epochs until the last (or ``max_epochs`` of them): train, check, evaluate, checkpoint."""
+        epochs_run = 0
+        while self.next_epoch < self.cfg.epochs and (max_epochs is None or epochs_run < max_epochs):
+            epoch = self.next_epoch
+            lr, train_metrics = self._train_epoch(epoch, progress)
+            self._check_epoch(epoch)
+            self.next_epoch += 1
+            epochs_run += 1
+            if self.setup.distributed.is_main:
+                self._record_epoch(epoch, lr, train_metrics)
+        self.setup.distributed.barrier()
+        return epochs_run
+
+    def _train_epoch(self, epoch: int, progress: ProgressCallback | None) -> tuple[float, dict[str, float]]:
+        cfg, distributed, device = self.cfg, self.setup.distributed, self.setup.device
         lr = learning_rate(epoch, cfg.weight_lr, cfg.weight_lr_min, cfg.epochs, cfg.warmup_epochs)
-        for group in optimizer.param_groups:
+        for group in self.optimizer.param_groups:
             group["lr"] = lr
-        model.set_drop_path_prob(drop_path_probability(epoch, max_drop_path, cfg.epochs))
-
+        self.model.set_drop_path_prob(drop_path_probability(epoch, self.max_drop_path, cfg.epochs))
+        steps_per_epoch = len(self.train_split)
         description = f"retrain epoch {epoch + 1}/{cfg.epochs}"
-        hint = "lower retrain.weight_lr or retrain.grad_clip"
-        watch = LossWatch("retrain", f"epoch {epoch + 1}/{cfg.epochs}", epoch * steps_per_epoch + 1, hint)
+        watch = LossWatch("retrain", f"epoch {epoch + 1}/{cfg.epochs}", epoch * steps_per_epoch + 1, _HINT)
         train_metrics = train_one_epoch(
-            trained,
-            train_split.epoch(epoch),
-            optimizer,
+            self.trained,
+            self.train_split.epoch(epoch),
+            self.optimizer,
             device,
-            settings,
+            self.settings,
             on_step=_step_reporter(progress if distributed.is_main else None, description, steps_per_epoch),
-            after_backward=lambda: distributed.average_gradients(model),
+            after_backward=lambda: distributed.average_gradients(self.model),
             watch=watch,
         )
         if distributed.enabled:  # report the mean over every process's batches
             averaged = distributed.average_values({k: torch.tensor(v, device=device) for k, v in train_metrics.items()})
             train_metrics = {name: float(value) for name, value in averaged.items()}
         watch.check(train_metrics)  # host values, the same on every process
+        return lr, train_metrics
+
+    def _check_epoch(self, epoch: int) -> None:
+        """The processes still agree, and nothing the checkpoint would hold is NaN or infinite."""
+        distributed, model = self.setup.distributed, self.model
         divergence = distributed.max_difference_from_main(list(model.parameters()))
         if divergence > 0:
             raise RuntimeError(f"retrain weights diverged across ranks (max difference {divergence})")
         distributed.broadcast_buffers(model)
         momentum = [
             (f"optimizer.state.{index}.{key}", value)
-            for index, entry in enumerate(optimizer.state.values())
+            for index, entry in enumerate(self.optimizer.state.values())
             for key, value in entry.items()
             if isinstance(value, torch.Tensor)
         ]
         check_finite_state(
             [*model.state_dict().items(), *momentum],
             stage="retrain",
-            where=f"by step {(epoch + 1) * steps_per_epoch} (end of epoch {epoch + 1}/{cfg.epochs})",
-            hint=hint,
+            where=f"by step {(epoch + 1) * len(self.train_split)} (end of epoch {epoch + 1}/{self.cfg.epochs})",
+            hint=_HINT,
             distributed=distributed,
-            device=device,
+            device=self.setup.device,
         )
-        next_epoch += 1
-        epochs_run += 1
-        if not distributed.is_main:
-            continue
-        test = evaluate(model, test_loader, device, prepared.num_classes, cfg.bf16, cfg.channels_last)
+
+    def _record_epoch(self, epoch: int, lr: float, train_metrics: dict[str, float]) -> None:
+        """Rank 0: test accuracy, metrics, the checkpoint (and its mirror)."""
+        prepared, cfg = self.setup.prepared, self.cfg
+        test = evaluate(
+            self.model, self.test_loader, self.setup.device, prepared.num_classes, cfg.bf16, cfg.channels_last
+        )
         record = {
             "epoch": epoch,
             "lr": lr,
             **{f"train_{k}": v for k, v in train_metrics.items()},
             **{f"test_{k}": v for k, v in test.metrics().items()},
         }
-        history.append(record)
-        log.log_metrics({f"retrain/{k}": float(v) for k, v in record.items() if k != "epoch"}, epoch + 1)
+        self.history.append(record)
+        self.log.log_metrics({f"retrain/{k}": float(v) for k, v in record.items() if k != "epoch"}, epoch + 1)
         save_checkpoint(
             {
-                "config_digest": config.digest(),
+                "config_digest": self.config.digest(),
                 "dataset_digest": prepared.digest,
-                "genotype": genotype.to_dict(),
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "next_epoch": next_epoch,
-                "history": history,
+                "genotype": self.genotype.to_dict(),
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "next_epoch": self.next_epoch,
+                "history": self.history,
                 "rng": capture_rng_state(),
             },
-            checkpoint_path,
+            self.checkpoint_path,
         )
-        if mirror is not None:
-            mirror.publish(checkpoint_path)
+        if self.mirror is not None:
+            self.mirror.publish(self.checkpoint_path)
 
-    distributed.barrier()
-    completed = next_epoch >= cfg.epochs
-    if not completed or not distributed.is_main:
-        return RetrainResult(completed, epochs_run, {}, None)
-    final = history[-1]
-    best = max(history, key=lambda r: r["test_top1"])
-    summary = {
-        "final_test_top1": final["test_top1"],
-        "final_test_top5": final["test_top5"],
-        "final_test_loss": final["test_loss"],
-        "best_test_top1_selected_on_test": best["test_top1"],
-        "best_epoch_selected_on_test": best["epoch"],
-        "epochs": cfg.epochs,
-        "params": params,
-        "params_without_aux": params_without_aux,
-        "weight_decay": weight_decay,
-        "drop_path_prob_max": max_drop_path,
-        "genotype": genotype.to_string(),
-        "dataset_digest": prepared.digest,
-    }
-    log.log_metrics(
-        {"retrain/final_test_top1": final["test_top1"], "retrain/best_test_top1_selected_on_test": best["test_top1"]},
-        cfg.epochs,
-    )
-    model_path = out_dir / MODEL_FILE
-    contract = serving_contract(prepared, config.data)
-    save_model(
-        model,
-        model_path,
-        extra={
-            "classes": prepared.classes,
-            "normalization": prepared.manifest["normalization"],
+    def finish(self, epochs_run: int) -> RetrainResult:
+        """After the last epoch, on rank 0: the model file, its MLflow model, and the summary,
+        written last (it marks the stage complete)."""
+        completed = self.next_epoch >= self.cfg.epochs
+        if not completed or not self.setup.distributed.is_main:
+            return RetrainResult(completed, epochs_run, {}, None)
+        prepared, genotype, log, out_dir = self.setup.prepared, self.genotype, self.log, self.out_dir
+        final = self.history[-1]
+        best = max(self.history, key=lambda r: r["test_top1"])
+        summary = {
+            "final_test_top1": final["test_top1"],
+            "final_test_top5": final["test_top5"],
+            "final_test_loss": final["test_loss"],
+            "best_test_top1_selected_on_test": best["test_top1"],
+            "best_epoch_selected_on_test": best["epoch"],
+            "epochs": self.cfg.epochs,
+            "params": self.params,
+            "params_without_aux": self.params_without_aux,
+            "weight_decay": self.weight_decay,
+            "drop_path_prob_max": self.max_drop_path,
+            "genotype": genotype.to_string(),
             "dataset_digest": prepared.digest,
-            "summary": summary,
-            "serving": contract.to_dict(),
-        },
-    )
-    # The run that trained the model logs it (raises if that fails: an unlogged model cannot be
-    # registered, and a retry resumes from the finished checkpoint and logs it again).
-    logged = log.log_served_model(
-        model_path,
-        contract.to_dict(),
-        example_images(prepared),
-        {"cdarts.genotype": genotype.to_string(), "cdarts.dataset_digest": prepared.digest},
-    )
-    if logged is not None:
-        log.log_model_metrics(
-            logged.model_id,
-            {"retrain/final_test_top1": final["test_top1"], "retrain/final_test_loss": final["test_loss"]},
-            config.data.source,
-            prepared.digest,
+        }
+        log.log_metrics(
+            {
+                "retrain/final_test_top1": final["test_top1"],
+                "retrain/best_test_top1_selected_on_test": best["test_top1"],
+            },
+            self.cfg.epochs,
         )
-        write_logged_model_reference(out_dir, logged.model_id, logged.run_id)
-    # Written last: the summary marks the stage as complete.
-    write_text_atomic(out_dir / SUMMARY_NAME, json.dumps(summary, indent=2))
-    log.log_artifact(out_dir / SUMMARY_NAME)
-    return RetrainResult(True, epochs_run, summary, model_path)
+        model_path = out_dir / MODEL_FILE
+        contract = serving_contract(prepared, self.config.data)
+        save_model(
+            self.model,
+            model_path,
+            extra={
+                "classes": prepared.classes,
+                "normalization": prepared.manifest["normalization"],
+                "dataset_digest": prepared.digest,
+                "summary": summary,
+                "serving": contract.to_dict(),
+            },
+        )
+        # The run that trained the model logs it (raises if that fails: an unlogged model cannot be
+        # registered, and a retry resumes from the finished checkpoint and logs it again).
+        tags = {"cdarts.genotype": genotype.to_string(), "cdarts.dataset_digest": prepared.digest}
+        logged = log.log_served_model(model_path, contract.to_dict(), example_images(prepared), tags)
+        if logged is not None:
+            log.log_model_metrics(
+                logged.model_id,
+                {"retrain/final_test_top1": final["test_top1"], "retrain/final_test_loss": final["test_loss"]},
+                self.config.data.source,
+                prepared.digest,
+            )
+            write_logged_model_reference(out_dir, logged.model_id, logged.run_id)
+        write_text_atomic(out_dir / SUMMARY_NAME, json.dumps(summary, indent=2))
+        log.log_artifact(out_dir / SUMMARY_NAME)
+        return RetrainResult(True, epochs_run, summary, model_path)
+
+
+_HINT = "lower retrain.weight_lr or retrain.grad_clip"

@@ -17,15 +17,12 @@ from cdarts.config import ExperimentConfig
 from cdarts.data.datasets import split_dataset
 from cdarts.data.prepared import PreparedDataset
 from cdarts.data.sampling import SplitLoader, build_split_loader
-from cdarts.data_compatibility import check_config_against_data
-from cdarts.devices import resolve_device
-from cdarts.distributed import device_for_rank, init_distributed
 from cdarts.nasbench201.genotype import Nb201Genotype
 from cdarts.nasbench201.lookup import BenchmarkLookup, JsonBenchmarkLookup
 from cdarts.networks.joint_base import JointModel
+from cdarts.runners.stage_setup import set_up_stage
 from cdarts.search.build import build_search_model
 from cdarts.search.cyclic_search import CycleReport, CyclicSearch, ProgressCallback, SearchLoaders
-from cdarts.seeding import seed_everything
 from cdarts.spaces import get_space
 from cdarts.tracking import FanOutTracker, JsonlTracker, Tracker
 
@@ -109,15 +106,10 @@ def run_search(
     With ``checkpoint_mirror`` (a URI such as ``s3://bucket/runs/ID/search.pt``) every checkpoint
     is also uploaded there, and a run without a local checkpoint starts from the mirrored one.
     """
-    device = resolve_device(config.device)
-    prepared = PreparedDataset.load(dataset_dir)
-    check_config_against_data(config, prepared, "search")
-    distributed = init_distributed(device)
-    device = device_for_rank(device)
-    seed_everything(config.seed, config.deterministic)
+    setup = set_up_stage(config, dataset_dir, out_dir, "search")
+    device, prepared, distributed = setup.device, setup.prepared, setup.distributed
     if device.type == "cuda" and config.search.impl == "fast" and not config.deterministic:
         torch.backends.cudnn.benchmark = True  # fixed shapes: autotuned kernels pay off from step 2
-    out_dir.mkdir(parents=True, exist_ok=True)
 
     benchmark_file = config.nasbench201.benchmark_file if config.search_space == "nasbench201" else None
     # Read before the search starts: a bad benchmark file fails the stage at once, not after a cycle.

@@ -19,7 +19,13 @@ from cdarts.divergence import LossWatch, check_finite_state
 from cdarts.errors import CheckpointError
 from cdarts.metrics import MeanTracker
 from cdarts.networks.joint_base import Branch, JointModel
-from cdarts.resume_state import check_optimizer_state, require_count, require_entries, restore_checked_rng_state
+from cdarts.resume_state import (
+    check_optimizer_state,
+    check_resume_identity,
+    require_count,
+    require_entries,
+    restore_checked_rng_state,
+)
 from cdarts.search.losses import regularizer_coefficient
 from cdarts.search.optimizers import (
     CycleOptimizers,
@@ -183,16 +189,7 @@ class CyclicSearch:
         state = load_checkpoint(self.checkpoint_path)
         if state.get("format") != CHECKPOINT_FORMAT:
             raise CheckpointError(f"{self.checkpoint_path}: unsupported checkpoint format")
-        if state.get("config_digest") != self.experiment.digest():
-            raise CheckpointError(
-                f"{self.checkpoint_path} was written with a different config "
-                f"(digest {state.get('config_digest')} vs {self.experiment.digest()}); "
-                "use a new output directory or the original config"
-            )
-        if state.get("dataset_digest") != self.dataset_digest:
-            raise CheckpointError(
-                f"{self.checkpoint_path} was written for a different dataset; use a new output directory"
-            )
+        check_resume_identity(state, self.checkpoint_path, self.experiment.digest(), self.dataset_digest)
         path = self.checkpoint_path
         entries = {"model": dict, "warmup_optimizer": dict, "grads": dict, "genotype": dict, "cycles": list}
         require_entries(state, path, {**entries, "next_iteration": int, "global_step": int, "rng": dict})

@@ -17,8 +17,6 @@ from cdarts.config import ExperimentConfig
 from cdarts.data.datasets import split_dataset
 from cdarts.data.prepared import PreparedDataset
 from cdarts.data.sampling import SplitLoader, build_split_loader
-from cdarts.nasbench201.genotype import Nb201Genotype
-from cdarts.nasbench201.lookup import BenchmarkLookup, JsonBenchmarkLookup
 from cdarts.networks.joint_base import JointModel
 from cdarts.runners.stage_setup import set_up_stage
 from cdarts.search.build import build_search_model
@@ -67,13 +65,6 @@ def _alphas_file(config: ExperimentConfig, model: JointModel, alphas: dict[str, 
     return AlphasFile(config.search_space, model.candidates, alphas, layout)
 
 
-def _benchmark_metrics(lookup: BenchmarkLookup | None, genotype: Architecture) -> dict[str, float] | None:
-    """The benchmark's accuracies of a NAS-Bench-201 genotype, when a benchmark file is configured."""
-    if lookup is None or not isinstance(genotype, Nb201Genotype):
-        return None
-    return lookup.metrics(genotype)
-
-
 def _write_cycle(out_dir: Path, report: CycleReport, benchmark: dict[str, float] | None) -> None:
     cycle_dir = out_dir / "genotypes"
     cycle_dir.mkdir(parents=True, exist_ok=True)
@@ -111,9 +102,8 @@ def run_search(
     if device.type == "cuda" and config.search.impl == "fast" and not config.deterministic:
         torch.backends.cudnn.benchmark = True  # fixed shapes: autotuned kernels pay off from step 2
 
-    benchmark_file = config.nasbench201.benchmark_file if config.search_space == "nasbench201" else None
     # Read before the search starts: a bad benchmark file fails the stage at once, not after a cycle.
-    lookup = JsonBenchmarkLookup(Path(benchmark_file)) if benchmark_file else None
+    lookup = get_space(config.search_space).benchmark(config)
     loaders = _build_loaders(config, prepared, distributed.rank, distributed.world_size)
     model = build_search_model(config, prepared.channels, prepared.num_classes)
     model = model.to(device)
@@ -126,7 +116,7 @@ def run_search(
 
     def on_cycle_end(report: CycleReport) -> None:
         if distributed.is_main:
-            benchmark = _benchmark_metrics(lookup, report.genotype)
+            benchmark = lookup(report.genotype) if lookup is not None else None
             _write_cycle(out_dir, report, benchmark)
             if lookup is not None:
                 # Logged per cycle at the cycle's index; an architecture missing from the file is

@@ -11,6 +11,7 @@ read its rows (``{"n_nodes": 4}`` for DARTS cells, the stage layers for the chai
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -108,6 +109,11 @@ class SearchSpace(ABC):
         """(weight decay, final drop-path probability) of the retrain: the recipe's values unless
         the space has a rule of its own."""
         return experiment.retrain.weight_decay, experiment.retrain.drop_path_prob
+
+    def benchmark(self, experiment: ExperimentConfig) -> Callable[[Architecture], dict[str, float] | None] | None:
+        """A tabular benchmark's numbers for an architecture (looked up every cycle), when the
+        space has one and the config names it; read here, so a bad file fails before any work."""
+        return None
 
     # -- pictures --------------------------------------------------------------------------------
 

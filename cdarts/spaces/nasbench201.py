@@ -3,6 +3,7 @@ benchmark's ResNet-like skeleton (../shared/reference/cdarts-algorithm.md sectio
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ from cdarts.config import ExperimentConfig
 from cdarts.nasbench201.diagram import nb201_cell_svg, write_nb201_cell_diagram
 from cdarts.nasbench201.genotype import NB201_EDGES, NB201_OPS, Nb201Genotype
 from cdarts.nasbench201.joint_network import Nb201JointNetwork
+from cdarts.nasbench201.lookup import JsonBenchmarkLookup
 from cdarts.nasbench201.retrain_network import Nb201RetrainNetwork
 from cdarts.networks.retrain_network import RetrainSpec
 from cdarts.spaces.base import SearchSpace
@@ -94,6 +96,14 @@ class NasBench201Space(SearchSpace):
     def build_retrain_network(self, architecture: Architecture, spec: RetrainSpec) -> RetrainModel:
         assert isinstance(architecture, Nb201Genotype)
         return Nb201RetrainNetwork(architecture, spec)
+
+    def benchmark(self, experiment: ExperimentConfig) -> Callable[[Architecture], dict[str, float] | None] | None:
+        """``nasbench201.benchmark_file``: a NAS-Bench-201 / NATS-Bench export."""
+        path = experiment.nasbench201.benchmark_file
+        if not path:
+            return None
+        lookup = JsonBenchmarkLookup(Path(path))
+        return lambda architecture: lookup.metrics(architecture) if isinstance(architecture, Nb201Genotype) else None
 
     def drawings(self, architecture: Architecture) -> list[tuple[str, str]]:
         assert isinstance(architecture, Nb201Genotype)

@@ -69,7 +69,7 @@ def _relocated(text: str, mounts: dict[str, Path]) -> str:
     if not mounts:
         return text
     pattern = "|".join(re.escape(mount) for mount in sorted(mounts, key=len, reverse=True))
-    return re.sub(rf"(?<![\w./-])({pattern})(?=/|\b|$)", lambda m: str(mounts[m.group(1)]), text)
+    return re.sub(rf"(?<![\w.-])({pattern})(?=/|\b|$)", lambda m: str(mounts[m.group(1)]), text)
 
 
 def _run_container(container: dict[str, Any], env: dict[str, str], mounts: dict[str, Path]) -> None:
@@ -134,8 +134,13 @@ def rendered_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server
                 (root / mount["name"]).mkdir(exist_ok=True)
         (init,) = pod["initContainers"]
         _run_container(init, _environment(init, settings, secrets), mounts)
+        ini = (mounts["/etc/mlflow-auth"] / "basic_auth.ini").read_text()
+        assert f"database_uri = sqlite:///{mounts['/var/lib/mlflow']}/basic_auth.db" in ini, ini
         (container,) = pod["containers"]
         env = _environment(container, settings, secrets)
+        # Every path the server writes is inside this test's directory (never the real /var/lib).
+        for value in (env["MLFLOW_BACKEND_STORE_URI"], env["MLFLOW_AUTH_CONFIG_PATH"]):
+            assert str(root) in _relocated(value, mounts), value
         args = [_relocated(_expand(arg, env), mounts) for arg in container["args"]]
         assert "--host=0.0.0.0" in args and "--port=5000" in args
         args = [a.replace("--host=0.0.0.0", "--host=127.0.0.1").replace("--port=5000", f"--port={port}") for a in args]
@@ -261,10 +266,9 @@ def test_the_production_init_step_upgrades_both_databases(tmp_path: Path) -> Non
         ("cdarts-mlflow-db", "MLFLOW_BACKEND_STORE_URI"): f"sqlite:///{tracking}",
         ("cdarts-mlflow-db", "MLFLOW_AUTH_DATABASE_URI"): f"sqlite:///{auth}",
     }
-    env = _environment(init["db-upgrade"], {}, secrets)
-    mounts = {"/tmp": tmp_path}
+    env = {**_environment(init["db-upgrade"], {}, secrets), "HOME": str(tmp_path)}
     for _ in range(2):  # a restarted pod runs it again: a no-op
-        _run_container(init["db-upgrade"], env, mounts)
+        _run_container(init["db-upgrade"], env, {})
     with sqlite3.connect(tracking) as db:
         assert db.execute("select version_num from alembic_version").fetchone()
     with sqlite3.connect(auth) as db:

@@ -108,7 +108,8 @@ class DataConfig(_Section):
         32,
         ge=2,
         le=MAX_IMAGE_SIZE,
-        description="network input size: stored size (synthetic, digits), crop size (imagefolder)",
+        description="network input size: stored size (synthetic, digits, mnist, fashion-mnist), crop size "
+        "(imagefolder)",
     )
     num_classes: int | None = Field(
         None, ge=2, le=MAX_CLASSES, description="synthetic: class count (default 10); others: checked against the data"

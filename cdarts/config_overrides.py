@@ -46,7 +46,7 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-SOURCES_WITH_LOCATION = ("cifar10", "cifar100", "imagefolder")
+SOURCES_WITH_LOCATION = ("cifar10", "cifar100", "mnist", "fashion-mnist", "imagefolder")
 
 
 def source_overrides(source: str | None) -> list[str]:
@@ -60,7 +60,8 @@ def source_overrides(source: str | None) -> list[str]:
         return [f"data.source={name}", "data.location=null"]
     if name not in SOURCES_WITH_LOCATION:
         raise ConfigError(
-            f"unknown source {name!r}; use digits, synthetic, cifar10:PATH, cifar100:PATH or imagefolder:DIR"
+            f"unknown source {name!r}; use digits, synthetic, cifar10:PATH, cifar100:PATH, mnist:PATH, "
+            "fashion-mnist:PATH or imagefolder:DIR"
         )
     if not location:
         raise ConfigError(f"source {name!r} needs a location: {name}:PATH")

@@ -20,7 +20,12 @@ class DartsRetrainNetworkConfig(ConfigSection):
 
     stem: Stem = "cifar"
     init_channels: int = Field(36, ge=2, le=MAX_CHANNELS)
-    cells: int = Field(20, ge=3, le=MAX_CELLS, description="cells in total; reductions at cells/3 and 2*cells/3")
+    cells: int = Field(
+        20,
+        ge=4,
+        le=MAX_CELLS,
+        description="cells in total (4 or more: every stage keeps one); reductions at cells/3 and 2*cells/3",
+    )
     stem_multiplier: int = StemMultiplier
     param_count_rule: bool = Field(
         True, description="CIFAR reference rule: weight decay and drop-path chosen by parameter count"

@@ -39,7 +39,7 @@ def _assert_one_line_error(result, fragment: str) -> None:  # type: ignore[no-un
         (["stage", "search", "-c", TINY, "-d", "d", "--set", "search.batch_size=big", "-o", "x"], "search.batch_size"),
         (["stage", "search", "-c", TINY, "-d", "no_such_dir", "-o", "x"], "not a prepared dataset"),
         (["stage", "data-prep", "-c", TINY, "--source", "cifar10", "-o", "x"], "needs a location"),
-        (["stage", "data-prep", "-c", TINY, "--source", "mnist:/x", "-o", "x"], "unknown source 'mnist'"),
+        (["stage", "data-prep", "-c", TINY, "--source", "svhn:/x", "-o", "x"], "unknown source 'svhn'"),
         (["stage", "data-prep", "-c", TINY, "--source", "cifar10:/no/such/dir", "-o", "x"], "does not exist"),
         (["stage", "data-prep", "-c", TINY, "--source", "imagefolder:/no/dir", "-o", "x"], "does not exist"),
         (["stage", "retrain", "-c", TINY, "-d", "d", "-g", "NOPE", "-o", "x"], "neither a known architecture name"),

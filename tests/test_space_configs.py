@@ -95,3 +95,17 @@ def test_presets_use_the_new_layout_and_survive_a_save(
     saved = tmp_path / "config.yaml"
     saved.write_text(config.to_yaml())
     assert load_config(str(saved)).digest() == config.digest()
+
+
+def test_a_darts_retrain_network_needs_a_cell_in_every_stage() -> None:
+    with pytest.raises(ConfigError, match="darts.retrain.cells"):
+        build_config({"darts": {"retrain": {"cells": 3}}})  # stages of 2, 1 and 0 cells
+    assert build_config({"darts": {"retrain": {"cells": 4}}}).darts.retrain.cells == 4
+
+
+@pytest.mark.parametrize("source", ["mnist", "fashion-mnist"])
+def test_mnist_family_sources_take_a_location_on_the_command_line(source: str) -> None:
+    from cdarts.config import source_overrides
+
+    config = build_config({}, source_overrides(f"{source}:/data/{source}"))
+    assert (config.data.source, config.data.location) == (source, f"/data/{source}")

@@ -34,7 +34,11 @@ def data_prep(
     out: OutDirOption,
     overrides: SetOption = None,
     source: Annotated[
-        str | None, typer.Option(help="Override the data source: digits, cifar10:PATH, cifar100:PATH, imagefolder:DIR.")
+        str | None,
+        typer.Option(
+            help="Override the data source: digits, cifar10:PATH, cifar100:PATH, fashion-mnist:PATH, mnist:PATH, "
+            "imagefolder:DIR."
+        ),
     ] = None,
 ) -> None:
     """Validate a data source and write a prepared dataset directory (manifest + arrays or shards)."""

@@ -23,12 +23,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import machine, matmul_flops_per_second, peak_memory_mb, reset_peak_memory, timed
+from measure import machine, matmul_flops_per_second, peak_memory_mb, reset_peak_memory, timed, training_step_flops
 from retrain_step import build_trainer
-from search_step import REPO_ROOT, _step_a_gradients, build_setup
+from search_step import REPO_ROOT, _step_a_gradients, build_setup, step_flops
 
 from cdarts.devices import autocast, resolve_device
 
@@ -119,18 +118,11 @@ def main() -> None:
     bf16_peak = matmul_flops_per_second(device, torch.bfloat16, size=8192 if device.type == "cuda" else 1024)
     search = build_setup(CONFIG, "fast", args.search_batch, device, bf16=True)
     search.step()
-    with FlopCounterMode(display=False) as counter:
-        search.step()
-    search_speed = speed(
-        search.step, int(counter.get_total_flops()), 2 * args.search_batch, args.steps, device, bf16_peak
-    )
+    search_speed = speed(search.step, step_flops(search), 2 * args.search_batch, args.steps, device, bf16_peak)
     retrain = build_trainer("CDARTS_CIFAR", "fast", args.retrain_batch, device, bf16=True)
     retrain.step()
-    with FlopCounterMode(display=False) as counter:
-        retrain.step()
-    retrain_speed = speed(
-        retrain.step, int(counter.get_total_flops()), args.retrain_batch, args.steps, device, bf16_peak
-    )
+    retrain_flops = training_step_flops(lambda: retrain.model(retrain.images))
+    retrain_speed = speed(retrain.step, retrain_flops, args.retrain_batch, args.steps, device, bf16_peak)
 
     report = {
         "benchmark": "gpu_check",

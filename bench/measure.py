@@ -69,3 +69,16 @@ def machine(device: torch.device) -> dict[str, Any]:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
+
+
+def training_step_flops(forwards: Callable[[], Any]) -> int:
+    """Work of a training step as 3 x the FLOPs of its forward passes (convolutions and matrix
+    products; ``forwards`` runs each of them once). Forward FLOPs are counted without autograd:
+    FlopCounterMode's convolution-backward formula ignores ``groups`` and would count every
+    depthwise weight gradient ``groups`` times over. Backward costs about twice the forward
+    (input and weight gradients), the usual convention."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        forwards()
+    return 3 * int(counter.get_total_flops())

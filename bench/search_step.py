@@ -2,11 +2,12 @@
 (S: 8 cells, E: 20 cells, C = 16, 32 px), reference formulation against the fast one.
 
 Per batch size: seconds per joint step and images/s of each implementation (with --compare the
-two alternate step by step, so drift hits both alike) and their ratio; the step's FLOPs and the
-achieved fraction of a large matmul's FLOP/s measured in the same run; before timing, the losses
-and gradients of both implementations from the same weights (largest relative difference). With
---memory, the peak memory of each implementation, and of the fast one with activation
-checkpointing at --checkpointing-batch, each measured in a fresh process.
+two alternate step by step, so drift hits both alike) and their ratio; the step's FLOPs (3 x its
+forward passes' convolutions and matrix products) and the achieved fraction of a large matmul's
+FLOP/s measured in the same run; before timing, the losses and gradients of both implementations
+from the same weights (largest relative difference). With --memory, the peak memory of each
+implementation, and of the fast one with activation checkpointing at --checkpointing-batch, each
+measured in a fresh process.
 
     python bench/search_step.py --compare --batch-size 16 32 64 --steps 3 --memory --json OUT.json
 """
@@ -25,10 +26,16 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import machine, matmul_flops_per_second, peak_memory_mb, reset_peak_memory, timed
+from measure import (
+    machine,
+    matmul_flops_per_second,
+    peak_memory_mb,
+    reset_peak_memory,
+    timed,
+    training_step_flops,
+)
 
 from cdarts.config import load_config
 from cdarts.devices import resolve_device
@@ -123,9 +130,16 @@ def equivalence(reference: Setup, fast: Setup) -> dict[str, float]:
 
 
 def step_flops(setup: Setup) -> int:
-    with FlopCounterMode(display=False) as counter:
-        setup.step()
-    return int(counter.get_total_flops())
+    """3 x the forward FLOPs of a joint step: Step A runs S and E (with the heads) on the val
+    batch, Step B runs S (without the heads) on the train batch."""
+    model = setup.model
+
+    def forwards() -> None:
+        model(setup.val[0], "search")
+        model(setup.val[0], "eval")
+        model(setup.train[0], "search", with_ensemble=False)
+
+    return training_step_flops(forwards)
 
 
 def compare_batch_size(

@@ -3,7 +3,8 @@
 ``Architecture`` is a DARTS-space :class:`Genotype`, a NAS-Bench-201 :class:`Nb201Genotype` or a
 :class:`ChainArchitecture`. All three are frozen plain data with ``space``, ``to_dict`` /
 ``to_json`` (JSON objects carrying ``"space"``) and ``to_string`` (the space's text form).
-Reading one asks every registered space (``cdarts.spaces``) in turn.
+Reading one asks every registered space (``cdarts.spaces``) in turn; the spaces name this module's
+types only for type checking, so the import runs one way.
 """
 
 from __future__ import annotations
@@ -15,16 +16,16 @@ from typing import Any
 from cdarts.chain_space.architectures import ChainArchitecture
 from cdarts.errors import GenotypeError
 from cdarts.genotype import Genotype
+from cdarts.genotype_parser import parse_genotype_file
 from cdarts.nasbench201.genotype import Nb201Genotype
 from cdarts.safe_yaml import load_json
+from cdarts.spaces import get_space, space_names
 
 Architecture = Genotype | Nb201Genotype | ChainArchitecture
 
 
 def architecture_from_dict(data: Any) -> Architecture:
     """Read the JSON object of any space (``"space"`` missing means the DARTS space)."""
-    from cdarts.spaces import get_space  # (the spaces' builders read architectures too)
-
     if not isinstance(data, dict):
         raise GenotypeError("genotype JSON must be an object")
     return get_space(str(data.get("space", "darts"))[:40]).architecture_from_dict(data)
@@ -39,8 +40,6 @@ def architecture_from_json(text: str, origin: str = "genotype JSON") -> Architec
 
 
 def _parse_by_any_space(text: str) -> Architecture | None:
-    from cdarts.spaces import get_space, space_names
-
     for name in space_names():
         parsed = get_space(name).parse(text)
         if parsed is not None:
@@ -52,8 +51,6 @@ def resolve_architecture(spec: str) -> Architecture:
     """An architecture from text a user typed: a reference name (``DARTS_V2``, ``CDARTS_A``), a
     NAS-Bench-201 arch string (``|op~0|+...``), a chain string (``chain:3-33-...``), a
     ``Genotype(...)`` string, JSON text, or a file holding any of these."""
-    from cdarts.spaces import get_space, space_names
-
     text = spec.strip()
     parsed = _parse_by_any_space(text)
     if parsed is not None:
@@ -72,8 +69,6 @@ def resolve_architecture(spec: str) -> Architecture:
 def read_architecture_file(path: Path) -> Architecture:
     """A genotype file of any space (our JSON, a space's string form, or the DARTS space's other
     file forms: the CDARTS per-stage JSON, a ``Genotype(...)`` string)."""
-    from cdarts.genotype_parser import parse_genotype_file
-
     try:
         text = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as error:

@@ -151,7 +151,8 @@ class _RetrainRun:
         self.log = FanOutTracker(trackers)
         self.checkpoint_path = out_dir / CHECKPOINT_NAME
         self.mirror = CheckpointMirror(checkpoint_mirror) if checkpoint_mirror else None
-        self.next_epoch, self.history = 0, list[dict[str, Any]]()
+        self.next_epoch = 0
+        self.history: list[dict[str, Any]] = []
 
     # -- steps -----------------------------------------------------------------------------------
 

@@ -17,14 +17,8 @@ from cdarts.architecture import Architecture
 from cdarts.chain_space.architectures import ChainArchitecture
 from cdarts.networks.retrain_network import RetrainSpec
 from cdarts.spaces import build_retrain_network
+from cdarts.spaces.darts import PAPER_SIZES as PAPER_SIZES  # re-exported for the benchmarks
 from cdarts.spaces.retrain_model import RetrainModel
-
-# The paper's retrain sizes per data set: (stem, C, cells, stem multiplier, image size, classes).
-PAPER_SIZES: dict[str, RetrainSpec] = {
-    "cifar10": RetrainSpec("cifar", 3, 10, 32, 36, 20, 3, True),
-    "cifar100": RetrainSpec("cifar", 3, 100, 32, 36, 20, 3, True),
-    "imagenet": RetrainSpec("imagenet", 3, 1000, 224, 48, 14, 1, True),
-}
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Annotated, Literal
 
@@ -49,44 +48,12 @@ def summary(
     if genotype is None or dataset is None:
         raise fail("give --genotype and --dataset (or --supernet --config FILE)")
     from cdarts.architecture import resolve_architecture
-    from cdarts.chain_space.architectures import ChainArchitecture
-    from cdarts.model_summary import PAPER_SIZES, summarize_chain, summarize_genotype
-    from cdarts.nasbench201.genotype import Nb201Genotype
+    from cdarts.model_summary import summarize_genotype
+    from cdarts.spaces import space_of
 
-    spec = PAPER_SIZES[dataset]
     parsed = resolve_architecture(genotype)
-    if isinstance(parsed, ChainArchitecture):
-        if dataset != "imagenet" or channels is not None or cells is not None:
-            raise fail(
-                f"{genotype} is a chain-space ImageNet model: use --dataset imagenet, without --channels/--cells"
-            )
-        result = summarize_chain(parsed.as_lists()).to_dict()
-        shape: dict[str, object] = {"space": "chain", "choices": parsed.as_lists(), "image_size": 224}
-        heading = f"{dataset}: chain-space {parsed.to_string()}, 224 px input"
-    elif isinstance(parsed, Nb201Genotype):
-        if dataset == "imagenet":
-            raise fail("NAS-Bench-201 cells are summarised at the benchmark's 32 px: use --dataset cifar10 or cifar100")
-        spec = dataclasses.replace(spec, init_channels=channels or 16, cells=cells or 5, auxiliary=False)
-        result = summarize_genotype(parsed, spec).to_dict()
-        shape = {
-            "space": "nasbench201",
-            "channels": spec.init_channels,
-            "cells_per_stage": spec.cells,
-            "image_size": 32,
-        }
-        heading = f"{dataset}: NAS-Bench-201 C={spec.init_channels}, N={spec.cells} per stage, 32 px input"
-    else:
-        spec = dataclasses.replace(spec, init_channels=channels or spec.init_channels, cells=cells or spec.cells)
-        if spec.cells < 3:
-            raise fail("a DARTS-space network needs at least 3 cells")
-        result = summarize_genotype(parsed, spec).to_dict()
-        shape = {
-            "space": "darts",
-            "init_channels": spec.init_channels,
-            "cells": spec.cells,
-            "image_size": spec.image_size,
-        }
-        heading = f"{dataset}: C={spec.init_channels}, {spec.cells} cells, {spec.image_size} px input"
+    spec, shape, heading = space_of(parsed).paper_network(parsed, dataset, channels, cells)
+    result = summarize_genotype(parsed, spec).to_dict()
     if as_json:
         typer.echo(json.dumps({**result, "dataset": dataset, **shape}))
         return

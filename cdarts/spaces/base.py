@@ -105,6 +105,14 @@ class SearchSpace(ABC):
     def build_retrain_network(self, architecture: Architecture, spec: RetrainSpec) -> RetrainModel:
         """The discrete network of ``architecture`` trained from scratch."""
 
+    @abstractmethod
+    def paper_network(
+        self, architecture: Architecture, dataset: str, channels: int | None, cells: int | None
+    ) -> tuple[RetrainSpec, dict[str, object], str]:
+        """The retrain network's shape at a paper's sizes for ``dataset`` (cifar10, cifar100,
+        imagenet), with optional width and depth overrides: the spec, its shape fields for JSON,
+        and a one-line heading. Combinations the space has no paper size for raise ConfigError."""
+
     def retrain_regularisation(self, experiment: ExperimentConfig, params_without_aux: int) -> tuple[float, float]:
         """(weight decay, final drop-path probability) of the retrain: the recipe's values unless
         the space has a rule of its own."""

@@ -16,6 +16,7 @@ from cdarts.chain_space.network import STAGE_CHANNELS
 from cdarts.chain_space.retrain_network import ChainRetrainNetwork
 from cdarts.chain_space.supernet import architecture_from_probabilities, slot_probabilities
 from cdarts.config import ExperimentConfig
+from cdarts.errors import ConfigError
 from cdarts.networks.retrain_network import RetrainSpec
 from cdarts.spaces.base import SearchSpace
 from cdarts.spaces.retrain_model import RetrainModel
@@ -115,6 +116,19 @@ class ChainSpace(SearchSpace):
         """Fixed widths: only the data fields and the section's dropout matter."""
         image_size = experiment.data.image_size
         return RetrainSpec("imagenet", in_channels, num_classes, image_size, 0, 0, 1, False, experiment.chain.dropout)
+
+    def paper_network(
+        self, architecture: Architecture, dataset: str, channels: int | None, cells: int | None
+    ) -> tuple[RetrainSpec, dict[str, object], str]:
+        """CDARTS-a/b are ImageNet models at 224 px with fixed widths."""
+        if dataset != "imagenet" or channels is not None or cells is not None:
+            raise ConfigError(
+                "a chain-space architecture is an ImageNet model: use --dataset imagenet, without --channels/--cells"
+            )
+        assert isinstance(architecture, ChainArchitecture)
+        spec = RetrainSpec("imagenet", 3, 1000, 224, 0, 0, 1, False, 0.2)
+        shape: dict[str, object] = {"space": "chain", "choices": architecture.as_lists(), "image_size": 224}
+        return spec, shape, f"{dataset}: chain-space {architecture.to_string()}, 224 px input"
 
     def build_retrain_network(self, architecture: Architecture, spec: RetrainSpec) -> RetrainModel:
         assert isinstance(architecture, ChainArchitecture)

@@ -3,12 +3,14 @@ macro skeleton (../shared/reference/cdarts-algorithm.md sections 2-6)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from cdarts.config import ExperimentConfig, SearchConfig
+from cdarts.errors import ConfigError
 from cdarts.genotype import Genotype, cell_from_probabilities
 from cdarts.genotype_parser import reference_genotype_names, resolve_genotype
 from cdarts.networks.joint_network import JointNetwork
@@ -55,6 +57,14 @@ def build_joint_network(
         channels_last=search.impl == "fast",
         activation_checkpointing=search.activation_checkpointing,
     )
+
+
+# The paper's retrain sizes per data set: (stem, C, cells, stem multiplier, image size, classes).
+PAPER_SIZES: dict[str, RetrainSpec] = {
+    "cifar10": RetrainSpec("cifar", 3, 10, 32, 36, 20, 3, True),
+    "cifar100": RetrainSpec("cifar", 3, 100, 32, 36, 20, 3, True),
+    "imagenet": RetrainSpec("imagenet", 3, 1000, 224, 48, 14, 1, True),
+}
 
 
 class DartsSpace(SearchSpace):
@@ -148,6 +158,21 @@ class DartsSpace(SearchSpace):
             network.stem_multiplier,
             experiment.retrain.auxiliary_weight > 0,
         )
+
+    def paper_network(
+        self, architecture: Architecture, dataset: str, channels: int | None, cells: int | None
+    ) -> tuple[RetrainSpec, dict[str, object], str]:
+        paper = PAPER_SIZES[dataset]
+        spec = dataclasses.replace(paper, init_channels=channels or paper.init_channels, cells=cells or paper.cells)
+        if spec.cells < 4:
+            raise ConfigError("a DARTS-space network needs at least 4 cells (one in each of its three stages)")
+        shape = {
+            "space": "darts",
+            "init_channels": spec.init_channels,
+            "cells": spec.cells,
+            "image_size": spec.image_size,
+        }
+        return spec, shape, f"{dataset}: C={spec.init_channels}, {spec.cells} cells, {spec.image_size} px input"
 
     def build_retrain_network(self, architecture: Architecture, spec: RetrainSpec) -> RetrainModel:
         assert isinstance(architecture, Genotype)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from cdarts.config import ExperimentConfig
+from cdarts.errors import ConfigError
 from cdarts.nasbench201.diagram import nb201_cell_svg, write_nb201_cell_diagram
 from cdarts.nasbench201.genotype import NB201_EDGES, NB201_OPS, Nb201Genotype
 from cdarts.nasbench201.joint_network import Nb201JointNetwork
@@ -92,6 +93,24 @@ class NasBench201Space(SearchSpace):
         return RetrainSpec(
             "cifar", in_channels, num_classes, image_size, nb201.channels, nb201.cells_per_stage, 1, False
         )
+
+    def paper_network(
+        self, architecture: Architecture, dataset: str, channels: int | None, cells: int | None
+    ) -> tuple[RetrainSpec, dict[str, object], str]:
+        """The benchmark's C=16, N=5 at 32 px (CIFAR only)."""
+        if dataset == "imagenet":
+            raise ConfigError(
+                "NAS-Bench-201 cells are summarised at the benchmark's 32 px: use --dataset cifar10 or cifar100"
+            )
+        classes = 100 if dataset == "cifar100" else 10
+        spec = RetrainSpec("cifar", 3, classes, 32, channels or 16, cells or 5, 1, False)
+        shape = {
+            "space": "nasbench201",
+            "channels": spec.init_channels,
+            "cells_per_stage": spec.cells,
+            "image_size": 32,
+        }
+        return spec, shape, f"{dataset}: NAS-Bench-201 C={spec.init_channels}, N={spec.cells} per stage, 32 px input"
 
     def build_retrain_network(self, architecture: Architecture, spec: RetrainSpec) -> RetrainModel:
         assert isinstance(architecture, Nb201Genotype)

@@ -5,8 +5,6 @@ controller creates one per profile namespace this way)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,8 +13,7 @@ from typing import Any
 
 import boto3
 
-from cdarts.local_stack.ports import free_port_pairs, wait_for_port
-from cdarts.local_stack.seaweedfs import weed_binary
+from cdarts.local_stack.seaweedfs import start_seaweedfs
 
 ADMIN_KEY = "kfp-admin"
 ADMIN_SECRET = "kfp-admin-secret-0123456789"  # a throwaway credential of this test server only
@@ -30,45 +27,13 @@ class Keys:
 
 @contextmanager
 def seaweedfs_with_iam(data_dir: Path, buckets: list[str]) -> Iterator[str]:
-    """``weed mini`` on loopback with a writable IAM API; yields the S3 endpoint URL."""
-    config = data_dir / "s3.json"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    admin = {
-        "name": "admin",
-        "credentials": [{"accessKey": ADMIN_KEY, "secretKey": ADMIN_SECRET}],
-        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-    }
-    config.write_text(json.dumps({"identities": [admin]}), encoding="utf-8")
-    s3, master, filer, volume, admin_port = free_port_pairs(5, start=29000, stop=33000)
-    (data_dir / "data").mkdir(exist_ok=True)
-    command = [
-        weed_binary(),
-        "mini",
-        f"-dir={data_dir / 'data'}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-s3.config={config}",
-        "-s3.iam.readOnly=false",
-        "-master.telemetry=false",
-        "-webdav=false",
-        "-admin.ui=false",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        f"-s3.port={s3}",
-        f"-master.port={master}",
-        f"-filer.port={filer}",
-        f"-volume.port={volume}",
-        f"-admin.port={admin_port}",
-        f"-bucket={','.join(buckets)}",
-    ]
-    with (data_dir / "weed.log").open("ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "S3_BUCKET": ""})
+    """``weed mini`` on loopback with a writable IAM API and an admin identity; yields the S3
+    endpoint URL."""
+    server = start_seaweedfs(data_dir, ADMIN_KEY, ADMIN_SECRET, buckets, identity_name="admin", writable_iam=True)
     try:
-        assert wait_for_port(s3, 60) and process.poll() is None, (data_dir / "weed.log").read_text()[-2000:]
-        yield f"http://127.0.0.1:{s3}"
+        yield server.endpoint
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        server.stop()
 
 
 def _client(service: str, endpoint: str, keys: Keys) -> Any:

@@ -98,7 +98,7 @@ def test_presets_use_the_new_layout_and_survive_a_save(
 
 
 def test_a_darts_retrain_network_needs_a_cell_in_every_stage() -> None:
-    with pytest.raises(ConfigError, match="darts.retrain.cells"):
+    with pytest.raises(ConfigError, match=r"darts\.retrain\.cells"):
         build_config({"darts": {"retrain": {"cells": 3}}})  # stages of 2, 1 and 0 cells
     assert build_config({"darts": {"retrain": {"cells": 4}}}).darts.retrain.cells == 4
 

@@ -46,17 +46,26 @@ def weed_binary() -> str:
 
 
 def start_seaweedfs(
-    data_dir: Path, access_key: str, secret_key: str, buckets: list[str], timeout: float = 60.0
+    data_dir: Path,
+    access_key: str,
+    secret_key: str,
+    buckets: list[str],
+    timeout: float = 60.0,
+    *,
+    identity_name: str = "cdarts",
+    writable_iam: bool = False,
 ) -> SeaweedFS:
     """Start ``weed mini`` bound to 127.0.0.1 with one identity and the given buckets.
 
     Telemetry is off (it is on by default and reports to an outside host); the admin UI and
-    WebDAV are off; every port is a free one, so several instances can coexist.
+    WebDAV are off; every port is a free one, so several instances can coexist. With
+    ``writable_iam`` the identity may create users and policies through the IAM API, as KFP's
+    multi-user SeaweedFS does.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "s3.json"
     identity = {
-        "name": "cdarts",
+        "name": identity_name,
         "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
         "actions": ["Admin", "Read", "List", "Tagging", "Write"],
     }
@@ -70,6 +79,7 @@ def start_seaweedfs(
         "-ip=127.0.0.1",
         "-ip.bind=127.0.0.1",
         f"-s3.config={config}",
+        *(["-s3.iam.readOnly=false"] if writable_iam else []),
         "-master.telemetry=false",
         "-webdav=false",
         "-admin.ui=false",

@@ -91,6 +91,30 @@ class SearchSpace(ABC):
         """The one derivation path: probabilities of raw alphas, then the space's rule."""
         return self.derive(self.alpha_probabilities(alphas, layout), candidates, layout)
 
+    def sample_architectures(
+        self, count: int, seed: int, candidates: tuple[str, ...], layout: dict[str, Any]
+    ) -> list[Architecture]:
+        """``count`` distinct random architectures, for baselines at the searched one's budget.
+
+        Each is derived from i.i.d. standard-normal alphas by this space's own rule, so every
+        derivation constraint holds (DARTS: two inputs per node from distinct predecessors, never
+        ``none``; chain: a stage's first slot is not skip) and, the rows being exchangeable, every
+        derivable architecture is equally likely. The same seed gives the same list. Raises
+        ValueError when fewer than ``count`` distinct architectures turn up in 100 x count draws.
+        """
+        generator = torch.Generator().manual_seed(seed)
+        rows = self.expected_alpha_rows(layout)
+        found: dict[str, Architecture] = {}
+        for _ in range(100 * count):
+            if len(found) == count:
+                break
+            alphas = {name: torch.randn(n, len(candidates), generator=generator) for name, n in rows.items()}
+            architecture = self.derive_from_alphas(alphas, candidates, layout)
+            found.setdefault(architecture.to_string(), architecture)
+        if len(found) < count:
+            raise ValueError(f"the {self.name} space gave only {len(found)} distinct architectures, {count} were asked")
+        return list(found.values())
+
     # -- networks --------------------------------------------------------------------------------
 
     @abstractmethod

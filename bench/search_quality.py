@@ -39,8 +39,8 @@ from measure import machine
 from cdarts.architecture import Architecture
 from cdarts.baseline_comparison import ArchitectureScore, compare_with_random
 from cdarts.config import ExperimentConfig, load_config_spec, space_candidates
-from cdarts.devices import resolve_device
 from cdarts.data.mnist import FASHION_MNIST_CLASSES, read_mnist
+from cdarts.devices import resolve_device
 from cdarts.errors import CdartsError
 from cdarts.runners.data_prep import run_data_prep
 from cdarts.runners.evaluate import run_evaluate
@@ -161,14 +161,20 @@ def _score(row: dict[str, Any]) -> ArchitectureScore:
     return ArchitectureScore(row["label"], row["architecture"], row["top1"], row["params"], row["multiply_adds"])
 
 
-def run_benchmark(size_name: str, out: Path, data_dir: Path, random_count: int | None, seeds: int | None) -> dict[str, Any]:
+def run_benchmark(
+    size_name: str, out: Path, data_dir: Path, random_count: int | None, seeds: int | None
+) -> dict[str, Any]:
     size = SIZES[size_name]
     start = time.perf_counter()
     overrides = [*size.overrides, "tracking.enabled=false", "device=auto"]
     if size.needs_fashion_mnist:
-        if not (data_dir / "train-images-idx3-ubyte.gz").exists() and not (data_dir / "train-images-idx3-ubyte").exists():
+        if (
+            not (data_dir / "train-images-idx3-ubyte.gz").exists()
+            and not (data_dir / "train-images-idx3-ubyte").exists()
+        ):
             raise CdartsError(
-                f"no Fashion-MNIST IDX files in {data_dir}: `apt-get install -y dataset-fashion-mnist` or pass --data DIR"
+                f"no Fashion-MNIST IDX files in {data_dir}: "
+                "`apt-get install -y dataset-fashion-mnist`, or pass --data DIR"
             )
         location = data_dir
         if size.train_subset is not None:
@@ -200,7 +206,9 @@ def run_benchmark(size_name: str, out: Path, data_dir: Path, random_count: int |
     published = [(name, space.parse(name)) for name in PUBLISHED if name in space.reference_names()]
 
     rows_dir = out / "rows"
-    searched_row = _retrain_row("searched", searched.genotype, size, seed_configs, out / "prepared", rows_dir, budget, start)
+    searched_row = _retrain_row(
+        "searched", searched.genotype, size, seed_configs, out / "prepared", rows_dir, budget, start
+    )
     random_rows = [
         _retrain_row(f"random-{k + 1}", arch, size, seed_configs, out / "prepared", rows_dir, budget, start)
         for k, arch in enumerate(random_architectures)
@@ -239,8 +247,16 @@ def write_plot(result: dict[str, Any], path: Path) -> None:
     rows = [result["searched"], *result["random"], *result["published"]]
     colours = ["tab:red"] + ["tab:grey"] * len(result["random"]) + ["tab:blue"] * len(result["published"])
     figure, axes = plt.subplots(figsize=(1.2 * len(rows) + 2, 4))
-    axes.bar(range(len(rows)), [100 * r["top1"] for r in rows], yerr=[100 * r["top1_std"] for r in rows], color=colours, capsize=4)
-    axes.axhline(100 * result["comparison"]["random_mean_top1"], color="black", linestyle="--", linewidth=1, label="random mean")
+    axes.bar(
+        range(len(rows)),
+        [100 * r["top1"] for r in rows],
+        yerr=[100 * r["top1_std"] for r in rows],
+        color=colours,
+        capsize=4,
+    )
+    axes.axhline(
+        100 * result["comparison"]["random_mean_top1"], color="black", linestyle="--", linewidth=1, label="random mean"
+    )
     low = min(100 * (r["top1"] - r["top1_std"]) for r in rows)
     high = max(100 * (r["top1"] + r["top1_std"]) for r in rows)
     axes.set_ylim(max(0.0, low - 2.0), min(100.0, high + 1.0))
@@ -283,9 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     write_plot(result, args.out / "search_quality.png")
     comparison = result["comparison"]
     published = ", ".join(f"{row['label']} {100 * row['top1']:.2f} %" for row in result["published"])
+    rank = f"rank {comparison['rank']} of {comparison['random_count'] + 1}"
     print(
         f"searched {100 * result['searched']['top1']:.2f} %, random mean {100 * comparison['random_mean_top1']:.2f} % "
-        f"(std {100 * comparison['random_std_top1']:.2f}, rank {comparison['rank']} of {comparison['random_count'] + 1}); "
+        f"(std {100 * comparison['random_std_top1']:.2f}, {rank}); "
         f"published: {published or 'none'}; "
         f"{args.out / 'search_quality.json'}"
     )

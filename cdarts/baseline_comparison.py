@@ -102,6 +102,13 @@ def _verdict(comparison: BaselineComparison) -> str:
     )
 
 
+def _spread(comparison: BaselineComparison) -> str:
+    return (
+        f"Random mean top-1 {100 * comparison.random_mean_top1:.2f} %, standard deviation "
+        f"{100 * comparison.random_std_top1:.2f} points ({len(comparison.random)} architectures)."
+    )
+
+
 def _rows(comparison: BaselineComparison) -> list[tuple[str, str, str, str, str]]:
     return [
         (s.label, f"{100 * s.top1:.2f}", f"{s.params:,}", f"{s.multiply_adds / 1e6:.1f}", s.architecture)
@@ -124,8 +131,7 @@ def comparison_markdown(comparison: BaselineComparison) -> str:
     lines += ["| " + " | ".join((*row[:4], f"`{row[4]}`")) + " |" for row in _rows(comparison)]
     lines += [
         "",
-        f"Random mean top-1 {100 * comparison.random_mean_top1:.2f} %, standard deviation "
-        f"{100 * comparison.random_std_top1:.2f} points ({len(comparison.random)} architectures).",
+        _spread(comparison),
         "",
         _verdict(comparison),
         "",
@@ -136,13 +142,12 @@ def comparison_markdown(comparison: BaselineComparison) -> str:
 def comparison_html(comparison: BaselineComparison) -> str:
     head = "".join(f"<th>{html.escape(name)}</th>" for name in HEADINGS)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row[:4]) + f"<td><code>{html.escape(row[4])}</code></td></tr>"
+        "<tr>"
+        + "".join(f"<td>{html.escape(cell)}</td>" for cell in row[:4])
+        + f"<td><code>{html.escape(row[4])}</code></td></tr>"
         for row in _rows(comparison)
     )
-    summary = html.escape(
-        f"Random mean top-1 {100 * comparison.random_mean_top1:.2f} %, standard deviation "
-        f"{100 * comparison.random_std_top1:.2f} points ({len(comparison.random)} architectures). {_verdict(comparison)}"
-    )
+    summary = html.escape(f"{_spread(comparison)} {_verdict(comparison)}")
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>Searched against random</title></head><body>"
         "<h1>Searched architecture against random architectures</h1>"

@@ -30,7 +30,17 @@ StageCallback = Callable[[str, str, float], None]
 STAGE_LABELS = {"running": "started", "done": "finished"}
 
 # Display order of the tasks; kfp.local names task directories after the components.
-STAGE_ORDER = ("data-prep", "import-genotype", "search", "derive-genotype", "retrain", "evaluate", "register")
+STAGE_ORDER = (
+    "data-prep",
+    "import-genotype",
+    "search",
+    "derive-genotype",
+    "retrain",
+    "evaluate",
+    "register",
+    "random-baselines",
+    "compare-baselines",
+)
 # The stages of each pipeline; one absent from a finished run's directory was served from the cache.
 PIPELINE_STAGES = {
     "search": ("data-prep", "search", "derive-genotype", "retrain", "evaluate", "register"),
@@ -96,6 +106,24 @@ def _task_outputs(run_root: Path) -> dict[str, dict[str, Any]]:
     return outputs
 
 
+def _baseline_summary(run_root: Path, outputs: dict[str, dict[str, Any]]) -> tuple[dict[str, Any] | None, float]:
+    """The comparison with random baselines (None without one) and the seconds of the baselines'
+    own tasks (import, retrain, evaluate of every loop iteration, as if run one after another)."""
+    if "compare-baselines" not in outputs:
+        return None, 0.0
+    seconds = 0.0
+    for executor_output in run_root.glob("for-loop-*-iteration-*/*/executor_output.json"):
+        for entry in json.loads(executor_output.read_text()).get("artifacts", {}).values():
+            seconds += float(entry["artifacts"][0].get("metadata", {}).get("seconds", 0.0))
+    comparison_dir = Path(outputs["compare-baselines"]["comparison"]["uri"])
+    comparison = json.loads((comparison_dir / "comparison.json").read_text())
+    summary = {
+        key: comparison[key] for key in ("rank", "random_count", "random_mean_top1", "random_std_top1", "gap_in_std")
+    }
+    summary["report"] = str(comparison_dir / "comparison.md")
+    return summary, seconds
+
+
 def summarize_run(run_dir: Path, pipeline: str = "search") -> dict[str, Any]:
     """The run's summary from its artifacts (keys: genotype, top1, top5, params, ...)."""
     run_roots = sorted((run_dir / "artifacts").glob("*"))
@@ -113,6 +141,9 @@ def summarize_run(run_dir: Path, pipeline: str = "search") -> dict[str, Any]:
         for task, artifacts in outputs.items()
         if artifacts
     }
+    baselines, baseline_seconds = _baseline_summary(run_roots[-1], outputs)
+    if baselines is not None:
+        stage_seconds["random-baselines"] = round(baseline_seconds, 2)
     registration_dir = Path(outputs["register"]["registration"]["uri"]) if "register" in outputs else None
     registration = (
         json.loads((registration_dir / "registration.json").read_text())
@@ -141,6 +172,7 @@ def summarize_run(run_dir: Path, pipeline: str = "search") -> dict[str, Any]:
             if "version" in registration
             else None
         ),
+        "random_baselines": baselines,
         "run_dir": str(run_dir),
     }
 

@@ -7,7 +7,7 @@ from typing import Any
 from kfp import dsl
 
 from pipelines.options import PipelineOptions, pipeline_config
-from pipelines.retrain_and_evaluate import add_retrain_evaluate_register
+from pipelines.retrain_and_evaluate import RetrainInputs, add_retrain_evaluate_register
 from pipelines.task_settings import configure_cpu_task
 from stages import close_tracking, data_prep, import_genotype
 
@@ -55,8 +55,7 @@ def build_retrain_pipeline(options: PipelineOptions) -> Callable[..., Any]:
                 genotype_spec=genotype,
             )
             configure_cpu_task(imported, options, "Import genotype")
-            add_retrain_evaluate_register(
-                options,
+            inputs = RetrainInputs(
                 config=config,
                 overrides=overrides,
                 seed=seed,
@@ -68,7 +67,7 @@ def build_retrain_pipeline(options: PipelineOptions) -> Callable[..., Any]:
                 checkpoint_scope=checkpoint_scope,
                 mlflow_parent_run_id=mlflow_parent_run_id,
                 prepared=prepared,
-                genotype_task=imported,
             )
+            add_retrain_evaluate_register(options, inputs, imported)
 
     return cdarts_retrain

@@ -19,8 +19,10 @@ def evaluate(
     confusion: Output[ClassificationMetrics],
     report: Output[Markdown],
     evaluation: Output[Artifact],
+    baseline: bool = False,
 ) -> None:
-    """Top-1/top-5/loss, confusion matrix, size and speed (``evaluation`` holds metrics.json)."""
+    """Top-1/top-5/loss, confusion matrix, size and speed (``evaluation`` holds metrics.json).
+    ``baseline``: the model of a random architecture (tracked as ``evaluate_baseline``)."""
     import time
     from pathlib import Path
 
@@ -31,7 +33,9 @@ def evaluate(
 
     start = time.perf_counter()
     experiment = load_config_spec(config, overrides)
-    with tracked_stage("evaluate", experiment, mlflow_parent_run_id, run_id) as tracker:
+    with tracked_stage(
+        "evaluate_baseline" if baseline else "evaluate", experiment, mlflow_parent_run_id, run_id
+    ) as tracker:
         result = run_evaluate(experiment, Path(dataset.path), Path(model.path), Path(evaluation.path), tracker=tracker)
     for name in ("top1", "top5", "loss", "params", "params_without_aux", "multiply_adds", "latency_ms_batch1"):
         metrics.log_metric(name, result[name])

@@ -22,11 +22,14 @@ def retrain(
     genotype: Input[Artifact],
     model: Output[Model],
     metrics: Output[Metrics],
+    baseline: bool = False,
 ) -> None:
     """Train the genotype's network from scratch; ``model`` holds model.pt and the training log.
     The checkpoint is mirrored beside ``model`` in the object store (or, with a ``checkpoint_root``,
     to <root>/<scope or KFP run id>/), so a retried task resumes. With ``gpus`` > 1, data-parallel
-    on that many processes (torchrun)."""
+    on that many processes (torchrun). ``baseline``: a random architecture the searched one is
+    compared with (tracked as ``retrain_baseline``, its checkpoint named after the architecture)."""
+    import hashlib
     import time
     from pathlib import Path
 
@@ -41,6 +44,10 @@ def retrain(
     parsed = read_architecture_file(Path(genotype.path) / "genotype.json")
     upstream = [artifact.metadata.get("mlflow_run_id", "") for artifact in (dataset, genotype)]
     link_upstream_runs(experiment, upstream, mlflow_parent_run_id, run_id)
+    stage, mirror_name = "retrain", "retrain"
+    if baseline:  # several baselines share the run's checkpoint_root scope: one file per architecture
+        digest = hashlib.sha256(parsed.to_json().encode()).hexdigest()[:12]
+        stage, mirror_name = "retrain_baseline", f"retrain-baseline-{digest}"
     result = run_retrain_stage(
         experiment,
         Path(dataset.path),
@@ -49,7 +56,8 @@ def retrain(
         processes=gpus,
         parent_run_id=mlflow_parent_run_id,
         kfp_run_id=run_id,
-        checkpoint_mirror=task_checkpoint_mirror(checkpoint_root, checkpoint_scope or run_id, "retrain", model.uri),
+        checkpoint_mirror=task_checkpoint_mirror(checkpoint_root, checkpoint_scope or run_id, mirror_name, model.uri),
+        stage=stage,
     )
     for name in ("final_test_top1", "final_test_top5", "best_test_top1_selected_on_test"):
         metrics.log_metric(name, result.summary[name])

@@ -47,6 +47,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
     for stage in summary.get("cached_tasks", []):
         table.add_row(f"time: {stage}", "served from the cache")
     table.add_row("wall time", f"{summary['wall_seconds']:.1f} s")
+    if baselines := summary.get("random_baselines"):
+        spread = f"std {100 * baselines['random_std_top1']:.2f}"
+        table.add_row(
+            "against random architectures",
+            f"rank {baselines['rank']} of {baselines['random_count'] + 1}; random mean top-1 "
+            f"{baselines['random_mean_top1']:.4f} ({spread} points); {baselines['report']}",
+        )
     table.add_row("cell diagrams", "\n".join(summary["cell_diagrams"]))
     if summary.get("registered_model"):
         model = summary["registered_model"]
@@ -82,12 +89,25 @@ def run(
             "an earlier run had equal inputs, as KFP's cache does on a cluster."
         ),
     ] = False,
+    random_baselines: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=64,
+            help="search pipeline: also retrain this many random architectures of the space with the same recipe "
+            "and compare the searched one with them.",
+        ),
+    ] = 0,
 ) -> None:
     """Run a whole pipeline on this machine with kfp.local (no cluster; services only with --stack local)."""
+    if resume is not None and random_baselines:
+        raise fail("--random-baselines is fixed when a run starts; --resume repeats the run's own")
     if resume is not None:
         launch = _load_launch(resume)
         stack, pipeline = launch["stack"], launch["pipeline"]
     check_pipeline(pipeline)
+    if random_baselines and pipeline != "search":
+        raise fail("--random-baselines applies to the search pipeline only")
     if stack not in ("none", "local"):
         raise fail(f"unknown stack {stack!r}; choose none or local")
     stack_environment: dict[str, str] = {}
@@ -98,7 +118,9 @@ def run(
     # Endpoints and credentials reach the tasks through the environment only, for this run only.
     with _environment(stack_environment):
         if resume is None:
-            run_dir = _new_launch(config, overrides or [], pipeline, genotype, source, runs_root, stack)
+            run_dir = _new_launch(
+                config, overrides or [], pipeline, genotype, source, runs_root, stack, random_baselines
+            )
         else:
             run_dir = resume
         # Two runs on one directory (a --resume started twice) would interleave tasks and outputs.
@@ -138,7 +160,14 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 def _new_launch(
-    config: str, overrides: list[str], pipeline: str, genotype: str, source: str | None, runs_root: Path, stack: str
+    config: str,
+    overrides: list[str],
+    pipeline: str,
+    genotype: str,
+    source: str | None,
+    runs_root: Path,
+    stack: str,
+    random_baselines: int = 0,
 ) -> Path:
     """Resolve config and genotype, open the MLflow parent run, and record everything the run
     needs (no credentials) in ``launch.json``, so that ``--resume`` repeats exactly this run."""
@@ -173,6 +202,8 @@ def _new_launch(
     }
     if pipeline == "retrain":
         arguments["genotype"] = genotype_argument(genotype)
+    if random_baselines:
+        arguments["random_baselines"] = random_baselines
     run_dir.mkdir(parents=True, exist_ok=True)
     launch = {
         "pipeline": pipeline,

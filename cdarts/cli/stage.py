@@ -171,21 +171,27 @@ def retrain(
     progress: ProgressOption = True,
     mlflow_parent_run_id: ParentRunOption = "",
     kfp_run_id: KfpRunOption = "",
+    stage_name: Annotated[
+        str, typer.Option(help="The tracked stage: retrain, or retrain_baseline for a random baseline.")
+    ] = "retrain",
 ) -> None:
     """Train the genotype's network from scratch (resumes from the checkpoint in --out). Works
     under torchrun for several processes (data parallel)."""
     from cdarts.architecture import resolve_architecture
     from cdarts.config import load_config
     from cdarts.distributed import destroy_process_group
+    from cdarts.runners.launch import RETRAIN_STAGES
     from cdarts.runners.retrain import run_retrain
     from cdarts.runners.tracked_stage import tracked_stage
 
+    if stage_name not in RETRAIN_STAGES:
+        raise typer.BadParameter(f"must be one of {', '.join(RETRAIN_STAGES)}", param_hint="--stage-name")
     experiment = load_config(config, overrides)
     parsed = resolve_architecture(genotype)
     try:
         with (
             progress_display(progress) as callback,
-            tracked_stage("retrain", experiment, mlflow_parent_run_id, kfp_run_id) as tracker,
+            tracked_stage(stage_name, experiment, mlflow_parent_run_id, kfp_run_id) as tracker,
         ):
             result = run_retrain(
                 experiment,

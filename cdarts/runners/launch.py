@@ -49,6 +49,10 @@ def _run_processes(processes: int, stage: str, arguments: list[str]) -> None:
         raise LaunchError(f"the {processes} {stage} processes failed (torchrun exit code {completed.returncode})")
 
 
+# The tracked names of a retrain: the searched (or imported) architecture's, a random baseline's.
+RETRAIN_STAGES = ("retrain", "retrain_baseline")
+
+
 def _tracking_arguments(parent_run_id: str, kfp_run_id: str, checkpoint_mirror: str | None) -> list[str]:
     arguments = ["--mlflow-parent-run-id", parent_run_id, "--kfp-run-id", kfp_run_id]
     return [*arguments, "--checkpoint-mirror", checkpoint_mirror] if checkpoint_mirror else arguments
@@ -108,10 +112,13 @@ def run_retrain_stage(
     parent_run_id: str = "",
     kfp_run_id: str = "",
     checkpoint_mirror: str | None = None,
+    stage: str = "retrain",
 ) -> RetrainResult:
-    """The whole retrain, tracked as the ``retrain`` stage, on ``processes`` processes."""
+    """The whole retrain, tracked as ``stage`` (one of RETRAIN_STAGES), on ``processes`` processes."""
+    if stage not in RETRAIN_STAGES:
+        raise ValueError(f"unknown retrain stage {stage!r}")
     if processes <= 1:
-        with tracked_stage("retrain", experiment, parent_run_id, kfp_run_id) as tracker:
+        with tracked_stage(stage, experiment, parent_run_id, kfp_run_id) as tracker:
             return run_retrain(
                 experiment, dataset_dir, genotype, out_dir, tracker=tracker, checkpoint_mirror=checkpoint_mirror
             )
@@ -121,7 +128,7 @@ def run_retrain_stage(
         genotype_path.write_text(genotype.to_json(), encoding="utf-8")
         arguments = ["--config", str(config_path), "--data", str(dataset_dir), "--genotype", str(genotype_path)]
         arguments += ["--out", str(out_dir), *_tracking_arguments(parent_run_id, kfp_run_id, checkpoint_mirror)]
-        _run_processes(processes, "retrain", arguments)
+        _run_processes(processes, "retrain", [*arguments, "--stage-name", stage])
     summary_path = out_dir / SUMMARY_NAME
     if not summary_path.is_file():
         raise LaunchError(f"the retrain wrote no {SUMMARY_NAME} to {out_dir}")

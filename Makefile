@@ -6,7 +6,7 @@ CDARTS := $(VENV)/bin/cdarts
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast demo bench lint clean golden lock images
+.PHONY: setup test test-fast demo demo-fashion bench bench-quality lint clean golden lock images
 
 setup: $(STAMP)
 
@@ -30,6 +30,15 @@ test-fast: setup
 demo: setup
 	$(CDARTS) run --config configs/demo.yaml --runs-root .cdarts/runs
 
+# The same pipeline on real Fashion-MNIST (about an hour on 2 cores). RANDOM_BASELINES=3 also
+# retrains three random architectures with the same recipe and compares (each ~25 min more here).
+FASHION_MNIST ?= /usr/share/datasets/fashion-mnist
+RANDOM_BASELINES ?= 0
+demo-fashion: setup
+	@test -e $(FASHION_MNIST)/train-images-idx3-ubyte.gz -o -e $(FASHION_MNIST)/train-images-idx3-ubyte || \
+		{ echo "make demo-fashion: no Fashion-MNIST in $(FASHION_MNIST); apt-get install -y dataset-fashion-mnist, or FASHION_MNIST=DIR" >&2; exit 1; }
+	$(CDARTS) run --config configs/fashion-mnist.yaml --set data.location=$(FASHION_MNIST) --random-baselines $(RANDOM_BASELINES) --runs-root .cdarts/runs
+
 # Benchmarks (not tests), about 15 minutes on 2 cores: JSON in bench/results/, a PNG plot and the
 # README's table printed last. bench/gpu_check.sh is the GPU counterpart (CUDA machines only).
 bench: setup
@@ -37,6 +46,12 @@ bench: setup
 	$(PY) bench/retrain_step.py --compare --batch-size 32 128 --steps 3 --memory --json bench/results/retrain_step.json
 	$(PY) bench/pipeline_overhead.py --config tiny --json bench/results/pipeline_overhead.json
 	$(PY) bench/report.py --results bench/results --plot bench/results/throughput.png
+
+# The searched cell against random ones and the published cells on real Fashion-MNIST, about 75
+# minutes on 2 cores (SIZE=gpu on a CUDA machine, SIZE=smoke for a check in seconds).
+SIZE ?= cpu
+bench-quality: setup
+	$(PY) bench/search_quality.py --$(SIZE) --out bench/results/search-quality-$(SIZE)
 
 lint: setup
 	$(VENV)/bin/ruff check cdarts stages pipelines tests bench images k8s/schemas

@@ -12,7 +12,8 @@ Sizes:
 The search runs once (the config's seed); every row is retrained once per retrain seed, and its
 ``top1`` is the mean over those seeds. Writes ``search_quality.json`` (rows ``searched``,
 ``random``, ``published``, each with ``architecture``, ``top1``, ``params``, ``multiply_adds`` and
-the shared ``budget``) and ``search_quality.png`` into --out.
+the shared ``budget``) and ``search_quality.png`` into --out. Run again with the same --out, it
+resumes: the search and each retrain continue from their checkpoints, finished rows are reused.
 
     apt-get install -y dataset-fashion-mnist     # the IDX files in /usr/share/datasets/fashion-mnist
     python bench/search_quality.py --cpu --out .cdarts/bench/search-quality
@@ -43,7 +44,7 @@ from cdarts.data.mnist import FASHION_MNIST_CLASSES, read_mnist
 from cdarts.devices import resolve_device
 from cdarts.errors import CdartsError
 from cdarts.runners.data_prep import run_data_prep
-from cdarts.runners.evaluate import run_evaluate
+from cdarts.runners.evaluate import METRICS_NAME, run_evaluate
 from cdarts.runners.retrain import run_retrain
 from cdarts.runners.search import run_search
 from cdarts.spaces import get_space
@@ -140,8 +141,13 @@ def _retrain_row(
     evaluations = []
     for config in configs:
         run_dir = out / label / f"seed-{config.seed}"
+        finished = run_dir / "evaluate" / METRICS_NAME  # written last by the evaluation
+        if finished.is_file() and json.loads(finished.read_text())["genotype"] == architecture.to_string():
+            _log(f"{label} (seed {config.seed}): evaluated by an earlier run of this --out, reused", start)
+            evaluations.append(json.loads(finished.read_text()))
+            continue
         _log(f"retrain {label} (seed {config.seed})", start)
-        run_retrain(config, prepared, architecture, run_dir / "retrain")
+        run_retrain(config, prepared, architecture, run_dir / "retrain")  # resumes from its checkpoint
         evaluations.append(run_evaluate(config, prepared, run_dir / "retrain", run_dir / "evaluate"))
         _log(f"  {label} seed {config.seed}: top-1 {100 * evaluations[-1]['top1']:.2f} %", start)
     top1s = [float(e["top1"]) for e in evaluations]

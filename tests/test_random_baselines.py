@@ -291,6 +291,15 @@ def test_the_search_quality_benchmark_smoke_size_writes_comparable_rows(tmp_path
     comparison = result["comparison"]
     assert comparison["rank"] == 1 + sum(r["top1"] > result["searched"]["top1"] for r in result["random"])
     assert (tmp_path / "search_quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again = subprocess.run(  # the same --out: the search and every row are taken from the first run
+        [sys.executable, str(REPO_ROOT / "bench" / "search_quality.py"), "--smoke", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert again.returncode == 0 and again.stderr.count("reused") == len(rows) * 2, again.stderr[-2000:]
+    assert json.loads((tmp_path / "search_quality.json").read_text())["comparison"] == comparison
     missing = subprocess.run(
         [
             sys.executable,

@@ -41,10 +41,12 @@ from cdarts.architecture import Architecture
 from cdarts.baseline_comparison import ArchitectureScore, compare_with_random
 from cdarts.config import ExperimentConfig, load_config_spec, space_candidates
 from cdarts.data.mnist import FASHION_MNIST_CLASSES, read_mnist
+from cdarts.data.prepared import PreparedDataset
 from cdarts.devices import resolve_device
 from cdarts.errors import CdartsError
 from cdarts.runners.data_prep import run_data_prep
 from cdarts.runners.evaluate import METRICS_NAME, run_evaluate
+from cdarts.runners.launch import load_search_result
 from cdarts.runners.retrain import run_retrain
 from cdarts.runners.search import run_search
 from cdarts.spaces import get_space
@@ -130,14 +132,15 @@ def _budget(config: ExperimentConfig, train_images: int, seeds: int) -> dict[str
 def _retrain_row(
     label: str,
     architecture: Architecture,
-    size: Size,
     configs: list[ExperimentConfig],
     prepared: Path,
     out: Path,
     budget: dict[str, Any],
     start: float,
-) -> dict[str, Any]:
-    """Retrain and evaluate ``architecture`` once per seed config; the row of the JSON."""
+    finished_only: bool,
+) -> dict[str, Any] | None:
+    """Retrain and evaluate ``architecture`` once per seed config; the row of the JSON (None
+    with ``finished_only`` when a seed of it has not been evaluated yet)."""
     evaluations = []
     for config in configs:
         run_dir = out / label / f"seed-{config.seed}"
@@ -146,6 +149,8 @@ def _retrain_row(
             _log(f"{label} (seed {config.seed}): evaluated by an earlier run of this --out, reused", start)
             evaluations.append(json.loads(finished.read_text()))
             continue
+        if finished_only:
+            return None
         _log(f"retrain {label} (seed {config.seed})", start)
         run_retrain(config, prepared, architecture, run_dir / "retrain")  # resumes from its checkpoint
         evaluations.append(run_evaluate(config, prepared, run_dir / "retrain", run_dir / "evaluate"))
@@ -168,8 +173,10 @@ def _score(row: dict[str, Any]) -> ArchitectureScore:
 
 
 def run_benchmark(
-    size_name: str, out: Path, data_dir: Path, random_count: int | None, seeds: int | None
+    size_name: str, out: Path, data_dir: Path, random_count: int | None, seeds: int | None, finished_only: bool = False
 ) -> dict[str, Any]:
+    """The whole comparison into ``out``; with ``finished_only`` nothing is trained: the JSON is
+    made of what an earlier (perhaps still running) run of this ``out`` has finished."""
     size = SIZES[size_name]
     start = time.perf_counter()
     overrides = [*size.overrides, "tracking.enabled=false", "device=auto"]
@@ -184,21 +191,29 @@ def run_benchmark(
             )
         location = data_dir
         if size.train_subset is not None:
-            location = write_training_subset(data_dir, out / "fashion-mnist-subset", size.train_subset, seed=0)
+            location = out / "fashion-mnist-subset"
+            if not finished_only:
+                write_training_subset(data_dir, location, size.train_subset, seed=0)
         overrides.append(f"data.location={location}")
     config = load_config_spec(size.preset, overrides)
     seed_count = seeds or size.retrain_seeds
     seed_configs = [load_config_spec(size.preset, [*overrides, f"seed={config.seed + k}"]) for k in range(seed_count)]
 
-    _log(f"data prep ({config.data.source})", start)
-    prepared = run_data_prep(config.data, config.seed, out / "prepared")
+    if finished_only:  # read only: a run still training reads these files
+        prepared = PreparedDataset.load(out / "prepared")
+    else:
+        _log(f"data prep ({config.data.source})", start)
+        prepared = run_data_prep(config.data, config.seed, out / "prepared")
     train_images = len(prepared.labels("train"))
     budget = _budget(config, train_images, seed_count)
 
-    _log("search", start)
     search_start = time.perf_counter()
-    searched = run_search(config, out / "prepared", out / "search")
-    search_seconds = time.perf_counter() - search_start
+    if finished_only:
+        searched, search_seconds = load_search_result(out / "search"), None
+    else:
+        _log("search", start)
+        searched = run_search(config, out / "prepared", out / "search")
+        search_seconds = time.perf_counter() - search_start
     _log(f"searched: {searched.genotype.to_string()}", start)
 
     space = get_space(config.search_space)
@@ -211,20 +226,22 @@ def run_benchmark(
     )
     published = [(name, space.parse(name)) for name in PUBLISHED if name in space.reference_names()]
 
-    rows_dir = out / "rows"
-    searched_row = _retrain_row(
-        "searched", searched.genotype, size, seed_configs, out / "prepared", rows_dir, budget, start
-    )
-    random_rows = [
-        _retrain_row(f"random-{k + 1}", arch, size, seed_configs, out / "prepared", rows_dir, budget, start)
-        for k, arch in enumerate(random_architectures)
-    ]
-    published_rows = [
-        _retrain_row(name, arch, size, seed_configs, out / "prepared", rows_dir, budget, start)
-        for name, arch in published
-        if arch is not None
-    ]
-    comparison = compare_with_random(_score(searched_row), [_score(row) for row in random_rows])
+    def row(label: str, architecture: Architecture) -> dict[str, Any] | None:
+        return _retrain_row(
+            label, architecture, seed_configs, out / "prepared", out / "rows", budget, start, finished_only
+        )
+
+    rows = {"searched": row("searched", searched.genotype)}
+    rows |= {f"random-{k + 1}": row(f"random-{k + 1}", arch) for k, arch in enumerate(random_architectures)}
+    rows |= {name: row(name, arch) for name, arch in published if arch is not None}
+    missing = [label for label, result in rows.items() if result is None]
+    finished = {label: result for label, result in rows.items() if result is not None}
+    searched_row = finished.get("searched")
+    random_rows = [result for label, result in finished.items() if label.startswith("random-")]
+    published_rows = [finished[name] for name, _ in published if name in finished]
+    if searched_row is None or not random_rows:
+        raise CdartsError(f"nothing to compare yet under {out}: unfinished rows {', '.join(missing)}")
+    comparison = compare_with_random(_score(searched_row), [_score(r) for r in random_rows])
     return {
         "benchmark": "search_quality",
         "size": size_name,
@@ -239,6 +256,7 @@ def run_benchmark(
         "random": random_rows,
         "published": published_rows,
         "comparison": {k: v for k, v in comparison.to_dict().items() if k not in ("searched", "random")},
+        "unfinished_rows": missing,
         "seconds": time.perf_counter() - start,
     }
 
@@ -289,6 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--random", type=int, default=None, help="random architectures (default: per size)")
     parser.add_argument("--seeds", type=int, default=None, help="retrain seeds per row (default: per size)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="train nothing: report the rows an earlier run of this --out has finished (it may still be running)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -297,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name} must be at least 1")
     args.out.mkdir(parents=True, exist_ok=True)
     try:
-        result = run_benchmark(args.size, args.out, args.data, args.random, args.seeds)
+        result = run_benchmark(args.size, args.out, args.data, args.random, args.seeds, args.finished_only)
     except (CdartsError, ValueError) as error:
         print(f"search_quality: {error}", file=sys.stderr)
         return 1

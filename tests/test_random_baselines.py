@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -300,6 +301,20 @@ def test_the_search_quality_benchmark_smoke_size_writes_comparable_rows(tmp_path
     )
     assert again.returncode == 0 and again.stderr.count("reused") == len(rows) * 2, again.stderr[-2000:]
     assert json.loads((tmp_path / "search_quality.json").read_text())["comparison"] == comparison
+    for unfinished in ("random-2", "CDARTS_CIFAR"):  # as if a long run were still training these
+        shutil.rmtree(tmp_path / "rows" / unfinished)
+    partial = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "bench" / "search_quality.py"), "--smoke", "--out", str(tmp_path)]
+        + ["--finished-only"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert partial.returncode == 0 and "retrain" not in partial.stderr, partial.stderr[-2000:]
+    report = json.loads((tmp_path / "search_quality.json").read_text())
+    assert report["unfinished_rows"] == ["random-2", "CDARTS_CIFAR"] and len(report["random"]) == 1
+    assert report["comparison"]["random_mean_top1"] == result["random"][0]["top1"]
     missing = subprocess.run(
         [
             sys.executable,

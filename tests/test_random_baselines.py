@@ -271,15 +271,16 @@ def test_a_local_run_with_three_baselines_compares_them_and_registers_one_model(
     assert compared.data.metrics["compare/random_mean_top1"] == pytest.approx(comparison["random_mean_top1"])
 
 
+def _bench(*arguments: str) -> subprocess.CompletedProcess[str]:
+    script = REPO_ROOT / "bench" / "search_quality.py"
+    return subprocess.run(
+        [sys.executable, str(script), *arguments], capture_output=True, text=True, timeout=600, check=False
+    )
+
+
 @pytest.mark.slow
 def test_the_search_quality_benchmark_smoke_size_writes_comparable_rows(tmp_path: Path) -> None:
-    completed = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "bench" / "search_quality.py"), "--smoke", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    completed = _bench("--smoke", "--out", str(tmp_path))
     assert completed.returncode == 0, completed.stderr[-2000:]
     result = json.loads((tmp_path / "search_quality.json").read_text())
     rows = [result["searched"], *result["random"], *result["published"]]
@@ -292,25 +293,12 @@ def test_the_search_quality_benchmark_smoke_size_writes_comparable_rows(tmp_path
     comparison = result["comparison"]
     assert comparison["rank"] == 1 + sum(r["top1"] > result["searched"]["top1"] for r in result["random"])
     assert (tmp_path / "search_quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    again = subprocess.run(  # the same --out: the search and every row are taken from the first run
-        [sys.executable, str(REPO_ROOT / "bench" / "search_quality.py"), "--smoke", "--out", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    again = _bench("--smoke", "--out", str(tmp_path))  # the search and every row come from the first run
     assert again.returncode == 0 and again.stderr.count("reused") == len(rows) * 2, again.stderr[-2000:]
     assert json.loads((tmp_path / "search_quality.json").read_text())["comparison"] == comparison
     for unfinished in ("random-2", "CDARTS_CIFAR"):  # as if a long run were still training these
         shutil.rmtree(tmp_path / "rows" / unfinished)
-    partial = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "bench" / "search_quality.py"), "--smoke", "--out", str(tmp_path)]
-        + ["--finished-only"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    partial = _bench("--smoke", "--out", str(tmp_path), "--finished-only")
     assert partial.returncode == 0 and "retrain" not in partial.stderr, partial.stderr[-2000:]
     report = json.loads((tmp_path / "search_quality.json").read_text())
     assert report["unfinished_rows"] == ["random-2", "CDARTS_CIFAR"] and len(report["random"]) == 1

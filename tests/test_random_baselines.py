@@ -303,19 +303,6 @@ def test_the_search_quality_benchmark_smoke_size_writes_comparable_rows(tmp_path
     report = json.loads((tmp_path / "search_quality.json").read_text())
     assert report["unfinished_rows"] == ["random-2", "CDARTS_CIFAR"] and len(report["random"]) == 1
     assert report["comparison"]["random_mean_top1"] == result["random"][0]["top1"]
-    missing = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "bench" / "search_quality.py"),
-            "--cpu",
-            "--data",
-            str(tmp_path / "none"),
-            "--out",
-            str(tmp_path / "cpu"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    missing = _bench("--cpu", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "cpu"))
     assert missing.returncode == 1 and "dataset-fashion-mnist" in missing.stderr
     assert "Traceback" not in missing.stderr

@@ -47,8 +47,8 @@ bench: setup
 	$(PY) bench/pipeline_overhead.py --config tiny --json bench/results/pipeline_overhead.json
 	$(PY) bench/report.py --results bench/results --plot bench/results/throughput.png
 
-# The searched cell against random ones and the published cells on real Fashion-MNIST, about 75
-# minutes on 2 cores (SIZE=gpu on a CUDA machine, SIZE=smoke for a check in seconds).
+# The searched cell against random ones and the published cells on real Fashion-MNIST, about 2 hours
+# on 2 cores (SIZE=gpu on a CUDA machine, SIZE=smoke for a check in seconds).
 SIZE ?= cpu
 bench-quality: setup
 	$(PY) bench/search_quality.py --$(SIZE) --out bench/results/search-quality-$(SIZE)

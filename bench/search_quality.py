@@ -6,7 +6,8 @@ Sizes:
 
 * ``--smoke``: the synthetic ``tiny`` preset, seconds (used by a test; not a meaningful result);
 * ``--cpu``: real Fashion-MNIST at 28 px on 2 CPU cores, a stratified 20,000-image training
-  subset for search and retrain, the full 10,000-image test split; about 75 minutes;
+  subset for search and retrain, the full 10,000-image test split; measured on 2 shared cores:
+  search 51 min, 11-17 min per retrained row, so about 2 h for all six rows (--random to trim);
 * ``--gpu``: the ``fashion-mnist-gpu`` preset, all 60,000 training images, three retrain seeds.
 
 The search runs once (the config's seed); every row is retrained once per retrain seed, and its

@@ -92,7 +92,8 @@ def test_compile_flags_reach_every_task(tmp_path: Path) -> None:
         assert executor["podMetadata"]["annotations"] == {"owner": "platform@example.com"}
         (scratch,) = executor["genericEphemeralVolume"]
         assert scratch["mountPath"] == "/scratch" and scratch["size"] == "200Gi"
-        deadline = 3 * 86400 if name in gpu_tasks else 2 * 3600
+        # exec-retrain-2, exec-evaluate-2: the random baselines' retrain and evaluate, GPU tasks too
+        deadline = 3 * 86400 if name.rstrip("-0123456789") in gpu_tasks else 2 * 3600
         assert int(executor["activeDeadlineSeconds"]) == deadline, name
         assert ("pvcMount" in executor) == (name == "exec-data-prep"), name  # only data_prep reads sources
     assert executors["exec-data-prep"]["pvcMount"][0]["mountPath"] == "/data"

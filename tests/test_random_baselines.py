@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -191,6 +192,14 @@ def test_the_compiled_search_pipeline_fans_the_baselines_out_and_registers_only_
     assert register["model"]["taskOutputArtifact"]["producerTask"] == "retrain"
     assert register["evaluation"]["taskOutputArtifact"]["producerTask"] == "evaluate"
     assert not any(name.startswith("register") for name in (*baseline_tasks, *loop_tasks))
+    executors = spec["deploymentSpec"]["executors"]  # a baseline trains on what the searched cell gets
+
+    def resources(executor: str) -> str:  # each retrain reads its own sizing task's outputs
+        return re.sub(r"size-gpu-task-\d+", "size-gpu-task", json.dumps(executors[executor]["container"]["resources"]))
+
+    assert "accelerator" in resources("exec-retrain-2")
+    assert resources("exec-retrain-2") == resources("exec-retrain")
+    assert resources("exec-evaluate-2") == resources("exec-evaluate")
 
 
 def test_random_baselines_are_refused_where_they_do_not_apply(tmp_path: Path) -> None:

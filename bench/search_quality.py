@@ -49,6 +49,7 @@ from cdarts.runners.data_prep import run_data_prep
 from cdarts.runners.evaluate import METRICS_NAME, run_evaluate
 from cdarts.runners.launch import load_search_result
 from cdarts.runners.retrain import run_retrain
+from cdarts.runners.sample_baselines import BASELINE_SEED_OFFSET
 from cdarts.runners.search import run_search
 from cdarts.spaces import get_space
 
@@ -146,9 +147,10 @@ def _retrain_row(
     for config in configs:
         run_dir = out / label / f"seed-{config.seed}"
         finished = run_dir / "evaluate" / METRICS_NAME  # written last by the evaluation
-        if finished.is_file() and json.loads(finished.read_text())["genotype"] == architecture.to_string():
+        earlier = json.loads(finished.read_text()) if finished.is_file() else None
+        if earlier is not None and earlier["genotype"] == architecture.to_string():
             _log(f"{label} (seed {config.seed}): evaluated by an earlier run of this --out, reused", start)
-            evaluations.append(json.loads(finished.read_text()))
+            evaluations.append(earlier)
             continue
         if finished_only:
             return None
@@ -221,7 +223,7 @@ def run_benchmark(
     candidates = space_candidates(config.search_space, config.chain.allow_skip)
     random_architectures = space.sample_architectures(
         random_count if random_count is not None else size.random_count,
-        seed=config.seed + 10_000,  # not the search's seed: the draws share nothing with it
+        seed=config.seed + BASELINE_SEED_OFFSET,  # the pipeline's draws: the same baselines
         candidates=candidates,
         layout=space.alphas_layout(config),
     )

@@ -8,6 +8,7 @@ directory.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
@@ -214,11 +215,16 @@ def run_locally(
 
         watcher = threading.Thread(target=_watch, args=(artifacts, on_stage, stop, start), daemon=True)
         watcher.start()
+        # kfp.local indents task logs by swapping builtins.print for the task's duration; tasks of a
+        # ParallelFor run in threads, so overlapping swaps can leave an indenting print installed
+        # for good (every later print in this process would start with four spaces).
+        original_print = builtins.print
         try:
             pipeline_func(**arguments)
         except Exception as error:  # kfp.local raises RuntimeError naming the failed task
             failure = error
         finally:
+            builtins.print = original_print
             stop.set()
             watcher.join()
     if failure is not None:

@@ -220,6 +220,26 @@ def test_run_with_unknown_pipeline_or_bad_config_fails_cleanly(tmp_path: Path) -
     assert not list(tmp_path.iterdir())  # nothing started
 
 
+def test_a_local_run_leaves_print_as_it_found_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """kfp.local's overlapping print swaps under a ParallelFor can leave an indenting print
+    installed; a later one-line error would then start with spaces. Simulated here: the race
+    itself cannot be forced."""
+    import builtins
+
+    import pipelines.local_run as local_run
+
+    original_print = builtins.print
+
+    def leaky_pipeline(**_: Any) -> None:
+        builtins.print = lambda *args, **kwargs: original_print("    ", *args, **kwargs)
+        raise RuntimeError("Task 'search' finished with status FAILURE")
+
+    monkeypatch.setattr(local_run, "build_pipeline", lambda name: leaky_pipeline)
+    with pytest.raises(local_run.LocalRunError, match="Task 'search'"):
+        local_run.run_locally("search", {}, tmp_path / "run", show_progress=False)
+    assert builtins.print is original_print
+
+
 @pytest.mark.slow
 def test_local_search_pipeline_produces_every_artifact(tmp_path: Path) -> None:
     result = runner.invoke(

@@ -51,7 +51,7 @@ from cdarts.runners.launch import load_search_result
 from cdarts.runners.retrain import run_retrain
 from cdarts.runners.sample_baselines import BASELINE_SEED_OFFSET
 from cdarts.runners.search import run_search
-from cdarts.spaces import get_space
+from cdarts.spaces.registry import get_space
 
 PUBLISHED = ("DARTS_V2", "CDARTS_CIFAR")
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")

@@ -11,7 +11,7 @@ import torch
 
 from cdarts.checkpoint import load_checkpoint, save_checkpoint
 from cdarts.errors import CheckpointError
-from cdarts.spaces import get_space, space_names
+from cdarts.spaces.registry import get_space, space_names
 
 ALPHAS_FORMAT = 2
 

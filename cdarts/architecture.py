@@ -13,13 +13,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cdarts.chain_space.architectures import ChainArchitecture
 from cdarts.errors import GenotypeError
-from cdarts.genotype import Genotype
-from cdarts.genotype_parser import parse_genotype_file
-from cdarts.nasbench201.genotype import Nb201Genotype
 from cdarts.safe_yaml import load_json
-from cdarts.spaces import get_space, space_names
+from cdarts.spaces.chain.architecture import ChainArchitecture
+from cdarts.spaces.darts.architecture import Genotype
+from cdarts.spaces.darts.parser import parse_genotype_file
+from cdarts.spaces.nasbench201.architecture import Nb201Genotype
+from cdarts.spaces.registry import get_space, space_names
 
 Architecture = Genotype | Nb201Genotype | ChainArchitecture
 

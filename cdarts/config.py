@@ -17,7 +17,6 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from cdarts.chain_space.candidates import CHAIN_CANDIDATES
 from cdarts.config_base import (
     DEVICE_PATTERN as DEVICE_PATTERN,
 )
@@ -80,9 +79,7 @@ from cdarts.config_overrides import _merge, parse_overrides
 from cdarts.config_overrides import pipeline_overrides as pipeline_overrides  # re-exported
 from cdarts.config_overrides import source_overrides as source_overrides  # re-exported
 from cdarts.errors import ConfigError
-from cdarts.nasbench201.genotype import NB201_OPS
 from cdarts.safe_yaml import load_yaml
-from cdarts.search_space.primitives import PARAMETER_FREE_PRIMITIVES, PRIMITIVES
 from cdarts.space_configs import (
     ChainConfig,
     DartsConfig,
@@ -90,6 +87,9 @@ from cdarts.space_configs import (
     migrate_space_sections,
     refuse_foreign_sections,
 )
+from cdarts.spaces.chain.candidates import CHAIN_CANDIDATES
+from cdarts.spaces.darts.candidates import PARAMETER_FREE_PRIMITIVES, PRIMITIVES
+from cdarts.spaces.nasbench201.candidates import NB201_OPS
 
 SearchSpace = Literal["darts", "nasbench201", "chain"]
 DataSource = Literal["synthetic", "digits", "cifar10", "cifar100", "imagefolder", "mnist", "fashion-mnist"]
@@ -357,7 +357,7 @@ class ExperimentConfig(_Section):
             )
         if self.search_space == "darts":
             for section, stem in (("darts", self.darts.stem), ("darts.retrain", self.darts.retrain.stem)):
-                divisor = 32 if stem == "imagenet" else 4  # cdarts.networks.layout.required_divisor(3, stem)
+                divisor = 32 if stem == "imagenet" else 4  # cdarts.spaces.darts.layout.required_divisor(3, stem)
                 if size % divisor:
                     raise ValueError(f"data.image_size {size} must be a multiple of {divisor} ({section}.stem {stem})")
         return self

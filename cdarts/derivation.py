@@ -7,7 +7,7 @@ import torch
 
 from cdarts.alphas_file import AlphasFile
 from cdarts.architecture import Architecture
-from cdarts.spaces import get_space
+from cdarts.spaces.registry import get_space
 
 
 def alpha_probabilities(alphas_file: AlphasFile) -> dict[str, torch.Tensor]:

@@ -13,10 +13,9 @@ from cdarts.architecture import architecture_from_dict
 from cdarts.atomic_files import write_text_atomic
 from cdarts.checkpoint import check_state_dict, load_checkpoint, save_checkpoint
 from cdarts.errors import CdartsError, CheckpointError
-from cdarts.networks.layout import StemKind
-from cdarts.networks.retrain_network import RetrainSpec
-from cdarts.spaces import build_retrain_network
+from cdarts.spaces.registry import build_retrain_network
 from cdarts.spaces.retrain_model import RetrainModel
+from cdarts.spaces.shared.retrain_spec import RetrainSpec, StemKind
 
 MODEL_FORMAT = 1
 MODEL_FILE = "model.pt"

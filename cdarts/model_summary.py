@@ -14,11 +14,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cdarts.architecture import Architecture
-from cdarts.chain_space.architectures import ChainArchitecture
-from cdarts.networks.retrain_network import RetrainSpec
-from cdarts.spaces import build_retrain_network
-from cdarts.spaces.darts import PAPER_SIZES as PAPER_SIZES  # re-exported for the benchmarks
+from cdarts.spaces.chain.architecture import ChainArchitecture
+from cdarts.spaces.darts.space import PAPER_SIZES as PAPER_SIZES  # re-exported for the benchmarks
+from cdarts.spaces.registry import build_retrain_network
 from cdarts.spaces.retrain_model import RetrainModel
+from cdarts.spaces.shared.retrain_spec import RetrainSpec
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cdarts.architecture import Architecture
-from cdarts.spaces import space_of
+from cdarts.spaces.registry import space_of
 
 
 def genotype_html(genotype: Architecture, heatmap_png: Path | None = None) -> str:

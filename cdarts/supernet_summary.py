@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from cdarts.networks.joint_base import JointModel
+from cdarts.spaces.shared.joint_base import JointModel
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cdarts.chain_space import ChainNetwork, chain_architecture, layer_specs
-from cdarts.chain_space.blocks import InvertedResidual, round_to_8
 from cdarts.cli.main import app
 from cdarts.errors import GenotypeError
 from cdarts.model_summary import summarize_chain
+from cdarts.spaces.chain.architecture import chain_architecture
+from cdarts.spaces.chain.blocks import InvertedResidual, round_to_8
+from cdarts.spaces.chain.network import ChainNetwork, layer_specs
 
 runner = CliRunner()
 

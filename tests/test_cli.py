@@ -12,8 +12,8 @@ import torch
 from typer.testing import CliRunner
 
 from cdarts.cli.main import app
-from cdarts.genotype import Genotype
-from cdarts.genotype_parser import reference_genotype
+from cdarts.spaces.darts.architecture import Genotype
+from cdarts.spaces.darts.parser import reference_genotype
 from tests.conftest import CONFIGS, REPO_ROOT
 
 runner = CliRunner()

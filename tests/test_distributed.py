@@ -14,8 +14,8 @@ import torch
 from cdarts.config import load_config
 from cdarts.data.sampling import ShardedSampler
 from cdarts.data.splits import stratified_halves
-from cdarts.genotype import Genotype
 from cdarts.seeding import seed_everything
+from cdarts.spaces.darts.architecture import Genotype
 from tests.conftest import CONFIGS, REPO_ROOT, tiny_network
 
 

@@ -20,7 +20,6 @@ from cdarts.cli.main import app
 from cdarts.config import ExperimentConfig, load_config
 from cdarts.divergence import LossWatch
 from cdarts.errors import TrainingDivergedError
-from cdarts.genotype_parser import reference_genotype
 from cdarts.runners import retrain as retrain_runner
 from cdarts.runners.evaluate import METRICS_NAME, run_evaluate
 from cdarts.runners.register import REGISTRATION_NAME, run_register
@@ -29,6 +28,7 @@ from cdarts.runners.retrain import SUMMARY_NAME, run_retrain
 from cdarts.runners.search import CHECKPOINT_NAME as SEARCH_CHECKPOINT
 from cdarts.runners.search import run_search
 from cdarts.search import steps
+from cdarts.spaces.darts.parser import reference_genotype
 from tests.conftest import CONFIGS
 from tests.divergence_worker import check_on_rank
 

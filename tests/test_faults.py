@@ -134,8 +134,8 @@ def test_truncate_after_keeps_lines_up_to_the_step(tmp_path: Path) -> None:
 def test_resumed_retrain_leaves_no_duplicate_metric_lines(tiny_config, tiny_dataset: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import json
 
-    from cdarts.genotype_parser import reference_genotype
     from cdarts.runners.retrain import run_retrain
+    from cdarts.spaces.darts.parser import reference_genotype
 
     genotype = reference_genotype("CDARTS_CIFAR")
     config = tiny_config.model_copy(update={"retrain": tiny_config.retrain.model_copy(update={"epochs": 2})})

@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from cdarts.errors import GenotypeError
-from cdarts.genotype import Genotype, derive_cell, derive_genotype
-from cdarts.genotype_parser import (
+from cdarts.spaces.darts.architecture import Genotype, derive_cell, derive_genotype
+from cdarts.spaces.darts.candidates import PRIMITIVES
+from cdarts.spaces.darts.parser import (
     parse_genotype_file,
     parse_genotype_string,
     reference_genotype,
     reference_genotype_names,
     resolve_genotype,
 )
-from cdarts.search_space.primitives import PRIMITIVES
 
 P = {name: i for i, name in enumerate(PRIMITIVES)}
 

@@ -18,11 +18,11 @@ from cdarts.cli.main import app
 from cdarts.config import load_config
 from cdarts.data.prepared import PreparedDataset
 from cdarts.errors import CheckpointError
-from cdarts.genotype_parser import reference_genotype
 from cdarts.model_file import MODEL_FILE, load_model, save_model
 from cdarts.runners.retrain import retrain_spec
 from cdarts.serving import load_classifier, serving_contract
-from cdarts.spaces import build_retrain_network
+from cdarts.spaces.darts.parser import reference_genotype
+from cdarts.spaces.registry import build_retrain_network
 from cdarts.storage import MANIFEST_NAME, LocalStore, download_directory, sha256_file, upload_directory
 from tests.conftest import CONFIGS
 

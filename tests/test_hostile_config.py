@@ -372,7 +372,7 @@ def test_deep_manifest(tiny_dataset: Path, tmp_path: Path) -> None:
 
 
 def test_deep_benchmark_file(tmp_path: Path) -> None:
-    from cdarts.nasbench201.lookup import JsonBenchmarkLookup
+    from cdarts.spaces.nasbench201.lookup import JsonBenchmarkLookup
 
     path = tmp_path / "bench.json"
     path.write_text('{"|none~0|": ' + _deep_flow() + "}")

@@ -13,11 +13,11 @@ import torch
 
 from cdarts.config import ExperimentConfig, load_config
 from cdarts.errors import CheckpointError
-from cdarts.genotype_parser import reference_genotype
 from cdarts.runners import retrain as retrain_runner
 from cdarts.runners import search as search_runner
 from cdarts.runners.retrain import run_retrain
 from cdarts.runners.search import run_search
+from cdarts.spaces.darts.parser import reference_genotype
 from tests.conftest import CONFIGS
 
 GENOTYPE = reference_genotype("DARTS_V2")

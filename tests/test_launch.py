@@ -10,8 +10,8 @@ import pytest
 
 from cdarts.config import load_config
 from cdarts.errors import CdartsError
-from cdarts.genotype_parser import reference_genotype
 from cdarts.runners.launch import load_search_result, run_retrain_stage, run_search_stage, torchrun_command
+from cdarts.spaces.darts.parser import reference_genotype
 from tests.conftest import CONFIGS
 
 

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from cdarts.errors import DataError, GenotypeError
-from cdarts.nasbench201 import NB201_OPS, JsonBenchmarkLookup, Nb201Genotype
+from cdarts.spaces.nasbench201.architecture import Nb201Genotype
+from cdarts.spaces.nasbench201.candidates import NB201_OPS
+from cdarts.spaces.nasbench201.lookup import JsonBenchmarkLookup
 
 BEST_CIFAR10 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 
@@ -83,7 +85,7 @@ def test_a_broken_benchmark_file_is_a_clear_error(tmp_path: Path, content: str, 
 
 
 def test_search_and_derived_networks_follow_the_macro_skeleton() -> None:
-    from cdarts.nasbench201.networks import Nb201DerivedCell, Nb201Network, ResNetBasicBlock
+    from cdarts.spaces.nasbench201.networks import Nb201DerivedCell, Nb201Network, ResNetBasicBlock
 
     torch.manual_seed(0)
     search = Nb201Network(num_classes=10, channels=4, cells_per_stage=1)
@@ -103,7 +105,7 @@ def test_search_and_derived_networks_follow_the_macro_skeleton() -> None:
 
 
 def test_a_derived_cell_with_only_none_into_the_output_passes_zeros() -> None:
-    from cdarts.nasbench201.networks import Nb201DerivedCell
+    from cdarts.spaces.nasbench201.networks import Nb201DerivedCell
 
     genotype = Nb201Genotype.from_arch_string("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|none~0|none~1|none~2|")
     cell = Nb201DerivedCell(genotype, 4)
@@ -117,7 +119,7 @@ def test_a_derived_cell_with_only_none_into_the_output_passes_zeros() -> None:
 
 
 def test_search_cell_edges_are_weighted_by_their_own_alpha_row() -> None:
-    from cdarts.nasbench201.networks import Nb201SearchCell
+    from cdarts.spaces.nasbench201.networks import Nb201SearchCell
 
     cell = Nb201SearchCell(4)
     x = torch.randn(2, 4, 8, 8)

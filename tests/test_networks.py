@@ -6,11 +6,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from cdarts.config import ExperimentConfig
-from cdarts.genotype_parser import reference_genotype
-from cdarts.networks.eval_network import EvalNetwork
-from cdarts.networks.joint_network import JointNetwork
-from cdarts.networks.layout import plan_cells
-from cdarts.networks.stems import CifarStem
+from cdarts.spaces.darts.eval_network import EvalNetwork
+from cdarts.spaces.darts.joint_network import JointNetwork
+from cdarts.spaces.darts.layout import plan_cells
+from cdarts.spaces.darts.parser import reference_genotype
+from cdarts.spaces.darts.stems import CifarStem
 from tests.conftest import tiny_batch, tiny_network
 
 

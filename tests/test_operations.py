@@ -4,11 +4,11 @@ import pytest
 import torch
 from torch import nn
 
-from cdarts.search_space.cells import DerivedCell, SearchCell, num_edges
-from cdarts.search_space.drop_path import DropPath
-from cdarts.search_space.mixed_op import MixedOp
-from cdarts.search_space.operations import OPS, FactorizedReduce, build_op
-from cdarts.search_space.primitives import PRIMITIVES
+from cdarts.spaces.darts.candidates import PRIMITIVES
+from cdarts.spaces.darts.cells import DerivedCell, SearchCell, num_edges
+from cdarts.spaces.darts.mixed_op import MixedOp
+from cdarts.spaces.darts.operations import OPS, FactorizedReduce, build_op
+from cdarts.spaces.shared.drop_path import DropPath
 
 
 def test_primitives_are_the_cdarts_order_with_none_last() -> None:

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from cdarts.cli.main import app
 from cdarts.config import load_config
-from cdarts.genotype import Genotype
-from cdarts.genotype_parser import reference_genotype
+from cdarts.spaces.darts.architecture import Genotype
+from cdarts.spaces.darts.parser import reference_genotype
 from cdarts.tracking import lineage
 from pipelines.compile import compile_pipeline
 from pipelines.options import PipelineOptions, Toleration

@@ -28,10 +28,10 @@ from cdarts.baseline_comparison import (
 from cdarts.cli.main import app
 from cdarts.config import ExperimentConfig, load_config, space_candidates
 from cdarts.errors import ConfigError
-from cdarts.genotype import Genotype
-from cdarts.genotype_parser import reference_genotype
 from cdarts.runners.sample_baselines import run_sample_baselines
-from cdarts.spaces import get_space, space_names
+from cdarts.spaces.darts.architecture import Genotype
+from cdarts.spaces.darts.parser import reference_genotype
+from cdarts.spaces.registry import get_space, space_names
 from pipelines.compile import compile_pipeline
 from pipelines.options import PipelineOptions
 from tests.conftest import CONFIGS, REPO_ROOT

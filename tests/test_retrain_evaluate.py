@@ -10,12 +10,13 @@ import torch
 
 from cdarts.config import DataConfig, ExperimentConfig
 from cdarts.errors import CheckpointError, DataError
-from cdarts.genotype_parser import reference_genotype
 from cdarts.model_file import load_model
-from cdarts.networks.retrain_network import RetrainNetwork, RetrainSpec, cells_per_stage
 from cdarts.runners.data_prep import run_data_prep
 from cdarts.runners.evaluate import run_evaluate
 from cdarts.runners.retrain import CHECKPOINT_NAME, run_retrain
+from cdarts.spaces.darts.parser import reference_genotype
+from cdarts.spaces.darts.retrain_network import RetrainNetwork, cells_per_stage
+from cdarts.spaces.shared.retrain_spec import RetrainSpec
 from cdarts.train.recipe import cifar_param_count_rule, drop_path_probability, learning_rate
 
 GENOTYPE = reference_genotype("CDARTS_CIFAR")

@@ -12,9 +12,9 @@ from cdarts.alphas_file import load_alphas
 from cdarts.checkpoint import load_checkpoint
 from cdarts.config import ExperimentConfig
 from cdarts.errors import CheckpointError
-from cdarts.genotype import Genotype
 from cdarts.runners.data_prep import run_data_prep
 from cdarts.runners.search import CHECKPOINT_NAME, run_search
+from cdarts.spaces.darts.architecture import Genotype
 
 
 def _alphas(out_dir: Path) -> dict[str, torch.Tensor]:

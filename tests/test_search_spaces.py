@@ -12,26 +12,26 @@ from typer.testing import CliRunner
 
 from cdarts.alphas_file import AlphasFile, load_alphas, save_alphas
 from cdarts.architecture import architecture_from_dict, read_architecture_file, resolve_architecture
-from cdarts.chain_space.architectures import ChainArchitecture
-from cdarts.chain_space.joint_network import ChainJointNetwork
 from cdarts.checkpoint import load_checkpoint, save_checkpoint
 from cdarts.cli.main import app
 from cdarts.config import ExperimentConfig, build_config, load_config
 from cdarts.derivation import alpha_probabilities, derive_architecture
 from cdarts.distributed import DistributedContext
 from cdarts.errors import CheckpointError, ConfigError, GenotypeError
-from cdarts.genotype import Genotype
-from cdarts.genotype_parser import reference_genotype
-from cdarts.nasbench201.genotype import Nb201Genotype
-from cdarts.nasbench201.joint_network import Nb201JointNetwork
-from cdarts.nasbench201.networks import nb201_block_positions
-from cdarts.networks.joint_base import JointModel
 from cdarts.runners.data_prep import run_data_prep
 from cdarts.runners.search import CHECKPOINT_NAME, run_search
 from cdarts.search.build import build_search_model
 from cdarts.search.optimizers import build_cycle_optimizers
 from cdarts.search.steps import SearchStepper
-from cdarts.search_space.primitives import PRIMITIVES
+from cdarts.spaces.chain.architecture import ChainArchitecture
+from cdarts.spaces.chain.joint_network import ChainJointNetwork
+from cdarts.spaces.darts.architecture import Genotype
+from cdarts.spaces.darts.candidates import PRIMITIVES
+from cdarts.spaces.darts.parser import reference_genotype
+from cdarts.spaces.nasbench201.architecture import Nb201Genotype
+from cdarts.spaces.nasbench201.joint_network import Nb201JointNetwork
+from cdarts.spaces.nasbench201.networks import nb201_block_positions
+from cdarts.spaces.shared.joint_base import JointModel
 from tests.conftest import CONFIGS
 
 NB201_ARCH = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"

@@ -13,12 +13,13 @@ import pytest
 from typer.testing import CliRunner
 
 from cdarts.architecture import read_architecture_file, resolve_architecture
-from cdarts.chain_space.architectures import ChainArchitecture
 from cdarts.cli.main import app
 from cdarts.config import load_config
 from cdarts.model_file import load_model
-from cdarts.nasbench201.genotype import NB201_OPS, Nb201Genotype
 from cdarts.runners.retrain import retrain_spec
+from cdarts.spaces.chain.architecture import ChainArchitecture
+from cdarts.spaces.nasbench201.architecture import Nb201Genotype
+from cdarts.spaces.nasbench201.candidates import NB201_OPS
 from tests.conftest import CONFIGS
 
 runner = CliRunner()

@@ -12,12 +12,12 @@ from cdarts.config import DataConfig, ExperimentConfig, load_config
 from cdarts.data.datasets import split_dataset
 from cdarts.data.prepared import PreparedDataset, decode_image
 from cdarts.errors import CdartsError, CheckpointError, DataError
-from cdarts.genotype_parser import reference_genotype
 from cdarts.model_file import save_model
 from cdarts.runners.data_prep import run_data_prep
 from cdarts.runners.retrain import retrain_spec
 from cdarts.serving import ImageClassifier, load_classifier, serving_contract
-from cdarts.spaces import build_retrain_network
+from cdarts.spaces.darts.parser import reference_genotype
+from cdarts.spaces.registry import build_retrain_network
 from tests.conftest import CONFIGS
 from tests.test_data_prep import write_image_folder
 

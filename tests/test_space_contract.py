@@ -18,10 +18,11 @@ from cdarts.architecture import architecture_from_dict, architecture_from_json, 
 from cdarts.config import ExperimentConfig, load_config
 from cdarts.derivation import derive_architecture
 from cdarts.distributed import DistributedContext
-from cdarts.networks.joint_base import JointModel
 from cdarts.search.optimizers import build_cycle_optimizers
 from cdarts.search.steps import SearchStepper
-from cdarts.spaces import SearchSpace, get_space, space_names, space_of
+from cdarts.spaces.base import SearchSpace
+from cdarts.spaces.registry import get_space, space_names, space_of
+from cdarts.spaces.shared.joint_base import JointModel
 from cdarts.supernet_summary import summarize_supernet
 from tests.conftest import CONFIGS
 

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from cdarts.chain_space.architectures import CHAIN_ARCHITECTURES
-from cdarts.chain_space.diagram import chain_svg, write_chain_diagram
-from cdarts.nasbench201.diagram import nb201_cell_svg, write_nb201_cell_diagram
-from cdarts.nasbench201.genotype import NB201_OPS, Nb201Genotype
+from cdarts.spaces.chain.architecture import CHAIN_ARCHITECTURES
+from cdarts.spaces.chain.diagram import chain_svg, write_chain_diagram
+from cdarts.spaces.nasbench201.architecture import Nb201Genotype
+from cdarts.spaces.nasbench201.candidates import NB201_OPS
+from cdarts.spaces.nasbench201.diagram import nb201_cell_svg, write_nb201_cell_diagram
 
 SVG = "{http://www.w3.org/2000/svg}"
 ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|"

@@ -8,9 +8,9 @@ from torch import nn
 
 from cdarts.config import ExperimentConfig
 from cdarts.distributed import DistributedContext
-from cdarts.networks.joint_network import JointNetwork
 from cdarts.search.optimizers import build_cycle_optimizers
 from cdarts.search.steps import SearchStepper
+from cdarts.spaces.darts.joint_network import JointNetwork
 from tests.conftest import tiny_batch, tiny_network
 
 

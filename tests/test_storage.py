@@ -15,11 +15,11 @@ from cdarts.alphas_file import load_alphas
 from cdarts.checkpoint_mirror import mirror_uri
 from cdarts.config import DataConfig, ExperimentConfig
 from cdarts.errors import StorageError
-from cdarts.genotype_parser import reference_genotype
 from cdarts.model_file import load_model
 from cdarts.runners.data_prep import run_data_prep
 from cdarts.runners.retrain import run_retrain
 from cdarts.runners.search import run_search
+from cdarts.spaces.darts.parser import reference_genotype
 from cdarts.storage import (
     MANIFEST_NAME,
     LocalStore,

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from cdarts.cli.main import app
 from cdarts.config import load_config
-from cdarts.nasbench201.joint_network import Nb201JointNetwork
-from cdarts.nasbench201.networks import Nb201SearchCell, ResNetBasicBlock
 from cdarts.search.build import build_search_model
+from cdarts.spaces.nasbench201.joint_network import Nb201JointNetwork
+from cdarts.spaces.nasbench201.networks import Nb201SearchCell, ResNetBasicBlock
 from cdarts.supernet_summary import summarize_supernet
 
 runner = CliRunner()

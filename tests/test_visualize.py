@@ -5,9 +5,10 @@ from pathlib import Path
 
 import torch
 
-from cdarts.genotype_parser import reference_genotype
-from cdarts.search_space.primitives import PRIMITIVES
-from cdarts.visualize import cell_svg, write_alpha_heatmap
+from cdarts.alpha_heatmap import write_alpha_heatmap
+from cdarts.spaces.darts.candidates import PRIMITIVES
+from cdarts.spaces.darts.diagram import cell_svg
+from cdarts.spaces.darts.parser import reference_genotype
 
 SVG = "{http://www.w3.org/2000/svg}"
 

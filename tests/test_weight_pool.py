@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import torch
 
-from cdarts.genotype import Genotype
-from cdarts.networks.joint_network import JointNetwork
-from cdarts.search_space.cells import node_edge_offsets
-from cdarts.search_space.primitives import PRIMITIVES
+from cdarts.spaces.darts.architecture import Genotype
+from cdarts.spaces.darts.candidates import PRIMITIVES
+from cdarts.spaces.darts.cells import node_edge_offsets
+from cdarts.spaces.darts.joint_network import JointNetwork
 
 
 def _small_model(pool_transfer: str = "all") -> JointNetwork:

@@ -22,7 +22,7 @@ GenotypeArgument = Annotated[
 
 def _describe_any(architecture: Architecture) -> str:
     """Per node its kept edges (cells), or per stage its blocks (chain)."""
-    from cdarts.spaces import space_of
+    from cdarts.spaces.registry import space_of
 
     return space_of(architecture).describe(architecture)
 
@@ -57,7 +57,7 @@ def convert(
 ) -> None:
     """Convert an architecture of any space between JSON and its text forms."""
     from cdarts.architecture import resolve_architecture
-    from cdarts.spaces import space_of
+    from cdarts.spaces.registry import space_of
 
     parsed = resolve_architecture(genotype)
     space = space_of(parsed)
@@ -80,7 +80,7 @@ def diff(
 ) -> None:
     """Compare two architectures (any space) as networks; exit 0 if identical, 1 if they differ."""
     from cdarts.architecture import resolve_architecture
-    from cdarts.spaces import space_of
+    from cdarts.spaces.registry import space_of
 
     a, b = resolve_architecture(first), resolve_architecture(second)
     space_a, space_b = space_of(a), space_of(b)
@@ -102,7 +102,7 @@ def diff(
 @app.command("list")
 def list_names() -> None:
     """List the reference genotypes shipped with cdarts."""
-    from cdarts.genotype_parser import reference_genotype_names
+    from cdarts.spaces.darts.parser import reference_genotype_names
 
     for name in reference_genotype_names():
         typer.echo(name)

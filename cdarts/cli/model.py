@@ -49,7 +49,7 @@ def summary(
         raise fail("give --genotype and --dataset (or --supernet --config FILE)")
     from cdarts.architecture import resolve_architecture
     from cdarts.model_summary import summarize_genotype
-    from cdarts.spaces import space_of
+    from cdarts.spaces.registry import space_of
 
     parsed = resolve_architecture(genotype)
     spec, shape, heading = space_of(parsed).paper_network(parsed, dataset, channels, cells)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cdarts.alpha_heatmap import write_alpha_heatmap
 from cdarts.alphas_file import load_alphas
 from cdarts.architecture import Architecture
 from cdarts.atomic_files import write_text_atomic
 from cdarts.derivation import alpha_probabilities, alpha_row_labels, derive_architecture
-from cdarts.spaces import space_of
+from cdarts.spaces.registry import space_of
 from cdarts.tracking import Tracker
-from cdarts.visualize import write_alpha_heatmap
 
 
 @dataclass

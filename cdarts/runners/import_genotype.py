@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cdarts.architecture import Architecture, resolve_architecture
 from cdarts.atomic_files import write_text_atomic
-from cdarts.spaces import space_of
+from cdarts.spaces.registry import space_of
 from cdarts.tracking import Tracker
 
 

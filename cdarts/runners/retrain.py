@@ -30,7 +30,6 @@ from cdarts.data.sampling import build_split_loader
 from cdarts.divergence import LossWatch, check_finite_state
 from cdarts.errors import CheckpointError
 from cdarts.model_file import MODEL_FILE, save_model, write_logged_model_reference
-from cdarts.networks.retrain_network import RetrainSpec
 from cdarts.resume_state import (
     check_optimizer_state,
     check_resume_identity,
@@ -42,7 +41,8 @@ from cdarts.runners.stage_setup import StageSetup, set_up_stage
 from cdarts.search.cyclic_search import ProgressCallback
 from cdarts.seeding import capture_rng_state
 from cdarts.serving import example_images, serving_contract
-from cdarts.spaces import build_retrain_network, space_of
+from cdarts.spaces.registry import build_retrain_network, space_of
+from cdarts.spaces.shared.retrain_spec import RetrainSpec
 from cdarts.tracking import FanOutTracker, JsonlTracker, Tracker
 from cdarts.train.loops import TrainSettings, evaluate, train_one_epoch
 from cdarts.train.recipe import drop_path_probability, learning_rate

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cdarts.config import ExperimentConfig, space_candidates
 from cdarts.errors import ConfigError
-from cdarts.spaces import get_space
+from cdarts.spaces.registry import get_space
 
 # Added to the experiment's seed: the draws share no random stream with the search itself.
 BASELINE_SEED_OFFSET = 10_000

@@ -17,11 +17,11 @@ from cdarts.config import ExperimentConfig
 from cdarts.data.datasets import split_dataset
 from cdarts.data.prepared import PreparedDataset
 from cdarts.data.sampling import SplitLoader, build_split_loader
-from cdarts.networks.joint_base import JointModel
 from cdarts.runners.stage_setup import set_up_stage
 from cdarts.search.build import build_search_model
 from cdarts.search.cyclic_search import CycleReport, CyclicSearch, ProgressCallback, SearchLoaders
-from cdarts.spaces import get_space
+from cdarts.spaces.registry import get_space
+from cdarts.spaces.shared.joint_base import JointModel
 from cdarts.tracking import FanOutTracker, JsonlTracker, Tracker
 
 CHECKPOINT_NAME = "checkpoints/search-last.pt"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from cdarts.config import ExperimentConfig
-from cdarts.networks.joint_base import JointModel
-from cdarts.spaces import get_space
-from cdarts.spaces.darts import build_joint_network as build_joint_network  # re-exported
+from cdarts.spaces.darts.space import build_joint_network as build_joint_network  # re-exported
+from cdarts.spaces.registry import get_space
+from cdarts.spaces.shared.joint_base import JointModel
 
 __all__ = ["build_joint_network", "build_search_model"]
 

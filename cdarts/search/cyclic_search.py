@@ -18,7 +18,6 @@ from cdarts.distributed import DistributedContext
 from cdarts.divergence import LossWatch, check_finite_state
 from cdarts.errors import CheckpointError
 from cdarts.metrics import MeanTracker
-from cdarts.networks.joint_base import Branch, JointModel
 from cdarts.resume_state import (
     check_optimizer_state,
     check_resume_identity,
@@ -36,6 +35,7 @@ from cdarts.search.optimizers import (
 )
 from cdarts.search.steps import SearchStepper
 from cdarts.seeding import capture_rng_state
+from cdarts.spaces.shared.joint_base import Branch, JointModel
 from cdarts.tracking import NullTracker, Tracker
 
 CHECKPOINT_FORMAT = 1

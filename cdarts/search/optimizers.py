@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from cdarts.config import SearchConfig
-from cdarts.networks.joint_base import JointModel
+from cdarts.spaces.shared.joint_base import JointModel
 
 
 @dataclass

@@ -17,9 +17,9 @@ from cdarts.config import SearchConfig
 from cdarts.devices import autocast
 from cdarts.distributed import DistributedContext
 from cdarts.metrics import topk_accuracy
-from cdarts.networks.joint_base import Branch, JointModel
 from cdarts.search.losses import alpha_l1_penalty, distillation_loss
 from cdarts.search.optimizers import CycleOptimizers
+from cdarts.spaces.shared.joint_base import Branch, JointModel
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 

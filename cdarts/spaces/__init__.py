@@ -1,8 +1,1 @@
-"""Search spaces behind one interface (``base.SearchSpace``) and a registry."""
-
-from __future__ import annotations
-
-from cdarts.spaces.base import SearchSpace
-from cdarts.spaces.registry import build_retrain_network, get_space, space_names, space_of
-
-__all__ = ["SearchSpace", "build_retrain_network", "get_space", "space_names", "space_of"]
+"""Search spaces behind one interface (``base.SearchSpace``); ``registry`` finds them by name."""

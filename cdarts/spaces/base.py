@@ -20,9 +20,9 @@ import torch
 if TYPE_CHECKING:
     from cdarts.architecture import Architecture
     from cdarts.config import ExperimentConfig
-    from cdarts.networks.joint_base import JointModel
-    from cdarts.networks.retrain_network import RetrainSpec
     from cdarts.spaces.retrain_model import RetrainModel
+    from cdarts.spaces.shared.joint_base import JointModel
+    from cdarts.spaces.shared.retrain_spec import RetrainSpec
 
 
 class SearchSpace(ABC):

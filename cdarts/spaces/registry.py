@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cdarts.errors import GenotypeError
-from cdarts.networks.retrain_network import RetrainSpec
 from cdarts.spaces.base import SearchSpace
-from cdarts.spaces.chain import ChainSpace
-from cdarts.spaces.darts import DartsSpace
-from cdarts.spaces.nasbench201 import NasBench201Space
+from cdarts.spaces.chain.space import ChainSpace
+from cdarts.spaces.darts.space import DartsSpace
+from cdarts.spaces.nasbench201.space import NasBench201Space
 from cdarts.spaces.retrain_model import RetrainModel
+from cdarts.spaces.shared.retrain_spec import RetrainSpec
 
 if TYPE_CHECKING:
     from cdarts.architecture import Architecture

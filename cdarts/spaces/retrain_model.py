@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from cdarts.chain_space.retrain_network import ChainRetrainNetwork
-from cdarts.nasbench201.retrain_network import Nb201RetrainNetwork
-from cdarts.networks.retrain_network import RetrainNetwork
+from cdarts.spaces.chain.retrain_network import ChainRetrainNetwork
+from cdarts.spaces.darts.retrain_network import RetrainNetwork
+from cdarts.spaces.nasbench201.retrain_network import Nb201RetrainNetwork
 
 RetrainModel = RetrainNetwork | Nb201RetrainNetwork | ChainRetrainNetwork
 """Each has ``genotype``, ``spec``, ``set_drop_path_prob``, ``parameter_counts`` and a forward

@@ -1,0 +1,164 @@
+"""Search cells (mixed edges, shared alphas) and derived cells (discrete edges from a genotype).
+
+A cell reads the outputs of the two previous cells (``s0`` = c_{k-2}, ``s1`` = c_{k-1}),
+preprocesses both to the cell width, computes ``n_nodes`` intermediate nodes and concatenates
+them. Edges are stored node-major: node i has one edge from each of its ``2 + i`` predecessors,
+so a 4-node cell has 2 + 3 + 4 + 5 = 14 edges, and row e of the alphas belongs to edge e.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+
+from cdarts.spaces.darts.mixed_op import MixedOp
+from cdarts.spaces.darts.operations import FactorizedReduce, build_op, is_identity
+from cdarts.spaces.shared.conv_blocks import ReLUConvBN
+from cdarts.spaces.shared.drop_path import DropPath
+
+NodeAggregation = Literal["mean", "sum"]
+
+
+def num_edges(n_nodes: int) -> int:
+    """Edges of a cell with ``n_nodes`` intermediate nodes (14 for 4 nodes)."""
+    return sum(2 + i for i in range(n_nodes))
+
+
+def node_edge_offsets(n_nodes: int) -> list[int]:
+    """Index of the first edge of each node in the node-major edge order."""
+    offsets, start = [], 0
+    for i in range(n_nodes):
+        offsets.append(start)
+        start += 2 + i
+    return offsets
+
+
+def _preprocess(
+    c_prev_prev: int, c_prev: int, channels: int, reduction_prev: bool, affine: bool
+) -> tuple[nn.Module, nn.Module]:
+    # c_{k-2} is twice as large as c_{k-1} after a reduction cell, so it must be halved too.
+    pre0: nn.Module = (
+        FactorizedReduce(c_prev_prev, channels, affine)
+        if reduction_prev
+        else ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine)
+    )
+    pre1 = ReLUConvBN(c_prev, channels, 1, 1, 0, affine)
+    return pre0, pre1
+
+
+class SearchCell(nn.Module):
+    """A cell whose every edge is a :class:`MixedOp`, weighted by alphas passed to forward.
+
+    Args:
+        n_nodes: intermediate nodes.
+        c_prev_prev, c_prev: widths of c_{k-2} and c_{k-1}.
+        channels: the cell width C; the output has ``n_nodes * C`` channels.
+        reduction: stride 2 on the edges that leave the two cell inputs.
+        reduction_prev: the previous cell reduced (or the stem did), so c_{k-2} is halved first.
+        primitives: candidate ops, in alpha-column order.
+        aggregation: ``mean`` (CDARTS reference: fixed uniform edge weights) or ``sum`` (DARTS).
+        pool_batchnorm: DARTS-style BN after pooling ops.
+        shared_relu: see :class:`MixedOp`.
+    """
+
+    def __init__(
+        self,
+        n_nodes: int,
+        c_prev_prev: int,
+        c_prev: int,
+        channels: int,
+        reduction: bool,
+        reduction_prev: bool,
+        primitives: tuple[str, ...],
+        aggregation: NodeAggregation = "mean",
+        pool_batchnorm: bool = False,
+        shared_relu: bool = False,
+    ) -> None:
+        super().__init__()
+        self.n_nodes = n_nodes
+        self.reduction = reduction
+        self.aggregation = aggregation
+        self.preprocess0, self.preprocess1 = _preprocess(c_prev_prev, c_prev, channels, reduction_prev, affine=False)
+        self.mixed_ops = [
+            MixedOp(channels, 2 if reduction and j < 2 else 1, primitives, pool_batchnorm, shared_relu)
+            for i in range(n_nodes)
+            for j in range(2 + i)
+        ]
+        self.edges = nn.ModuleList(self.mixed_ops)
+
+    def edge(self, index: int) -> MixedOp:
+        """The mixed op of edge ``index`` (node-major order)."""
+        return self.mixed_ops[index]
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """s0, s1: cell inputs; weights: (num_edges, K) softmax(alphas) -> (N, n_nodes*C, H', W')."""
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        edge = 0
+        for _ in range(self.n_nodes):
+            node = self.mixed_ops[edge](states[0], weights[edge])
+            for j in range(1, len(states)):
+                node = node + self.mixed_ops[edge + j](states[j], weights[edge + j])
+            if self.aggregation == "mean":
+                node = node / len(states)
+            edge += len(states)
+            states.append(node)
+        return torch.cat(states[2:], dim=1)
+
+
+class DerivedCell(nn.Module):
+    """A discrete cell built from one half (normal or reduce) of a genotype.
+
+    Each node sums the outputs of its genotype edges; every non-identity op is followed by a
+    :class:`DropPath`. The output concatenates the nodes listed in ``concat``.
+
+    Args:
+        nodes: per node, the ``(op_name, input_index)`` pairs of the genotype, strongest first.
+        concat: state indices concatenated into the output (2..n_nodes+1 in CDARTS).
+        affine: BN affine flag (False during search, True in the retrain network).
+    """
+
+    def __init__(
+        self,
+        nodes: Sequence[Sequence[tuple[str, int]]],
+        concat: Sequence[int],
+        c_prev_prev: int,
+        c_prev: int,
+        channels: int,
+        reduction: bool,
+        reduction_prev: bool,
+        affine: bool,
+    ) -> None:
+        super().__init__()
+        self.reduction = reduction
+        self.concat = tuple(concat)
+        self.inputs = tuple(tuple(index for _, index in node) for node in nodes)
+        self.preprocess0, self.preprocess1 = _preprocess(c_prev_prev, c_prev, channels, reduction_prev, affine)
+        # Per node, per edge: the op itself (for pool transfers) and the op + drop-path (to run).
+        self.edge_ops: list[list[nn.Module]] = []
+        self.edge_paths: list[list[nn.Module]] = []
+        for node in nodes:
+            ops = [build_op(op_name, channels, 2 if reduction and index < 2 else 1, affine) for op_name, index in node]
+            self.edge_ops.append(ops)
+            self.edge_paths.append([op if is_identity(op) else nn.Sequential(op, DropPath()) for op in ops])
+        self.nodes = nn.ModuleList(nn.ModuleList(paths) for paths in self.edge_paths)
+
+    def set_drop_path_prob(self, drop_prob: float) -> None:
+        for module in self.modules():
+            if isinstance(module, DropPath):
+                module.drop_prob = drop_prob
+
+    def edge_op(self, node: int, position: int) -> nn.Module:
+        """The candidate op (without its DropPath) of the ``position``-th edge of ``node``."""
+        return self.edge_ops[node][position]
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        for paths, inputs in zip(self.edge_paths, self.inputs, strict=True):
+            out = paths[0](states[inputs[0]])
+            for path, index in zip(paths[1:], inputs[1:], strict=True):
+                out = out + path(states[index])
+            states.append(out)
+        return torch.cat([states[i] for i in self.concat], dim=1)

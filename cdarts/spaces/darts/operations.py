@@ -1,0 +1,146 @@
+"""Candidate operations of the DARTS space and the building blocks they are made of.
+
+Every factory in :data:`OPS` maps ``(channels, stride, affine)`` to a module whose output has
+``channels`` channels and spatial size ``ceil(H / stride)``. All convolutions are bias-free.
+``affine`` is False in every search-time module and True in the retrain network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from cdarts.spaces.shared.conv_blocks import Zero
+
+
+class DilConv(nn.Sequential):
+    """ReLU -> depthwise (dilated) conv -> pointwise 1x1 conv -> BN."""
+
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel_size: int,
+        stride: int,
+        padding: int,
+        dilation: int,
+        affine: bool,
+    ) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(
+                c_in,
+                c_in,
+                kernel_size,
+                stride=stride,
+                padding=padding,
+                dilation=dilation,
+                groups=c_in,
+                bias=False,
+            ),
+            nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out, affine=affine),
+        )
+
+
+class SepConv(nn.Sequential):
+    """Two stacked :class:`DilConv` units with dilation 1; only the first one strides."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, padding: int, affine: bool) -> None:
+        super().__init__(
+            DilConv(c_in, c_in, kernel_size, stride, padding, 1, affine),
+            DilConv(c_in, c_out, kernel_size, 1, padding, 1, affine),
+        )
+
+
+class FactorizedConv(nn.Sequential):
+    """ReLU -> (k x 1) conv -> (1 x k) conv -> BN (the non-searchable ``conv_7x1_1x7``)."""
+
+    def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, affine: bool) -> None:
+        pad = kernel_size // 2
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_in, (1, kernel_size), stride=(1, stride), padding=(0, pad), bias=False),
+            nn.Conv2d(c_in, c_out, (kernel_size, 1), stride=(stride, 1), padding=(pad, 0), bias=False),
+            nn.BatchNorm2d(c_out, affine=affine),
+        )
+
+
+class FactorizedReduce(nn.Module):
+    """Halve H and W without losing half the pixels.
+
+    ReLU, then two 1x1 stride-2 convs with ``c_out // 2`` channels each: one sees the input as is,
+    the other the input shifted by one pixel (first row and column removed); concatenated, then BN.
+    Needs even H and W.
+    """
+
+    def __init__(self, c_in: int, c_out: int, affine: bool) -> None:
+        super().__init__()
+        if c_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even output width, got {c_out}")
+        self.relu = nn.ReLU(inplace=False)
+        self.conv_even = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_odd = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.after_relu(self.relu(x))
+
+    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """Everything but the leading ReLU, on an input that is already rectified."""
+        out = torch.cat([self.conv_even(x), self.conv_odd(x[:, :, 1:, 1:])], dim=1)
+        normalised: torch.Tensor = self.bn(out)
+        return normalised
+
+
+OpFactory = Callable[[int, int, bool], nn.Module]
+
+
+def _skip(channels: int, stride: int, affine: bool) -> nn.Module:
+    return nn.Identity() if stride == 1 else FactorizedReduce(channels, channels, affine)
+
+
+OPS: dict[str, OpFactory] = {
+    "none": lambda C, stride, affine: Zero(stride),
+    "max_pool_3x3": lambda C, stride, affine: nn.MaxPool2d(3, stride=stride, padding=1),
+    "avg_pool_3x3": lambda C, stride, affine: nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False),
+    "skip_connect": _skip,
+    "sep_conv_3x3": lambda C, stride, affine: SepConv(C, C, 3, stride, 1, affine),
+    "sep_conv_5x5": lambda C, stride, affine: SepConv(C, C, 5, stride, 2, affine),
+    "sep_conv_7x7": lambda C, stride, affine: SepConv(C, C, 7, stride, 3, affine),
+    "dil_conv_3x3": lambda C, stride, affine: DilConv(C, C, 3, stride, 2, 2, affine),
+    "dil_conv_5x5": lambda C, stride, affine: DilConv(C, C, 5, stride, 4, 2, affine),
+    "conv_7x1_1x7": lambda C, stride, affine: FactorizedConv(C, C, 7, stride, affine),
+}
+
+
+def build_op(name: str, channels: int, stride: int, affine: bool) -> nn.Module:
+    """Build the candidate op ``name`` (a key of :data:`OPS`)."""
+    try:
+        factory = OPS[name]
+    except KeyError:
+        raise ValueError(f"unknown operation {name!r}; known: {sorted(OPS)}") from None
+    return factory(channels, stride, affine)
+
+
+def after_leading_relu(op: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The rest of ``op`` after its leading ReLU, or None if it does not start with one.
+
+    The returned module shares ``op``'s submodules (and so its parameters), so several conv ops
+    of an edge can rectify their common input once. Keep it out of the module tree.
+    """
+    if isinstance(op, DilConv | FactorizedConv):
+        return nn.Sequential(*list(op.children())[1:])
+    if isinstance(op, SepConv):
+        first, second = op.children()
+        return nn.Sequential(*list(first.children())[1:], second)
+    if isinstance(op, FactorizedReduce):
+        return op.after_relu
+    return None
+
+
+def is_identity(op: nn.Module) -> bool:
+    """True for the stride-1 ``skip_connect`` (no drop-path, no parameters)."""
+    return isinstance(op, nn.Identity)

@@ -1,0 +1,1 @@
+"""Blocks and types more than one space builds on (heads, drop-path, the joint-model base)."""

@@ -40,7 +40,7 @@ from measure import machine
 
 from cdarts.architecture import Architecture
 from cdarts.baseline_comparison import ArchitectureScore, compare_with_random
-from cdarts.config import ExperimentConfig, load_config_spec, space_candidates
+from cdarts.config import ExperimentConfig, load_config_spec
 from cdarts.data.mnist import FASHION_MNIST_CLASSES, read_mnist
 from cdarts.data.prepared import PreparedDataset
 from cdarts.devices import resolve_device
@@ -220,7 +220,7 @@ def run_benchmark(
     _log(f"searched: {searched.genotype.to_string()}", start)
 
     space = get_space(config.search_space)
-    candidates = space_candidates(config.search_space, config.chain.allow_skip)
+    candidates = config.space_candidates()
     random_architectures = space.sample_architectures(
         random_count if random_count is not None else size.random_count,
         seed=config.seed + BASELINE_SEED_OFFSET,  # the pipeline's draws: the same baselines

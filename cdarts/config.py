@@ -74,24 +74,19 @@ from cdarts.config_base import (
 from cdarts.config_base import (
     ConfigSection as _Section,
 )
+from cdarts.config_base import SpaceSection
+from cdarts.config_migration import migrate_space_sections, refuse_foreign_sections
 from cdarts.config_overrides import SOURCES_WITH_LOCATION as SOURCES_WITH_LOCATION  # re-exported
 from cdarts.config_overrides import _merge, parse_overrides
 from cdarts.config_overrides import pipeline_overrides as pipeline_overrides  # re-exported
 from cdarts.config_overrides import source_overrides as source_overrides  # re-exported
 from cdarts.errors import ConfigError
 from cdarts.safe_yaml import load_yaml
-from cdarts.space_configs import (
-    ChainConfig,
-    DartsConfig,
-    NasBench201Config,
-    migrate_space_sections,
-    refuse_foreign_sections,
-)
-from cdarts.spaces.chain.candidates import CHAIN_CANDIDATES
-from cdarts.spaces.darts.candidates import PARAMETER_FREE_PRIMITIVES, PRIMITIVES
-from cdarts.spaces.nasbench201.candidates import NB201_OPS
+from cdarts.spaces.chain.config import ChainConfig
+from cdarts.spaces.darts.candidates import PARAMETER_FREE_PRIMITIVES
+from cdarts.spaces.darts.config import DartsConfig
+from cdarts.spaces.nasbench201.config import NasBench201Config
 
-SearchSpace = Literal["darts", "nasbench201", "chain"]
 DataSource = Literal["synthetic", "digits", "cifar10", "cifar100", "imagefolder", "mnist", "fashion-mnist"]
 
 
@@ -288,7 +283,7 @@ class ExperimentConfig(_Section):
     """A whole experiment; the YAML file's top level."""
 
     name: str = "experiment"
-    search_space: SearchSpace = "darts"
+    search_space: str = Field("darts", description="the search space: the name of one of the sections below")
     seed: int = Field(0, ge=0, le=MAX_SEED)
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     deterministic: bool = True
@@ -297,9 +292,37 @@ class ExperimentConfig(_Section):
     retrain: RetrainConfig = RetrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     tracking: TrackingConfig = TrackingConfig()
+    # One section per search space (a SpaceSection field named as the space), each space's
+    # shape; only the section of search_space is read.
     darts: DartsConfig = DartsConfig()
     nasbench201: NasBench201Config = NasBench201Config()
     chain: ChainConfig = ChainConfig()
+
+    @classmethod
+    def space_sections(cls) -> dict[str, type[SpaceSection]]:
+        """Every search space's section class by name (the names ``search_space`` accepts)."""
+        return {
+            name: field.annotation
+            for name, field in cls.model_fields.items()
+            if isinstance(field.annotation, type) and issubclass(field.annotation, SpaceSection)
+        }
+
+    def space_section(self) -> SpaceSection:
+        """The section of the configured search space."""
+        section: SpaceSection = getattr(self, self.search_space)
+        return section
+
+    def space_candidates(self) -> tuple[str, ...]:
+        """The configured space's candidate names (the columns of its alphas)."""
+        return self.space_section().candidates()
+
+    @field_validator("search_space")
+    @classmethod
+    def _known_space(cls, value: str) -> str:
+        known = cls.space_sections()
+        if value not in known:
+            raise ValueError(f"unknown search space {value!r} (known: {', '.join(known)})")
+        return value
 
     @field_validator("device")
     @classmethod
@@ -313,53 +336,41 @@ class ExperimentConfig(_Section):
     @classmethod
     def _space_sections_and_regularizer_defaults(cls, data: Any) -> Any:
         """The earlier layout's DARTS keys move to ``darts:``; another space's section is refused;
-        regulariser settings the user left out follow the search space (see space_candidates)."""
+        regulariser settings the user left out follow the search space (its regularizer_defaults)."""
         if not isinstance(data, dict):
             return data
+        sections = cls.space_sections()
         data = migrate_space_sections(data)
-        refuse_foreign_sections(data)
-        if data.get("search_space", "darts") == "darts":
-            return data
+        space = data.get("search_space", "darts")
+        section_class = sections.get(space) if isinstance(space, str) else None
+        if section_class is None:
+            return data  # field validation names the unknown space (or its wrong type)
+        refuse_foreign_sections(data, sections)
         search = data.get("search")
         regularizer = search.get("regularizer") if isinstance(search, dict) else None
-        if (search is not None and not isinstance(search, dict)) or (
-            regularizer is not None and not isinstance(regularizer, dict)
+        section = data.get(space)
+        if (
+            (search is not None and not isinstance(search, dict))
+            or (regularizer is not None and not isinstance(regularizer, dict))
+            or (section is not None and not isinstance(section, dict))
         ):
             return data  # let field validation report the wrong type
-        chain = data.get("chain")
-        allow_skip = chain.get("allow_skip", True) if isinstance(chain, dict) else True
-        defaults: dict[str, Any] = (
-            {"primitives": ["none"], "stage_repeats": 1, "reduction": "mean"}
-            if data["search_space"] == "nasbench201"
-            else {"primitives": ["skip"], "stage_repeats": 1, "reduction": "sum", "enabled": allow_skip is True}
-        )
+        defaults = section_class.regularizer_defaults(section or {})
+        if not defaults:
+            return data
         merged = {**defaults, **(regularizer or {})}
         return {**data, "search": {**(search or {}), "regularizer": merged}}
 
     @model_validator(mode="after")
     def _space_consistent(self) -> ExperimentConfig:
-        candidates = space_candidates(self.search_space, self.chain.allow_skip)
+        candidates = self.space_candidates()
         unknown = [p for p in self.search.regularizer.primitives if p not in candidates]
         if self.search.regularizer.enabled and unknown:
             raise ValueError(
                 f"search.regularizer.primitives {unknown} are not candidates of the {self.search_space} space "
                 f"({', '.join(candidates)})"
             )
-        if self.search_space == "nasbench201" and self.search.epochs_per_cycle != 1:
-            raise ValueError("the nasbench201 search runs exactly one joint epoch per cycle (epochs_per_cycle: 1)")
-        if self.search_space == "chain" and self.data.image_size < 32:
-            raise ValueError("the chain space downsamples 32x: data.image_size must be at least 32")
-        size = self.data.image_size
-        if self.search_space == "nasbench201" and (size % 4 or size < 8):
-            raise ValueError(
-                f"data.image_size {size} must be a multiple of 4 and at least 8 (the nasbench201 network halves "
-                "it twice and a distillation head reads the quarter-size map)"
-            )
-        if self.search_space == "darts":
-            for section, stem in (("darts", self.darts.stem), ("darts.retrain", self.darts.retrain.stem)):
-                divisor = 32 if stem == "imagenet" else 4  # cdarts.spaces.darts.layout.required_divisor(3, stem)
-                if size % divisor:
-                    raise ValueError(f"data.image_size {size} must be a multiple of {divisor} ({section}.stem {stem})")
+        self.space_section().check(self)
         return self
 
     def digest(self) -> str:
@@ -380,15 +391,6 @@ class ExperimentConfig(_Section):
             folder = PurePosixPath(self.data.location.rstrip("/")).name.lower()
             dataset = re.sub(r"[^a-z0-9]+", "-", folder).strip("-") or "imagefolder"
         return f"cdarts-{dataset[:80]}-{self.search_space}"
-
-
-def space_candidates(space: SearchSpace, allow_skip: bool = True) -> tuple[str, ...]:
-    """The candidate-op names of a space (the columns of its alphas)."""
-    if space == "nasbench201":
-        return NB201_OPS
-    if space == "chain":
-        return CHAIN_CANDIDATES + (("skip",) if allow_skip else ())
-    return PRIMITIVES
 
 
 # -- loading ------------------------------------------------------------------------------------

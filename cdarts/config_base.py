@@ -1,11 +1,15 @@
-"""What every config section shares: the bounds on sizes and the strict base model."""
+"""What every config section shares: the bounds on sizes, the strict base model, and the base of
+a search space's own section."""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from cdarts.config import ExperimentConfig
 
 # Upper bounds on sizes: generous (far beyond any paper setting) but low enough that a typo
 # such as image_size: 1000000 is refused here instead of exhausting memory inside torch.
@@ -35,3 +39,21 @@ Beta = Annotated[float, Field(ge=0, lt=1)]
 class ConfigSection(BaseModel):
     # allow_inf_nan=False: every float field (tuples included) must be finite.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class SpaceSection(ConfigSection):
+    """The section of one search space (``darts:``, ``nasbench201:``, ``chain:``): the shape of
+    its networks, and what the config must know of the space without building anything."""
+
+    def candidates(self) -> tuple[str, ...]:
+        """The space's candidate names: the columns of its alphas, in order."""
+        raise NotImplementedError
+
+    @classmethod
+    def regularizer_defaults(cls, section: dict[str, Any]) -> dict[str, Any]:
+        """``search.regularizer`` settings this space implies where the config leaves them out
+        (``section`` is this space's raw, not yet validated, section); none by default."""
+        return {}
+
+    def check(self, experiment: ExperimentConfig) -> None:
+        """Raise ValueError naming the key when the rest of ``experiment`` does not fit the space."""

@@ -26,7 +26,7 @@ from cdarts.baseline_comparison import (
     comparison_markdown,
 )
 from cdarts.cli.main import app
-from cdarts.config import ExperimentConfig, load_config, space_candidates
+from cdarts.config import ExperimentConfig, load_config
 from cdarts.errors import ConfigError
 from cdarts.runners.sample_baselines import run_sample_baselines
 from cdarts.spaces.darts.architecture import Genotype
@@ -45,7 +45,7 @@ def _config(name: str) -> ExperimentConfig:
 
 def _sample(config: ExperimentConfig, count: int, seed: int) -> list[Any]:
     space = get_space(config.search_space)
-    candidates = space_candidates(config.search_space, config.chain.allow_skip)
+    candidates = config.space_candidates()
     return space.sample_architectures(count, seed, candidates, space.alphas_layout(config))
 
 

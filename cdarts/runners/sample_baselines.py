@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cdarts.config import ExperimentConfig, space_candidates
+from cdarts.config import ExperimentConfig
 from cdarts.errors import ConfigError
 from cdarts.spaces.registry import get_space
 
@@ -17,7 +17,7 @@ def run_sample_baselines(experiment: ExperimentConfig, count: int) -> list[str]:
     if not 1 <= count <= MAX_RANDOM_BASELINES:
         raise ConfigError(f"random_baselines must be between 1 and {MAX_RANDOM_BASELINES}, got {count}")
     space = get_space(experiment.search_space)
-    candidates = space_candidates(experiment.search_space, experiment.chain.allow_skip)
+    candidates = experiment.space_candidates()
     try:
         drawn = space.sample_architectures(
             count, experiment.seed + BASELINE_SEED_OFFSET, candidates, space.alphas_layout(experiment)

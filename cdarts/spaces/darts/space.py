@@ -11,11 +11,11 @@ import torch
 
 from cdarts.config import ExperimentConfig, SearchConfig
 from cdarts.errors import ConfigError
-from cdarts.space_configs import DartsConfig
 from cdarts.spaces.base import SearchSpace
 from cdarts.spaces.darts.architecture import Genotype, cell_from_probabilities
 from cdarts.spaces.darts.candidates import PRIMITIVES
 from cdarts.spaces.darts.cells import node_edge_offsets, num_edges
+from cdarts.spaces.darts.config import DartsConfig
 from cdarts.spaces.darts.diagram import cell_svg, write_cell_diagrams
 from cdarts.spaces.darts.joint_network import JointNetwork
 from cdarts.spaces.darts.parser import reference_genotype_names, resolve_genotype

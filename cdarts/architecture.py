@@ -15,13 +15,12 @@ from typing import Any
 
 from cdarts.errors import GenotypeError
 from cdarts.safe_yaml import load_json
-from cdarts.spaces.chain.architecture import ChainArchitecture
 from cdarts.spaces.darts.architecture import Genotype
 from cdarts.spaces.darts.parser import parse_genotype_file
-from cdarts.spaces.nasbench201.architecture import Nb201Genotype
 from cdarts.spaces.registry import get_space, space_names
+from cdarts.spaces.shared.architecture_base import ArchitectureBase
 
-Architecture = Genotype | Nb201Genotype | ChainArchitecture
+Architecture = ArchitectureBase
 
 
 def architecture_from_dict(data: Any) -> Architecture:

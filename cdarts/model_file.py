@@ -14,7 +14,7 @@ from cdarts.atomic_files import write_text_atomic
 from cdarts.checkpoint import check_state_dict, load_checkpoint, save_checkpoint
 from cdarts.errors import CdartsError, CheckpointError
 from cdarts.spaces.registry import build_retrain_network
-from cdarts.spaces.retrain_model import RetrainModel
+from cdarts.spaces.shared.retrain_model import RetrainModel
 from cdarts.spaces.shared.retrain_spec import RetrainSpec, StemKind
 
 MODEL_FORMAT = 1

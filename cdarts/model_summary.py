@@ -17,7 +17,7 @@ from cdarts.architecture import Architecture
 from cdarts.spaces.chain.architecture import ChainArchitecture
 from cdarts.spaces.darts.space import PAPER_SIZES as PAPER_SIZES  # re-exported for the benchmarks
 from cdarts.spaces.registry import build_retrain_network
-from cdarts.spaces.retrain_model import RetrainModel
+from cdarts.spaces.shared.retrain_model import RetrainModel
 from cdarts.spaces.shared.retrain_spec import RetrainSpec
 
 

@@ -30,7 +30,7 @@ from cdarts.data.prepared import PreparedDataset, decode_image
 from cdarts.data.transforms import build_transform
 from cdarts.errors import CheckpointError, DataError
 from cdarts.model_file import load_model
-from cdarts.spaces.retrain_model import RetrainModel
+from cdarts.spaces.shared.retrain_model import RetrainModel
 
 Resize = Literal["none", "resize_center_crop", "imagenet_center_crop"]
 """``none``: images must arrive at ``image_size``; ``resize_center_crop``: shorter side to

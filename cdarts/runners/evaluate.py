@@ -24,7 +24,7 @@ from cdarts.errors import DataError, TrainingDivergedError
 from cdarts.model_file import load_model, read_logged_model_reference
 from cdarts.model_summary import summarize
 from cdarts.seeding import seed_everything
-from cdarts.spaces.retrain_model import RetrainModel
+from cdarts.spaces.shared.retrain_model import RetrainModel
 from cdarts.tracking import Tracker
 from cdarts.train.loops import evaluate
 

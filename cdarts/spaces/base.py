@@ -20,8 +20,8 @@ import torch
 if TYPE_CHECKING:
     from cdarts.architecture import Architecture
     from cdarts.config import ExperimentConfig
-    from cdarts.spaces.retrain_model import RetrainModel
     from cdarts.spaces.shared.joint_base import JointModel
+    from cdarts.spaces.shared.retrain_model import RetrainModel
     from cdarts.spaces.shared.retrain_spec import RetrainSpec
 
 

@@ -9,7 +9,7 @@ from cdarts.spaces.base import SearchSpace
 from cdarts.spaces.chain.space import ChainSpace
 from cdarts.spaces.darts.space import DartsSpace
 from cdarts.spaces.nasbench201.space import NasBench201Space
-from cdarts.spaces.retrain_model import RetrainModel
+from cdarts.spaces.shared.retrain_model import RetrainModel
 from cdarts.spaces.shared.retrain_spec import RetrainSpec
 
 if TYPE_CHECKING:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from cdarts.errors import GenotypeError
+from cdarts.spaces.shared.architecture_base import ArchitectureBase
 
 NUM_CHOICES = 6
 NUM_STAGES = 5
@@ -29,7 +30,7 @@ CHAIN_ARCHITECTURES: dict[str, list[list[int]]] = {
 
 
 @dataclass(frozen=True)
-class ChainArchitecture:
+class ChainArchitecture(ArchitectureBase):
     """``choices[s][l]``: the block (0..5, see ``network.CHOICES``) of layer l of searchable stage s."""
 
     choices: tuple[tuple[int, ...], ...]

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from cdarts.spaces.chain.architecture import ChainArchitecture
 from cdarts.spaces.chain.network import ChainNetwork
+from cdarts.spaces.shared.retrain_model import RetrainModel
 from cdarts.spaces.shared.retrain_spec import RetrainSpec
 
 
-class ChainRetrainNetwork(nn.Module):
+class ChainRetrainNetwork(RetrainModel):
     """``forward`` returns ``(logits, None)``; drop-path grows with depth (see ChainNetwork)."""
 
     def __init__(self, genotype: ChainArchitecture, spec: RetrainSpec) -> None:

@@ -18,7 +18,7 @@ from cdarts.spaces.chain.joint_network import ChainJointNetwork
 from cdarts.spaces.chain.network import STAGE_CHANNELS
 from cdarts.spaces.chain.retrain_network import ChainRetrainNetwork
 from cdarts.spaces.chain.supernet import architecture_from_probabilities, slot_probabilities
-from cdarts.spaces.retrain_model import RetrainModel
+from cdarts.spaces.shared.retrain_model import RetrainModel
 from cdarts.spaces.shared.retrain_spec import RetrainSpec
 
 if TYPE_CHECKING:

@@ -17,6 +17,7 @@ from cdarts.errors import GenotypeError
 from cdarts.spaces.darts.candidates import NONE_PRIMITIVE, PRIMITIVES
 from cdarts.spaces.darts.cells import node_edge_offsets
 from cdarts.spaces.darts.operations import OPS
+from cdarts.spaces.shared.architecture_base import ArchitectureBase
 
 GENOTYPE_SCHEMA_VERSION = 1
 
@@ -25,7 +26,7 @@ Gene = tuple[tuple[str, int], ...]
 
 
 @dataclass(frozen=True)
-class Genotype:
+class Genotype(ArchitectureBase):
     """A discrete DARTS-space architecture (one normal and one reduction cell)."""
 
     normal: tuple[Gene, ...]

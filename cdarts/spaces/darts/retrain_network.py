@@ -10,6 +10,7 @@ from cdarts.spaces.darts.architecture import Genotype
 from cdarts.spaces.darts.eval_network import EvalNetwork
 from cdarts.spaces.darts.layout import plan_cells, required_divisor, stage_spatial_sizes
 from cdarts.spaces.darts.stems import build_stem
+from cdarts.spaces.shared.retrain_model import RetrainModel
 from cdarts.spaces.shared.retrain_spec import RetrainSpec, StemKind
 
 
@@ -54,7 +55,7 @@ class AuxiliaryHead(nn.Module):
         return logits
 
 
-class RetrainNetwork(nn.Module):
+class RetrainNetwork(RetrainModel):
     """Stem -> discrete cells (affine BN, drop-path) -> global pool -> linear, plus the auxiliary head.
 
     ``forward`` returns ``(logits, aux_logits)``; ``aux_logits`` is None in eval mode or without

@@ -20,7 +20,7 @@ from cdarts.spaces.darts.diagram import cell_svg, write_cell_diagrams
 from cdarts.spaces.darts.joint_network import JointNetwork
 from cdarts.spaces.darts.parser import reference_genotype_names, resolve_genotype
 from cdarts.spaces.darts.retrain_network import RetrainNetwork
-from cdarts.spaces.retrain_model import RetrainModel
+from cdarts.spaces.shared.retrain_model import RetrainModel
 from cdarts.spaces.shared.retrain_spec import RetrainSpec
 from cdarts.train.recipe import cifar_param_count_rule
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
 from cdarts.errors import GenotypeError
 from cdarts.spaces.nasbench201.candidates import NB201_OPS
+from cdarts.spaces.shared.architecture_base import ArchitectureBase
 
 NB201_NODES = 4  # the input and three computed nodes
 NB201_EDGES = 6
@@ -26,7 +27,7 @@ MAX_ARCH_STRING = 512
 
 
 @dataclass(frozen=True)
-class Nb201Genotype:
+class Nb201Genotype(ArchitectureBase):
     """``nodes[i - 1][j]`` is the op from node j to node i (i = 1..3, j < i)."""
 
     nodes: tuple[tuple[str, ...], ...]
@@ -87,7 +88,7 @@ class Nb201Genotype:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         return {"space": "nasbench201", "arch": self.to_arch_string()}
 
     @classmethod

@@ -4,14 +4,14 @@ setting: affine BN, no auxiliary head, no drop-path)."""
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from cdarts.spaces.nasbench201.architecture import Nb201Genotype
 from cdarts.spaces.nasbench201.networks import Nb201Network
+from cdarts.spaces.shared.retrain_model import RetrainModel
 from cdarts.spaces.shared.retrain_spec import RetrainSpec
 
 
-class Nb201RetrainNetwork(nn.Module):
+class Nb201RetrainNetwork(RetrainModel):
     """``forward`` returns ``(logits, None)`` like the DARTS retrain network; C and N come from
     ``spec.init_channels`` and ``spec.cells``."""
 

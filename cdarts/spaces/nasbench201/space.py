@@ -18,7 +18,7 @@ from cdarts.spaces.nasbench201.diagram import nb201_cell_svg, write_nb201_cell_d
 from cdarts.spaces.nasbench201.joint_network import Nb201JointNetwork
 from cdarts.spaces.nasbench201.lookup import JsonBenchmarkLookup
 from cdarts.spaces.nasbench201.retrain_network import Nb201RetrainNetwork
-from cdarts.spaces.retrain_model import RetrainModel
+from cdarts.spaces.shared.retrain_model import RetrainModel
 from cdarts.spaces.shared.retrain_spec import RetrainSpec
 
 if TYPE_CHECKING:

@@ -62,6 +62,14 @@ def _changed(before: list[torch.Tensor], parameters: list[torch.nn.Parameter]) -
 def test_every_space_is_registered() -> None:
     assert set(space_names()) == {"darts", "nasbench201", "chain"}
     assert {get_space(name).name for name in space_names()} == set(space_names())
+    assert list(ExperimentConfig.space_sections()) == list(space_names())  # a config section per space
+
+
+@pytest.mark.parametrize("name", space_names())
+def test_the_config_section_names_the_networks_candidates(name: str) -> None:
+    _, config, model = _setup(name)
+    assert config.space_section() is getattr(config, name)
+    assert config.space_candidates() == model.candidates
 
 
 @pytest.mark.parametrize("name", space_names())

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,14 +18,15 @@ from cdarts.config import ExperimentConfig
 from cdarts.data.datasets import split_dataset
 from cdarts.data.prepared import PreparedDataset
 from cdarts.data.sampling import SplitLoader, build_split_loader
-from cdarts.runners.stage_setup import set_up_stage
+from cdarts.runners.stage_setup import StageSetup, set_up_stage
 from cdarts.search.build import build_search_model
-from cdarts.search.cyclic_search import CycleReport, CyclicSearch, ProgressCallback, SearchLoaders
+from cdarts.search.cyclic_search import CycleReport, CyclicSearch, ProgressCallback, SearchLoaders, SearchResult
 from cdarts.spaces.registry import get_space
 from cdarts.spaces.shared.joint_base import JointModel
 from cdarts.tracking import FanOutTracker, JsonlTracker, Tracker
 
 CHECKPOINT_NAME = "checkpoints/search-last.pt"
+BenchmarkLookup = Callable[[Architecture], dict[str, float] | None]  # a tabular benchmark's numbers
 
 
 @dataclass
@@ -98,66 +100,111 @@ def run_search(
     is also uploaded there, and a run without a local checkpoint starts from the mirrored one.
     """
     setup = set_up_stage(config, dataset_dir, out_dir, "search")
-    device, prepared, distributed = setup.device, setup.prepared, setup.distributed
-    if device.type == "cuda" and config.search.impl == "fast" and not config.deterministic:
-        torch.backends.cudnn.benchmark = True  # fixed shapes: autotuned kernels pay off from step 2
-
     # Read before the search starts: a bad benchmark file fails the stage at once, not after a cycle.
     lookup = get_space(config.search_space).benchmark(config)
-    loaders = _build_loaders(config, prepared, distributed.rank, distributed.world_size)
-    model = build_search_model(config, prepared.channels, prepared.num_classes)
-    model = model.to(device)
-    distributed.broadcast_module(model)
-
-    trackers: list[Tracker] = [JsonlTracker(out_dir / "metrics.jsonl")] if distributed.is_main else []
-    if tracker is not None:
-        trackers.append(tracker)
-    log = FanOutTracker(trackers)
-
-    def on_cycle_end(report: CycleReport) -> None:
-        if distributed.is_main:
-            benchmark = lookup(report.genotype) if lookup is not None else None
-            _write_cycle(out_dir, report, benchmark)
-            if lookup is not None:
-                # Logged per cycle at the cycle's index; an architecture missing from the file is
-                # recorded as such, not guessed.
-                found = {f"benchmark/{name}": value for name, value in (benchmark or {}).items()}
-                log.log_metrics({**found, "benchmark/found": float(benchmark is not None)}, report.cycle)
-            if tracker is not None:
-                tracker.log_artifact(out_dir / "genotypes" / f"cycle_{report.cycle:03d}.json", "genotypes")
-
-    mirror = CheckpointMirror(checkpoint_mirror) if checkpoint_mirror else None
-    if mirror is not None and distributed.is_main:
-        mirror.check()
-        mirror.restore(out_dir / CHECKPOINT_NAME)
-    distributed.barrier()
+    model = _build_model(config, setup)
+    log = _metrics_log(out_dir, setup, tracker)
+    mirror = _restore_from_mirror(checkpoint_mirror, out_dir, setup)
     search = CyclicSearch(
         model,
-        loaders,
+        _build_loaders(config, setup.prepared, setup.distributed.rank, setup.distributed.world_size),
         config,
-        device,
+        setup.device,
         out_dir / CHECKPOINT_NAME,
-        distributed=distributed,
+        distributed=setup.distributed,
         tracker=log,
         progress=progress,
-        on_cycle_end=on_cycle_end,
-        dataset_digest=prepared.digest,
+        on_cycle_end=_cycle_writer(out_dir, setup, lookup, log, tracker),
+        dataset_digest=setup.prepared.digest,
         on_checkpoint=mirror.publish if mirror is not None else None,
     )
+    _resume_or_start(search, log, config, setup, out_dir, tracker)
+    result = search.run(max_iterations=max_iterations)
+    return _finish(config, model, result, setup, out_dir, tracker)
+
+
+def _build_model(config: ExperimentConfig, setup: StageSetup) -> JointModel:
+    """The space's joint network on the stage's device, identical on every rank."""
+    if setup.device.type == "cuda" and config.search.impl == "fast" and not config.deterministic:
+        torch.backends.cudnn.benchmark = True  # fixed shapes: autotuned kernels pay off from step 2
+    model = build_search_model(config, setup.prepared.channels, setup.prepared.num_classes).to(setup.device)
+    setup.distributed.broadcast_module(model)
+    return model
+
+
+def _metrics_log(out_dir: Path, setup: StageSetup, tracker: Tracker | None) -> FanOutTracker:
+    """metrics.jsonl on rank 0, plus the stage's tracker."""
+    trackers: list[Tracker] = [JsonlTracker(out_dir / "metrics.jsonl")] if setup.distributed.is_main else []
+    if tracker is not None:
+        trackers.append(tracker)
+    return FanOutTracker(trackers)
+
+
+def _restore_from_mirror(uri: str | None, out_dir: Path, setup: StageSetup) -> CheckpointMirror | None:
+    """The checkpoint mirror, checked, with its checkpoint copied in where there is none locally."""
+    mirror = CheckpointMirror(uri) if uri else None
+    if mirror is not None and setup.distributed.is_main:
+        mirror.check()
+        mirror.restore(out_dir / CHECKPOINT_NAME)
+    setup.distributed.barrier()
+    return mirror
+
+
+def _cycle_writer(
+    out_dir: Path, setup: StageSetup, lookup: BenchmarkLookup | None, log: FanOutTracker, tracker: Tracker | None
+) -> Callable[[CycleReport], None]:
+    """What happens at the end of every cycle (rank 0): the cycle's genotype file, the tabular
+    benchmark's numbers for it, the file as a tracked artifact."""
+
+    def on_cycle_end(report: CycleReport) -> None:
+        if not setup.distributed.is_main:
+            return
+        benchmark = lookup(report.genotype) if lookup is not None else None
+        _write_cycle(out_dir, report, benchmark)
+        if lookup is not None:
+            # Logged per cycle at the cycle's index; an architecture missing from the file is
+            # recorded as such, not guessed.
+            found = {f"benchmark/{name}": value for name, value in (benchmark or {}).items()}
+            log.log_metrics({**found, "benchmark/found": float(benchmark is not None)}, report.cycle)
+        if tracker is not None:
+            tracker.log_artifact(out_dir / "genotypes" / f"cycle_{report.cycle:03d}.json", "genotypes")
+
+    return on_cycle_end
+
+
+def _resume_or_start(
+    search: CyclicSearch,
+    log: FanOutTracker,
+    config: ExperimentConfig,
+    setup: StageSetup,
+    out_dir: Path,
+    tracker: Tracker | None,
+) -> None:
+    """Continue from a checkpoint if there is one; record the config, parameters and dataset."""
     if search.try_resume():  # a killed run's lines past the checkpoint are logged again
         log.resume_after(search.global_step)
-    if distributed.is_main:
-        (out_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
-        if tracker is not None:
-            tracker.log_params(config.model_dump(mode="json", exclude={"tracking"}))
-            tracker.set_tags({"cdarts.dataset_digest": prepared.digest})
-            tracker.log_dataset(
-                config.data.source, prepared.digest, config.data.location or config.data.source, "training"
-            )
-    result = search.run(max_iterations=max_iterations)
+    if not setup.distributed.is_main:
+        return
+    (out_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
+    if tracker is not None:
+        tracker.log_params(config.model_dump(mode="json", exclude={"tracking"}))
+        tracker.set_tags({"cdarts.dataset_digest": setup.prepared.digest})
+        tracker.log_dataset(
+            config.data.source, setup.prepared.digest, config.data.location or config.data.source, "training"
+        )
 
+
+def _finish(
+    config: ExperimentConfig,
+    model: JointModel,
+    result: SearchResult,
+    setup: StageSetup,
+    out_dir: Path,
+    tracker: Tracker | None,
+) -> SearchRunResult:
+    """After a whole search (not a stop at max_iterations): alphas.pt and genotype.json, tracked."""
     alphas_path = genotype_path = None
-    if result.completed and distributed.is_main:
+    if result.completed and setup.distributed.is_main:
         alphas_path = out_dir / "alphas.pt"
         save_alphas(_alphas_file(config, model, result.alphas), alphas_path)
         genotype_path = out_dir / "genotype.json"
@@ -166,7 +213,7 @@ def run_search(
             tracker.set_tags({"cdarts.genotype": result.genotype.to_string()})
             for path in (out_dir / "config.yaml", genotype_path, alphas_path):
                 tracker.log_artifact(path)
-    distributed.barrier()
+    setup.distributed.barrier()
     return SearchRunResult(
         genotype=result.genotype,
         alphas=result.alphas,

@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import machine, peak_memory_mb, reset_peak_memory, timed
 
 from cdarts.devices import autocast, resolve_device
-from cdarts.model_summary import PAPER_SIZES
 from cdarts.spaces.darts.parser import resolve_genotype
 from cdarts.spaces.darts.retrain_network import RetrainNetwork
+from cdarts.spaces.darts.space import PAPER_SIZES
 
 VARIANTS = ("eager", "fast", "compiled")
 

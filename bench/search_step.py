@@ -40,10 +40,10 @@ from measure import (
 from cdarts.config import load_config
 from cdarts.devices import resolve_device
 from cdarts.distributed import DistributedContext
-from cdarts.search.build import build_joint_network
 from cdarts.search.optimizers import CycleOptimizers, build_cycle_optimizers
 from cdarts.search.steps import Batch, SearchStepper
 from cdarts.spaces.darts.joint_network import JointNetwork
+from cdarts.spaces.darts.space import build_joint_network
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMPLEMENTATIONS = ("reference", "fast")

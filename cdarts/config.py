@@ -74,8 +74,7 @@ from cdarts.config_base import (
 from cdarts.config_base import (
     ConfigSection as _Section,
 )
-from cdarts.config_base import SpaceSection
-from cdarts.config_migration import migrate_space_sections, refuse_foreign_sections
+from cdarts.config_base import SpaceSection, refuse_foreign_sections
 from cdarts.config_overrides import SOURCES_WITH_LOCATION as SOURCES_WITH_LOCATION  # re-exported
 from cdarts.config_overrides import _merge, parse_overrides
 from cdarts.config_overrides import pipeline_overrides as pipeline_overrides  # re-exported
@@ -335,12 +334,14 @@ class ExperimentConfig(_Section):
     @model_validator(mode="before")
     @classmethod
     def _space_sections_and_regularizer_defaults(cls, data: Any) -> Any:
-        """The earlier layout's DARTS keys move to ``darts:``; another space's section is refused;
+        """Each space migrates keys of an earlier layout into its section (DARTS: from search: and
+        retrain: into darts:); another space's section is refused;
         regulariser settings the user left out follow the search space (its regularizer_defaults)."""
         if not isinstance(data, dict):
             return data
         sections = cls.space_sections()
-        data = migrate_space_sections(data)
+        for each_section in sections.values():
+            data = each_section.migrate_config(data)
         space = data.get("search_space", "darts")
         section_class = sections.get(space) if isinstance(space, str) else None
         if section_class is None:

@@ -55,5 +55,28 @@ class SpaceSection(ConfigSection):
         (``section`` is this space's raw, not yet validated, section); none by default."""
         return {}
 
+    @classmethod
+    def migrate_config(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """The raw config with keys of an earlier layout that belong to this space moved into
+        its section (warning once); unchanged by default."""
+        return data
+
     def check(self, experiment: ExperimentConfig) -> None:
         """Raise ValueError naming the key when the rest of ``experiment`` does not fit the space."""
+
+
+def refuse_foreign_sections(data: dict[str, Any], sections: dict[str, type[SpaceSection]]) -> None:
+    """A section of another space than ``search_space`` with settings of its own is an error
+    (it would be ignored); one equal to the defaults is what a saved config holds and passes.
+    ``sections``: every space's section class by name."""
+    space = data.get("search_space", "darts")
+    for name, model in sections.items():
+        given = data.get(name)
+        if name == space or given in (None, {}) or not isinstance(given, dict):
+            continue
+        try:
+            at_defaults = model.model_validate(given) == model()
+        except ValueError:
+            continue  # a bad value: the section's own validation names the key
+        if not at_defaults:
+            raise ValueError(f"the {name}: section applies to search_space {name} only (this config's is {space})")

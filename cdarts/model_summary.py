@@ -14,8 +14,6 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cdarts.architecture import Architecture
-from cdarts.spaces.chain.architecture import ChainArchitecture
-from cdarts.spaces.darts.space import PAPER_SIZES as PAPER_SIZES  # re-exported for the benchmarks
 from cdarts.spaces.registry import build_retrain_network
 from cdarts.spaces.shared.retrain_model import RetrainModel
 from cdarts.spaces.shared.retrain_spec import RetrainSpec
@@ -55,9 +53,3 @@ def summarize(model: RetrainModel) -> ModelSummary:
 
 def summarize_genotype(genotype: Architecture, spec: RetrainSpec) -> ModelSummary:
     return summarize(build_retrain_network(genotype, spec))
-
-
-def summarize_chain(choices: list[list[int]], image_size: int = 224, num_classes: int = 1000) -> ModelSummary:
-    """A chain-space network (no auxiliary head) on one ``image_size`` RGB image."""
-    spec = RetrainSpec("imagenet", 3, num_classes, image_size, 0, 0, 1, False, 0.2)
-    return summarize_genotype(ChainArchitecture.from_lists(choices), spec)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from cdarts.config import ExperimentConfig, load_config
-from cdarts.search.build import build_joint_network
 from cdarts.spaces.darts.joint_network import JointNetwork
+from cdarts.spaces.darts.space import build_joint_network
 from tests.fake_kfp_server import FakeKfp, start_fake_kfp
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -11,10 +11,11 @@ from typer.testing import CliRunner
 
 from cdarts.cli.main import app
 from cdarts.errors import GenotypeError
-from cdarts.model_summary import summarize_chain
-from cdarts.spaces.chain.architecture import chain_architecture
+from cdarts.model_summary import summarize_genotype
+from cdarts.spaces.chain.architecture import ChainArchitecture, chain_architecture
 from cdarts.spaces.chain.blocks import InvertedResidual, round_to_8
 from cdarts.spaces.chain.network import ChainNetwork, layer_specs
+from cdarts.spaces.registry import get_space
 
 runner = CliRunner()
 
@@ -45,7 +46,9 @@ def test_one_inverted_residual_matches_the_closed_forms() -> None:
 def test_published_architectures_reproduce_their_size_and_cost(
     name: str, params: int, multiply_adds: int, layers: int
 ) -> None:
-    summary = summarize_chain(chain_architecture(name))
+    architecture = ChainArchitecture.from_lists(chain_architecture(name))
+    spec, _, _ = get_space("chain").paper_network(architecture, "imagenet", None, None)
+    summary = summarize_genotype(architecture, spec)
     assert (summary.params, summary.multiply_adds) == (params, multiply_adds)
     assert len(ChainNetwork(chain_architecture(name)).layers()) == layers
     paper = {"CDARTS_A": (7.0e6, 294e6), "CDARTS_B": (6.4e6, 394e6)}[name]

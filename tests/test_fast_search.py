@@ -11,11 +11,11 @@ import torch.nn.functional as F
 
 from cdarts.config import ExperimentConfig
 from cdarts.distributed import DistributedContext
-from cdarts.search.build import build_joint_network
 from cdarts.search.losses import distillation_loss
 from cdarts.search.optimizers import build_cycle_optimizers
 from cdarts.search.steps import SearchStepper
 from cdarts.spaces.darts.joint_network import JointNetwork
+from cdarts.spaces.darts.space import build_joint_network
 from tests.conftest import tiny_batch
 
 RELATIVE_TOLERANCE = 1e-5

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from cdarts.config import build_config, load_config
-from cdarts.config_migration import _warned
 from cdarts.errors import ConfigError
+from cdarts.spaces.darts.config_migration import _warned
 from tests.conftest import CONFIGS
 
 EARLIER = {

@@ -101,8 +101,9 @@ def diff(
 
 @app.command("list")
 def list_names() -> None:
-    """List the reference genotypes shipped with cdarts."""
-    from cdarts.spaces.darts.parser import reference_genotype_names
+    """List the published architectures shipped with cdarts, of every space (name and space)."""
+    from cdarts.spaces.registry import get_space, space_names
 
-    for name in reference_genotype_names():
-        typer.echo(name)
+    for space in space_names():
+        for name in get_space(space).reference_names():
+            typer.echo(f"{name}  {space}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from cdarts.search.build import build_joint_network
 from cdarts.search.cyclic_search import CycleReport, CyclicSearch, SearchLoaders, SearchResult
 from cdarts.search.steps import SearchStepper
 
@@ -12,5 +11,4 @@ __all__ = [
     "SearchLoaders",
     "SearchResult",
     "SearchStepper",
-    "build_joint_network",
 ]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from cdarts.config import ExperimentConfig
-from cdarts.spaces.darts.space import build_joint_network as build_joint_network  # re-exported
 from cdarts.spaces.registry import get_space
 from cdarts.spaces.shared.joint_base import JointModel
 
-__all__ = ["build_joint_network", "build_search_model"]
+__all__ = ["build_search_model"]
 
 
 def build_search_model(experiment: ExperimentConfig, in_channels: int, num_classes: int) -> JointModel:

@@ -3,12 +3,13 @@ retrained network."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
 from cdarts.config_base import MAX_CELLS, MAX_CHANNELS, MAX_NODES, CellCount, ConfigSection, SpaceSection
 from cdarts.spaces.darts.candidates import PRIMITIVES
+from cdarts.spaces.darts.config_migration import migrate_space_sections
 
 if TYPE_CHECKING:
     from cdarts.config import ExperimentConfig
@@ -63,6 +64,10 @@ class DartsConfig(SpaceSection):
 
     def candidates(self) -> tuple[str, ...]:
         return PRIMITIVES
+
+    @classmethod
+    def migrate_config(cls, data: dict[str, Any]) -> dict[str, Any]:
+        return migrate_space_sections(data)
 
     def check(self, experiment: ExperimentConfig) -> None:
         size = experiment.data.image_size

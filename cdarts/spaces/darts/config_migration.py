@@ -1,13 +1,11 @@
 """Configs written when the DARTS networks' shape lived under ``search:`` and ``retrain:``
-migrate to the ``darts:`` section (with one warning), and a section of another space than
-``search_space`` is refused. ``search:`` keeps the algorithm and ``retrain:`` the recipe of every space."""
+migrate to the ``darts:`` section, with one warning naming the new keys. ``search:`` keeps the
+algorithm and ``retrain:`` the recipe of every space."""
 
 from __future__ import annotations
 
 import sys
 from typing import Any
-
-from cdarts.config_base import SpaceSection
 
 _SEARCH_KEYS = (
     "stem", "init_channels", "stem_multiplier", "n_nodes", "search_cells", "eval_cells",
@@ -55,20 +53,3 @@ def migrate_space_sections(data: dict[str, Any]) -> dict[str, Any]:
         )
         print(f"cdarts: warning: config: {message}; update the config file", file=sys.stderr)
     return out
-
-
-def refuse_foreign_sections(data: dict[str, Any], sections: dict[str, type[SpaceSection]]) -> None:
-    """A section of another space than ``search_space`` with settings of its own is an error
-    (it would be ignored); one equal to the defaults is what a saved config holds and passes.
-    ``sections``: every space's section class by name."""
-    space = data.get("search_space", "darts")
-    for name, model in sections.items():
-        given = data.get(name)
-        if name == space or given in (None, {}) or not isinstance(given, dict):
-            continue
-        try:
-            at_defaults = model.model_validate(given) == model()
-        except ValueError:
-            continue  # a bad value: the section's own validation names the key
-        if not at_defaults:
-            raise ValueError(f"the {name}: section applies to search_space {name} only (this config's is {space})")

@@ -1,8 +1,8 @@
 """One name for the discrete architecture of every search space, and how to read one.
 
-``Architecture`` is a DARTS-space :class:`Genotype`, a NAS-Bench-201 :class:`Nb201Genotype` or a
-:class:`ChainArchitecture`. All three are frozen plain data with ``space``, ``to_dict`` /
-``to_json`` (JSON objects carrying ``"space"``) and ``to_string`` (the space's text form).
+``Architecture`` is the base of every space's architecture type (a DARTS-space ``Genotype``, a
+NAS-Bench-201 ``Nb201Genotype``, a ``ChainArchitecture``): frozen plain data with ``space``,
+``to_dict`` / ``to_json`` (JSON objects carrying ``"space"``) and ``to_string`` (the space's text form).
 Reading one asks every registered space (``cdarts.spaces``) in turn; the spaces name this module's
 types only for type checking, so the import runs one way.
 """
@@ -15,8 +15,6 @@ from typing import Any
 
 from cdarts.errors import GenotypeError
 from cdarts.safe_yaml import load_json
-from cdarts.spaces.darts.architecture import Genotype
-from cdarts.spaces.darts.parser import parse_genotype_file
 from cdarts.spaces.registry import get_space, space_names
 from cdarts.spaces.shared.architecture_base import ArchitectureBase
 
@@ -66,18 +64,20 @@ def resolve_architecture(spec: str) -> Architecture:
 
 
 def read_architecture_file(path: Path) -> Architecture:
-    """A genotype file of any space (our JSON, a space's string form, or the DARTS space's other
-    file forms: the CDARTS per-stage JSON, a ``Genotype(...)`` string)."""
+    """An architecture file of any space: our JSON (carrying ``"space"``), else the first space
+    whose file forms the text matches (the DARTS space also reads the CDARTS per-stage JSON and
+    ``Genotype(...)`` strings)."""
     try:
         text = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as error:
         raise GenotypeError(f"cannot read genotype file {path}: {error}") from None
-    if text.startswith("{"):
-        data = architecture_from_json(text, str(path)) if '"space"' in text else None
-        if data is not None and not isinstance(data, Genotype):
-            return data
-    elif not text.startswith("Genotype"):
-        parsed = _parse_by_any_space(text)
-        if parsed is not None and not isinstance(parsed, Genotype):  # (a name in a file is not read as one)
-            return parsed
-    return parse_genotype_file(path)
+    if text.startswith("{") and '"space"' in text:
+        return architecture_from_json(text, str(path))
+    for name in space_names():
+        found = get_space(name).read_file_text(text, str(path))
+        if found is not None:
+            return found
+    raise GenotypeError(
+        f"{path} holds no architecture: neither our genotype JSON, a Genotype(...) string, a NAS-Bench-201 arch "
+        "string (|op~0|+...) nor a chain string (chain:3-33-...)"
+    )

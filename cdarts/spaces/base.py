@@ -42,6 +42,12 @@ class SearchSpace(ABC):
         """The architecture ``text`` names in this space's own forms (a reference name, the
         space's string form), or None when the text is not of this space."""
 
+    def read_file_text(self, text: str, origin: str) -> Architecture | None:
+        """The architecture a file's (stripped) text holds in one of this space's file forms, or
+        None when it is none of them; our JSON carrying ``"space"`` is read before any space is
+        asked. By default the forms :meth:`parse` reads."""
+        return self.parse(text)
+
     @abstractmethod
     def reference_names(self) -> list[str]:
         """Names of the published architectures :meth:`parse` knows."""

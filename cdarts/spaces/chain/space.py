@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from cdarts.config import ExperimentConfig
 from cdarts.errors import ConfigError
 from cdarts.spaces.base import SearchSpace
 from cdarts.spaces.chain.architecture import CHAIN_ARCHITECTURES, ChainArchitecture, chain_architecture
@@ -23,6 +22,7 @@ from cdarts.spaces.shared.retrain_spec import RetrainSpec
 
 if TYPE_CHECKING:
     from cdarts.architecture import Architecture
+    from cdarts.config import ExperimentConfig
 
 
 def _stage_layers(layout: dict[str, Any]) -> tuple[int, ...]:

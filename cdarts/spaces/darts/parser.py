@@ -109,18 +109,26 @@ def parse_genotype_file(path: Path) -> Genotype:
     stripped = text.strip()
     if not stripped.startswith("{"):
         return parse_genotype_string(stripped)
+    return parse_genotype_json(stripped, str(path))
+
+
+def parse_genotype_json(text: str, origin: str) -> Genotype:
+    """Our genotype JSON (``schema_version``) or the CDARTS per-stage mapping; ``origin`` names
+    the file in errors."""
     try:
-        data = load_json(stripped, f"genotype file {path}", GenotypeError)
+        data = load_json(text, f"genotype file {origin}", GenotypeError)
     except json.JSONDecodeError as error:
-        raise GenotypeError(f"{path} is not valid JSON: {error.msg} (line {error.lineno})") from None
+        raise GenotypeError(f"{origin} is not valid JSON: {error.msg} (line {error.lineno})") from None
+    if not isinstance(data, dict):
+        raise GenotypeError(f"{origin} must hold a JSON object")
     if "schema_version" in data:
         return Genotype.from_dict(data)
     if data and all(key.isdigit() and isinstance(value, str) for key, value in data.items()):
         genotypes = {parse_genotype_string(value) for value in data.values()}
         if len(genotypes) != 1:
-            raise GenotypeError(f"{path} holds different genotypes per stage; only one shared genotype is supported")
+            raise GenotypeError(f"{origin} holds different genotypes per stage; only one shared genotype is supported")
         return genotypes.pop()
-    raise GenotypeError(f"{path} is neither a genotype JSON (schema_version) nor a stage -> Genotype(...) mapping")
+    raise GenotypeError(f"{origin} is neither a genotype JSON (schema_version) nor a stage -> Genotype(...) mapping")
 
 
 def resolve_genotype(spec: str) -> Genotype:

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from cdarts.config import ExperimentConfig, SearchConfig
 from cdarts.errors import ConfigError
 from cdarts.spaces.base import SearchSpace
 from cdarts.spaces.darts.architecture import Genotype, cell_from_probabilities
@@ -18,7 +17,12 @@ from cdarts.spaces.darts.cells import node_edge_offsets, num_edges
 from cdarts.spaces.darts.config import DartsConfig
 from cdarts.spaces.darts.diagram import cell_svg, write_cell_diagrams
 from cdarts.spaces.darts.joint_network import JointNetwork
-from cdarts.spaces.darts.parser import reference_genotype_names, resolve_genotype
+from cdarts.spaces.darts.parser import (
+    parse_genotype_json,
+    parse_genotype_string,
+    reference_genotype_names,
+    resolve_genotype,
+)
 from cdarts.spaces.darts.retrain_network import RetrainNetwork
 from cdarts.spaces.shared.retrain_model import RetrainModel
 from cdarts.spaces.shared.retrain_spec import RetrainSpec
@@ -26,6 +30,7 @@ from cdarts.train.recipe import cifar_param_count_rule
 
 if TYPE_CHECKING:
     from cdarts.architecture import Architecture
+    from cdarts.config import ExperimentConfig, SearchConfig
 
 
 def _state_name(index: int) -> str:
@@ -78,6 +83,15 @@ class DartsSpace(SearchSpace):
     def parse(self, text: str) -> Genotype | None:
         if text.startswith("Genotype") or text.upper() in {name.upper() for name in reference_genotype_names()}:
             return resolve_genotype(text)
+        return None
+
+    def read_file_text(self, text: str, origin: str) -> Genotype | None:
+        """A ``Genotype(...)`` string, our JSON without ``"space"`` (``schema_version``) or the
+        CDARTS per-stage JSON; a reference name in a file is not read as the architecture."""
+        if text.startswith("Genotype"):
+            return parse_genotype_string(text)
+        if text.startswith("{"):
+            return parse_genotype_json(text, origin)
         return None
 
     def reference_names(self) -> list[str]:

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from cdarts.config import ExperimentConfig
 from cdarts.errors import ConfigError
 from cdarts.spaces.base import SearchSpace
 from cdarts.spaces.nasbench201.architecture import NB201_EDGES, Nb201Genotype
@@ -23,6 +22,7 @@ from cdarts.spaces.shared.retrain_spec import RetrainSpec
 
 if TYPE_CHECKING:
     from cdarts.architecture import Architecture
+    from cdarts.config import ExperimentConfig
 
 
 class NasBench201Space(SearchSpace):

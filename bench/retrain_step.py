@@ -65,10 +65,17 @@ class Trainer:
             self.forward(self.images)
 
 
-def build_trainer(genotype: str, variant: str, batch_size: int, device: torch.device, bf16: bool = False) -> Trainer:
+def build_trainer(
+    genotype: str,
+    variant: str,
+    batch_size: int,
+    device: torch.device,
+    bf16: bool = False,
+    drop_path_prob: float = 0.2,
+) -> Trainer:
     torch.manual_seed(0)
     model = RetrainNetwork(resolve_genotype(genotype), PAPER_SIZES["cifar10"]).to(device)
-    model.set_drop_path_prob(0.2)
+    model.set_drop_path_prob(drop_path_prob)
     images = torch.randn(batch_size, 3, 32, 32, device=device)
     labels = torch.randint(0, 10, (batch_size,), device=device)
     fast = variant != "eager"

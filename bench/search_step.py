@@ -43,10 +43,12 @@ from cdarts.distributed import DistributedContext
 from cdarts.search.optimizers import CycleOptimizers, build_cycle_optimizers
 from cdarts.search.steps import Batch, SearchStepper
 from cdarts.spaces.darts.joint_network import JointNetwork
+from cdarts.spaces.darts.parser import reference_genotype
 from cdarts.spaces.darts.space import build_joint_network
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 IMPLEMENTATIONS = ("reference", "fast")
+EVAL_GENOTYPE = "CDARTS_CIFAR"  # E of the benchmark: the paper's searched CIFAR cell
 
 
 @dataclass
@@ -64,8 +66,15 @@ class Setup:
 
 
 def build_setup(
-    config_path: str, impl: str, batch_size: int, device: torch.device, checkpointing: bool = False, bf16: bool = False
+    config_path: str,
+    impl: str,
+    batch_size: int,
+    device: torch.device,
+    checkpointing: bool = False,
+    bf16: bool = False,
+    eval_genotype: str = EVAL_GENOTYPE,
 ) -> Setup:
+    """``impl``'s joint network at the config's sizes, E built from ``eval_genotype``."""
     experiment = load_config(config_path)
     search = experiment.search.model_copy(
         update={"impl": impl, "activation_checkpointing": checkpointing, "bf16": bf16}
@@ -74,7 +83,7 @@ def build_setup(
     size = experiment.data.image_size
     torch.manual_seed(0)
     model = build_joint_network(search, experiment.darts, 3, num_classes, size).to(device)
-    model.rebuild_eval_network(model.current_genotype())
+    model.rebuild_eval_network(reference_genotype(eval_genotype))
     model.train()
     generator = torch.Generator().manual_seed(1)
 

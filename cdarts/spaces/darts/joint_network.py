@@ -21,6 +21,7 @@ from cdarts.spaces.darts.stems import build_stem
 from cdarts.spaces.darts.weight_pool import PoolTransfer, WeightPool
 from cdarts.spaces.shared.heads import DistillationHead
 from cdarts.spaces.shared.joint_base import Branch, BranchFeatures, JointModel, NetworkOutput
+from cdarts.spaces.shared.phase_split_conv import to_channels_last
 from cdarts.spaces.shared.retrain_spec import StemKind
 
 __all__ = ["Branch", "JointNetwork", "NetworkOutput"]
@@ -42,7 +43,8 @@ class JointNetwork(JointModel):
         learnable_ensemble: learn the ensemble logits (init 0.333 * U(0, 1)); else equal weights.
         shared_relu: mixed ops rectify each input once for all their conv ops (see MixedOp).
         channels_last: keep weights and activations in channels-last layout (much faster
-            depthwise convolutions on CPU, tensor cores on CUDA); inputs are converted in forward.
+            depthwise convolutions on CPU, tensor cores on CUDA), dilated depthwise convolutions
+            phase-split (see phase_split_conv); inputs are converted in forward.
         activation_checkpointing: recompute each cell of S and E in backward (see checkpointing).
     """
 
@@ -107,7 +109,7 @@ class JointNetwork(JointModel):
         )
         self.init_ensemble(learnable_ensemble, fix_heads)
         if channels_last:
-            self.to(memory_format=torch.channels_last)
+            to_channels_last(self)
 
     # -- E and the pool ---------------------------------------------------------------------
 
@@ -125,7 +127,7 @@ class JointNetwork(JointModel):
         device = self.search_classifier.weight.device
         eval_network = EvalNetwork(genotype, self.eval_plan, affine=False).to(device)
         if self.channels_last:
-            eval_network = eval_network.to(memory_format=torch.channels_last)
+            eval_network = to_channels_last(eval_network)
         eval_network.activation_checkpointing = self.activation_checkpointing
         self.weight_pool.inherit(eval_network, self.pool_transfer)
         self.eval_network = eval_network

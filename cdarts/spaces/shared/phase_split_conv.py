@@ -1,0 +1,81 @@
+"""Dilated depthwise convolutions computed as undilated ones on the input's polyphase components.
+
+On CPUs, oneDNN's kernels for a dilated depthwise convolution's backward pass are many times
+slower than for an undilated one (a stride-2 ``dil_conv_5x5`` edge: its backward ~30x its
+forward, an undilated 3x3 one ~2x). A dilation-2 convolution only ever combines pixels of one
+parity: with ``x_ij = x[:, :, i::2, j::2]`` and "same" padding,
+
+    conv(x, W, dilation=2, padding=p)[..., 2h + i, 2w + j] = conv(x_ij, W, padding=p / 2)[..., h, w]
+
+(exactly, for even H and W: out-of-range taps are out of range in both), and with stride 2 only
+the even phase is read: ``conv(x, W, dilation=2, stride=2, padding=p) = conv(x_00, W, padding=p/2)``
+for any H and W. So the same function, with the same weight and the same gradients (up to the
+order of floating-point sums), runs on the fast undilated kernels: the four phases are stacked
+along the batch and run as one convolution.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+M = TypeVar("M", bound=nn.Module)
+
+
+class PhaseSplitConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` (depthwise, dilation 2) whose forward uses the polyphase identity on
+    channels-last inputs; other inputs (contiguous NCHW, odd sizes at stride 1) take the plain
+    convolution. Parameters and state dict are those of the convolution it replaces."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, C, H, W) -> (N, C, H / stride, W / stride)."""
+        if not x.is_contiguous(memory_format=torch.channels_last):
+            return super().forward(x)
+        padding = (self.padding[0] // 2, self.padding[1] // 2)  # type: ignore[operator]
+        if self.stride == (2, 2):
+            return F.conv2d(x[:, :, ::2, ::2], self.weight, self.bias, 1, padding, 1, self.groups)
+        n, c, h, w = x.shape
+        if h % 2 or w % 2:
+            return super().forward(x)
+        h2, w2 = h // 2, w // 2
+        # (N, C, H, W) channels-last is (N, H, W, C) in memory: split H and W by parity and move
+        # the two parities in front of the batch, still channels-last.
+        phases = x.permute(0, 2, 3, 1).reshape(n, h2, 2, w2, 2, c).permute(2, 4, 0, 1, 3, 5)
+        phases = phases.reshape(4 * n, h2, w2, c).permute(0, 3, 1, 2)
+        y = F.conv2d(phases, self.weight, self.bias, 1, padding, 1, self.groups)
+        out = y.permute(0, 2, 3, 1).reshape(2, 2, n, h2, w2, c).permute(2, 3, 0, 4, 1, 5)
+        return out.reshape(n, h, w, c).permute(0, 3, 1, 2)
+
+
+def _splittable(module: nn.Module) -> bool:
+    if type(module) is not nn.Conv2d or module.padding_mode != "zeros":
+        return False
+    depthwise = module.groups == module.in_channels == module.out_channels
+    kernel, padding = module.kernel_size, module.padding
+    if not (depthwise and module.dilation == (2, 2) and module.stride in ((1, 1), (2, 2))):
+        return False
+    if isinstance(padding, str):
+        return False
+    return all(k % 2 == 1 and p == (k - 1) for k, p in zip(kernel, padding, strict=True))  # "same" at dilation 2
+
+
+def split_dilated_convs(module: nn.Module) -> int:
+    """Turn every dilation-2 depthwise ``nn.Conv2d`` with "same" padding inside ``module`` into a
+    :class:`PhaseSplitConv2d` (in place, keeping its parameters); returns how many."""
+    count = 0
+    for child in module.modules():
+        if _splittable(child):
+            child.__class__ = PhaseSplitConv2d
+            count += 1
+    return count
+
+
+def to_channels_last(module: M) -> M:
+    """``module`` with channels-last weights and its dilated depthwise convolutions phase-split:
+    the layout the fast paths train in (inputs must be channels-last too)."""
+    module = module.to(memory_format=torch.channels_last)
+    split_dilated_convs(module)
+    return module

@@ -6,7 +6,7 @@ CDARTS := $(VENV)/bin/cdarts
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast demo demo-fashion bench bench-quality lint clean golden lock images
+.PHONY: setup test test-fast demo demo-fashion bench bench-authors bench-quality lint clean golden lock images
 
 setup: $(STAMP)
 
@@ -50,6 +50,15 @@ bench: setup
 # The searched cell against random ones and the published cells on real Fashion-MNIST, about 2 hours
 # on 2 cores (SIZE=gpu on a CUDA machine, SIZE=smoke for a check in seconds).
 SIZE ?= cpu
+# Side by side with the authors' code: CREAM_DIR is a checkout of github.com/microsoft/Cream
+# (git clone https://github.com/microsoft/Cream); nothing of it is copied into this repository.
+CREAM_DIR ?=
+bench-authors: setup
+	@test -n "$(CREAM_DIR)" -a -f "$(CREAM_DIR)/CDARTS/lib/models/cdarts_controller.py" || \
+		{ echo "make bench-authors: set CREAM_DIR to a checkout of https://github.com/microsoft/Cream" >&2; exit 1; }
+	$(PY) bench/vs_authors.py --cream-dir $(CREAM_DIR) --batch-size 32 64 --retrain-batch-size 32 --steps 3 --memory \
+		--json bench/results/vs_authors.json
+
 bench-quality: setup
 	$(PY) bench/search_quality.py --$(SIZE) --out bench/results/search-quality-$(SIZE)
 

@@ -12,6 +12,10 @@ the even phase is read: ``conv(x, W, dilation=2, stride=2, padding=p) = conv(x_0
 for any H and W. So the same function, with the same weight and the same gradients (up to the
 order of floating-point sums), runs on the fast undilated kernels: the four phases are stacked
 along the batch and run as one convolution.
+
+Measured on a 2-core Zen 4 (``bench/vs_authors.py``, batch 32): the CIFAR search joint step goes
+from 8.3 s to 6.3 s. The retrain network (C = 36, dilated convolutions only at stride 1 on 16 and
+8 px maps of 72 and 144 channels) gets nothing from it, so the retrain does not use it.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ def split_dilated_convs(module: nn.Module) -> int:
 
 def to_channels_last(module: M) -> M:
     """``module`` with channels-last weights and its dilated depthwise convolutions phase-split:
-    the layout the fast paths train in (inputs must be channels-last too)."""
+    the layout the fast search trains in (inputs must be channels-last too)."""
     module = module.to(memory_format=torch.channels_last)
     split_dilated_convs(module)
     return module

@@ -28,6 +28,9 @@ Work is counted once, on our networks (the same architecture): 3 x the forward F
 and linears. Peak memory comes from fresh processes.
 
     python bench/vs_authors.py --cream-dir ../Cream --batch-size 32 64 --steps 3 --memory --json OUT.json
+
+``--ablate-phase-split`` adds our fast search with plain dilated convolutions (what the polyphase
+ones in cdarts/spaces/shared/phase_split_conv.py buy).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from retrain_step import build_trainer
 from search_step import EVAL_GENOTYPE, build_setup, step_flops
 
 from cdarts.devices import resolve_device
+from cdarts.spaces.shared.phase_split_conv import PhaseSplitConv2d
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SEARCH_CONFIG = str(REPO_ROOT / "configs" / "cifar10.yaml")
@@ -256,13 +260,28 @@ def _alternate(steps: dict[str, Callable[[], None]], rounds: int, warmup: int, d
     return {name: {"median_s": statistics.median(t), "min_s": min(t), "all_s": t} for name, t in times.items()}
 
 
+def _without_phase_split(module: nn.Module) -> None:
+    """Back to plain dilated convolutions: the ablation of the polyphase ones."""
+    for child in module.modules():
+        if type(child) is PhaseSplitConv2d:
+            child.__class__ = nn.Conv2d
+
+
 def compare_search(
-    authors: types.SimpleNamespace, batch_size: int, rounds: int, warmup: int, device: torch.device
+    authors: types.SimpleNamespace,
+    batch_size: int,
+    rounds: int,
+    warmup: int,
+    device: torch.device,
+    ablate_phase_split: bool = False,
 ) -> dict[str, Any]:
+    impls = {"fast": "fast", "reference": "reference", **({"fast_unsplit": "fast"} if ablate_phase_split else {})}
     ours = {
-        impl: build_setup(SEARCH_CONFIG, impl, batch_size, device, eval_genotype=EVAL_GENOTYPE)
-        for impl in ("fast", "reference")
+        name: build_setup(SEARCH_CONFIG, impl, batch_size, device, eval_genotype=EVAL_GENOTYPE)
+        for name, impl in impls.items()
     }
+    if ablate_phase_split:
+        _without_phase_split(ours["fast_unsplit"].model)  # E is built already; no cycle runs here
     val, train = _batches(batch_size, device, 2)
     for setup in ours.values():  # the same two batches on every side
         setup.val, setup.train = val, train
@@ -324,6 +343,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per side first")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--memory", action="store_true", help="peak memory of each side, each in a fresh process")
+    parser.add_argument(
+        "--ablate-phase-split", action="store_true", help="also time the fast search with plain dilated convolutions"
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--probe-memory", nargs=2, metavar=("WHICH", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -345,8 +367,8 @@ def main() -> None:
     matmul = matmul_flops_per_second(device)
     search_rows = []
     for batch in args.batch_size:
-        row = compare_search(authors, batch, args.steps, args.warmup, device)
-        for side in ("authors", "ours_fast", "ours_reference"):
+        row = compare_search(authors, batch, args.steps, args.warmup, device, args.ablate_phase_split)
+        for side in [name for name in row if name == "authors" or name.startswith("ours_")]:
             row[side]["fraction_of_matmul"] = row["flops_per_step"] / row[side]["median_s"] / matmul
         row["speedup_fast"] = row["authors"]["median_s"] / row["ours_fast"]["median_s"]
         row["speedup_reference"] = row["authors"]["median_s"] / row["ours_reference"]["median_s"]
@@ -355,7 +377,12 @@ def main() -> None:
             f"ours fast {row['ours_fast']['median_s']:.2f} s "
             f"({row['speedup_fast']:.2f}x), ours reference {row['ours_reference']['median_s']:.2f} s "
             f"({row['speedup_reference']:.2f}x); matmul share authors {row['authors']['fraction_of_matmul']:.1%}, "
-            f"fast {row['ours_fast']['fraction_of_matmul']:.1%}",
+            f"fast {row['ours_fast']['fraction_of_matmul']:.1%}"
+            + (
+                f"; fast without phase split {row['ours_fast_unsplit']['median_s']:.2f} s"
+                if args.ablate_phase_split
+                else ""
+            ),
             flush=True,
         )
         search_rows.append(row)

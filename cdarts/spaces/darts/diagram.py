@@ -1,4 +1,4 @@
-"""Pictures of architectures and alphas: cell / layer diagrams (SVG) and an alpha heat-map (PNG)."""
+"""SVG drawings of a DARTS genotype: one left-to-right diagram per cell (normal, reduction)."""
 
 from __future__ import annotations
 

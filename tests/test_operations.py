@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cdarts.spaces.darts.candidates import PRIMITIVES
@@ -44,16 +45,18 @@ def test_unknown_op_is_rejected() -> None:
         build_op("conv_9x9", 4, 1, False)
 
 
-def test_factorized_reduce_sees_the_shifted_input() -> None:
-    reduce = FactorizedReduce(2, 4, affine=False).eval()
-    x = torch.zeros(1, 2, 4, 4)
-    x[:, :, 1, 1] = 1.0  # only the shifted (odd) branch samples pixel (1, 1)
-    with torch.no_grad():
-        reduce.conv_even.weight.fill_(1.0)
-        reduce.conv_odd.weight.fill_(1.0)
-        pre_bn = torch.cat([reduce.conv_even(x), reduce.conv_odd(x[:, :, 1:, 1:])], dim=1)
-    assert pre_bn[:, :2].abs().sum() == 0
-    assert pre_bn[:, 2:, 0, 0].sum() > 0
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_factorized_reduce_is_two_stride_2_convs_one_on_the_shifted_input(channels_last: bool) -> None:
+    torch.manual_seed(0)
+    reduce = FactorizedReduce(3, 4, affine=False).double()
+    x = torch.randn(2, 3, 6, 8, dtype=torch.float64)
+    if channels_last:
+        reduce, x = reduce.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    rectified = F.relu(x)
+    even = F.conv2d(rectified, reduce.conv_even.weight, stride=2)
+    odd = F.conv2d(rectified[:, :, 1:, 1:], reduce.conv_odd.weight, stride=2)  # the input shifted by one pixel
+    expected = F.batch_norm(torch.cat([even, odd], dim=1), None, None, training=True)
+    torch.testing.assert_close(reduce(x), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_none_op_is_zero_and_subsamples() -> None:

@@ -18,6 +18,8 @@ from cdarts.spaces.darts.mixed_op import MixedOp
 from cdarts.spaces.darts.operations import FactorizedReduce, build_op, is_identity
 from cdarts.spaces.shared.conv_blocks import ReLUConvBN
 from cdarts.spaces.shared.drop_path import DropPath
+from cdarts.spaces.shared.gradient_layout import with_dense_gradient
+from cdarts.spaces.shared.weighted_sum import weighted_sum
 
 NodeAggregation = Literal["mean", "sum"]
 
@@ -62,6 +64,8 @@ class SearchCell(nn.Module):
         aggregation: ``mean`` (CDARTS reference: fixed uniform edge weights) or ``sum`` (DARTS).
         pool_batchnorm: DARTS-style BN after pooling ops.
         shared_relu: see :class:`MixedOp`.
+        fused_sums: sum each node's weighted candidate outputs (every op of every edge into it)
+            with one :func:`weighted_sum` instead of a product and a sum per op (same values).
     """
 
     def __init__(
@@ -76,11 +80,13 @@ class SearchCell(nn.Module):
         aggregation: NodeAggregation = "mean",
         pool_batchnorm: bool = False,
         shared_relu: bool = False,
+        fused_sums: bool = False,
     ) -> None:
         super().__init__()
         self.n_nodes = n_nodes
         self.reduction = reduction
         self.aggregation = aggregation
+        self.fused_sums = fused_sums
         self.preprocess0, self.preprocess1 = _preprocess(c_prev_prev, c_prev, channels, reduction_prev, affine=False)
         self.mixed_ops = [
             MixedOp(channels, 2 if reduction and j < 2 else 1, primitives, pool_batchnorm, shared_relu)
@@ -88,6 +94,7 @@ class SearchCell(nn.Module):
             for j in range(2 + i)
         ]
         self.edges = nn.ModuleList(self.mixed_ops)
+        self._active_columns = self.mixed_ops[0].active_columns
 
     def edge(self, index: int) -> MixedOp:
         """The mixed op of edge ``index`` (node-major order)."""
@@ -98,13 +105,23 @@ class SearchCell(nn.Module):
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         edge = 0
         for _ in range(self.n_nodes):
-            node = self.mixed_ops[edge](states[0], weights[edge])
-            for j in range(1, len(states)):
-                node = node + self.mixed_ops[edge + j](states[j], weights[edge + j])
-            if self.aggregation == "mean":
-                node = node / len(states)
-            edge += len(states)
-            states.append(node)
+            inputs = len(states)
+            node_edges = self.mixed_ops[edge : edge + inputs]
+            if self.fused_sums:
+                terms = [out for op, x in zip(node_edges, states, strict=True) for out in op.candidate_outputs(x)]
+                # (inputs, active ops) flattened edge-major: the order of ``terms``.
+                node_weights = weights[edge : edge + inputs, self._active_columns].reshape(-1)
+                if self.aggregation == "mean":
+                    node_weights = node_weights / inputs
+                node = weighted_sum(node_weights, terms)
+            else:
+                node = node_edges[0](states[0], weights[edge])
+                for j in range(1, inputs):
+                    node = node + node_edges[j](states[j], weights[edge + j])
+                if self.aggregation == "mean":
+                    node = node / inputs
+            edge += inputs
+            states.append(with_dense_gradient(node))  # its gradient comes back as a slice of the cat's
         return torch.cat(states[2:], dim=1)
 
 
@@ -160,5 +177,5 @@ class DerivedCell(nn.Module):
             out = paths[0](states[inputs[0]])
             for path, index in zip(paths[1:], inputs[1:], strict=True):
                 out = out + path(states[index])
-            states.append(out)
+            states.append(with_dense_gradient(out))  # its gradient comes back as a slice of the cat's
         return torch.cat([states[i] for i in self.concat], dim=1)

@@ -42,6 +42,8 @@ class JointNetwork(JointModel):
         fix_heads: keep the distillation heads at their random init (CIFAR scripts).
         learnable_ensemble: learn the ensemble logits (init 0.333 * U(0, 1)); else equal weights.
         shared_relu: mixed ops rectify each input once for all their conv ops (see MixedOp).
+        fused_sums: each node of S sums its weighted candidate outputs in one autograd node
+            (see SearchCell).
         channels_last: keep weights and activations in channels-last layout (much faster
             depthwise convolutions on CPU, tensor cores on CUDA), dilated depthwise convolutions
             phase-split (see phase_split_conv); inputs are converted in forward.
@@ -68,6 +70,7 @@ class JointNetwork(JointModel):
         learnable_ensemble: bool = True,
         pool_transfer: PoolTransfer = "all",
         shared_relu: bool = False,
+        fused_sums: bool = False,
         channels_last: bool = False,
         activation_checkpointing: bool = False,
     ) -> None:
@@ -86,7 +89,9 @@ class JointNetwork(JointModel):
         self.eval_plan = plan_cells(eval_cells, init_channels, stem_channels, n_nodes, stem)
 
         self.stem = build_stem(stem, in_channels, stem_channels)
-        self.search_network = SearchNetwork(search_plan, n_nodes, primitives, aggregation, pool_batchnorm, shared_relu)
+        self.search_network = SearchNetwork(
+            search_plan, n_nodes, primitives, aggregation, pool_batchnorm, shared_relu, fused_sums
+        )
         self.search_network.activation_checkpointing = activation_checkpointing
         self.activation_checkpointing = activation_checkpointing
         self.channels_last = channels_last

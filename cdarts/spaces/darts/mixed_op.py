@@ -50,13 +50,24 @@ class MixedOp(nn.Module):
         self._after_relu = [after_leading_relu(op) if shared_relu else None for op in self.candidates]
         self._shares_relu = any(tail is not None for tail in self._after_relu)
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """x: (N, C, H, W); weights: (K,) softmax over the candidate ops -> (N, C, H/s, W/s)."""
+    @property
+    def active_columns(self) -> list[int]:
+        """Alpha columns of the ops that run (all but ``none``), in the order of :meth:`candidate_outputs`."""
+        return list(self._active)
+
+    def candidate_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """x: (N, C, H, W) -> the output of every op in :attr:`active_columns`, (N, C, H/s, W/s) each."""
         rectified = F.relu(x) if self._shares_relu else None
-        out: torch.Tensor | None = None
+        outputs = []
         for k in self._active:
             tail = self._after_relu[k]
-            result = tail(rectified) if tail is not None and rectified is not None else self.candidates[k](x)
+            outputs.append(tail(rectified) if tail is not None and rectified is not None else self.candidates[k](x))
+        return outputs
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """x: (N, C, H, W); weights: (K,) softmax over the candidate ops -> (N, C, H/s, W/s)."""
+        out: torch.Tensor | None = None
+        for k, result in zip(self._active, self.candidate_outputs(x), strict=True):
             term = weights[k] * result
             out = term if out is None else out + term
         assert out is not None, "a mixed op needs at least one op besides 'none'"

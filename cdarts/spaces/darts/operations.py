@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from cdarts.spaces.shared.conv_blocks import Zero
+from cdarts.spaces.shared.gradient_layout import with_dense_gradient
 
 
 class DilConv(nn.Sequential):
@@ -74,6 +75,12 @@ class FactorizedReduce(nn.Module):
     ReLU, then two 1x1 stride-2 convs with ``c_out // 2`` channels each: one sees the input as is,
     the other the input shifted by one pixel (first row and column removed); concatenated, then BN.
     Needs even H and W.
+
+    The stride-2 1x1 convs are computed as stride-1 ones on the two subsampled grids
+    (``x[..., ::2, ::2]`` and ``x[..., 1::2, 1::2]``): the same function and parameters. It is
+    faster in channels-last (17.9-20.9 vs 30.3-31.0 ms forward + backward at (32, 64, 32, 32) on a
+    2-core EPYC) and it avoids a torch 2.14 CPU fault: the weight gradient of a channels-last 1x1
+    stride-2 conv with at most 4 input channels corrupts the heap when torch runs one thread.
     """
 
     def __init__(self, c_in: int, c_out: int, affine: bool) -> None:
@@ -81,8 +88,8 @@ class FactorizedReduce(nn.Module):
         if c_out % 2:
             raise ValueError(f"FactorizedReduce needs an even output width, got {c_out}")
         self.relu = nn.ReLU(inplace=False)
-        self.conv_even = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_odd = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_even = nn.Conv2d(c_in, c_out // 2, 1, bias=False)  # applied to x[..., ::2, ::2]
+        self.conv_odd = nn.Conv2d(c_in, c_out // 2, 1, bias=False)  # applied to x[..., 1::2, 1::2]
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,7 +97,9 @@ class FactorizedReduce(nn.Module):
 
     def after_relu(self, x: torch.Tensor) -> torch.Tensor:
         """Everything but the leading ReLU, on an input that is already rectified."""
-        out = torch.cat([self.conv_even(x), self.conv_odd(x[:, :, 1:, 1:])], dim=1)
+        # The subsampling's backward scatters into new tensors: keep that gradient in x's layout.
+        x = with_dense_gradient(x)
+        out = torch.cat([self.conv_even(x[:, :, ::2, ::2]), self.conv_odd(x[:, :, 1::2, 1::2])], dim=1)
         normalised: torch.Tensor = self.bn(out)
         return normalised
 

@@ -19,6 +19,7 @@ def build_search_cells(
     aggregation: NodeAggregation,
     pool_batchnorm: bool,
     shared_relu: bool = False,
+    fused_sums: bool = False,
 ) -> list[SearchCell]:
     """The :class:`SearchCell` of every spec in ``plan``, stages flattened in order."""
     return [
@@ -33,6 +34,7 @@ def build_search_cells(
             aggregation,
             pool_batchnorm,
             shared_relu,
+            fused_sums,
         )
         for stage in plan
         for spec in stage
@@ -63,13 +65,14 @@ class SearchNetwork(nn.Module):
         aggregation: NodeAggregation = "mean",
         pool_batchnorm: bool = False,
         shared_relu: bool = False,
+        fused_sums: bool = False,
     ) -> None:
         super().__init__()
         self.n_nodes = n_nodes
         self.primitives = primitives
         self.activation_checkpointing = False
         self.cells = nn.ModuleList(
-            build_search_cells(plan, n_nodes, primitives, aggregation, pool_batchnorm, shared_relu)
+            build_search_cells(plan, n_nodes, primitives, aggregation, pool_batchnorm, shared_relu, fused_sums)
         )
         self.stage_ends = stage_last_cells(plan)
         shape = (num_edges(n_nodes), len(primitives))

@@ -60,6 +60,7 @@ def build_joint_network(
         learnable_ensemble=search.learnable_ensemble,
         pool_transfer=darts.pool_transfer,
         shared_relu=search.impl == "fast",
+        fused_sums=search.impl == "fast",
         channels_last=search.impl == "fast",
         activation_checkpointing=search.activation_checkpointing,
     )

@@ -82,12 +82,14 @@ class _SmallMapDepthwiseConv(torch.autograd.Function):
 
 
 def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, padding: int) -> torch.Tensor:
-    """Stride-1, undilated, bias-free depthwise convolution with square ``weight`` (C, 1, k, k)
-    and "same" ``padding``: x (N, C, H, W) -> (N, C, H, W), with the Gram weight gradient on maps
-    the kernel covers (see the module docstring) and plain ``F.conv2d`` everywhere else."""
+    """Stride-1, undilated, bias-free depthwise convolution with square ``weight`` (C, 1, k, k):
+    x (N, C, H, W) -> (N, C, H', W'), with the Gram weight gradient on CPU maps the kernel covers
+    at "same" padding (see the module docstring) and plain ``F.conv2d`` everywhere else."""
     kernel_size = weight.shape[-1]
     same = 2 * padding == kernel_size - 1
-    if same and covers_map(kernel_size, x.shape[2], x.shape[3]) and torch.is_grad_enabled() and weight.requires_grad:
+    # Measured on oneDNN (CPU) only; cuDNN keeps its own kernel.
+    gram = same and x.device.type == "cpu" and covers_map(kernel_size, x.shape[2], x.shape[3])
+    if gram and torch.is_grad_enabled() and weight.requires_grad:
         result: torch.Tensor = _SmallMapDepthwiseConv.apply(x, weight, padding)
         return result
     return F.conv2d(x, weight, None, 1, padding, 1, weight.shape[0])

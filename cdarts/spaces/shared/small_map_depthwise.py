@@ -25,7 +25,7 @@ from torch.autograd.function import FunctionCtx
 
 
 def covers_map(kernel_size: int, height: int, width: int) -> bool:
-    """True when a ``kernel_size`` kernel is larger than the map (the slow case for oneDNN)."""
+    """True when a kernel of 5 or more taps is larger than the map (the slow case for oneDNN)."""
     return kernel_size >= 5 and height < kernel_size and width < kernel_size
 
 

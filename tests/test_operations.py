@@ -9,7 +9,7 @@ from cdarts.spaces.darts.candidates import PRIMITIVES
 from cdarts.spaces.darts.cells import DerivedCell, SearchCell, num_edges
 from cdarts.spaces.darts.mixed_op import MixedOp
 from cdarts.spaces.darts.operations import OPS, FactorizedReduce, build_op
-from cdarts.spaces.shared.drop_path import DropPath
+from cdarts.spaces.shared.drop_path import DropPath, drop_path_sum
 
 
 def test_primitives_are_the_cdarts_order_with_none_last() -> None:
@@ -136,3 +136,55 @@ def test_drop_path_drops_whole_samples_and_rescales() -> None:
     assert (per_sample == per_sample[:, :1]).all()  # a sample is dropped as a whole
     assert 120 < int(kept.sum()) < 280
     assert torch.equal(drop.eval()(x), x)
+
+
+def _drop_path_cell() -> DerivedCell:
+    # s1 feeds three conv ops (one rectified copy), node 0 feeds a conv and a skip (one masked,
+    # one whole term), and the reduction-free skip on s0 has no drop-path.
+    nodes = [
+        [("sep_conv_3x3", 1), ("dil_conv_3x3", 1)],
+        [("skip_connect", 2), ("sep_conv_5x5", 1)],
+        [("skip_connect", 0), ("max_pool_3x3", 2)],
+    ]
+    torch.manual_seed(0)
+    cell = DerivedCell(nodes, [2, 3, 4], 4, 4, 4, reduction=False, reduction_prev=False, affine=True).double()
+    cell.set_drop_path_prob(0.5)
+    return cell
+
+
+def _written_out_forward(cell: DerivedCell, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+    """The cell as its docstring states it: every Sequential(op, DropPath()) run and added."""
+    states = [cell.preprocess0(s0), cell.preprocess1(s1)]
+    for paths, inputs in zip(cell.edge_paths, cell.inputs, strict=True):
+        out = paths[0](states[inputs[0]])
+        for path, index in zip(paths[1:], inputs[1:], strict=True):
+            out = out + path(states[index])
+        states.append(out)
+    return torch.cat([states[i] for i in cell.concat], dim=1)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_derived_cell_forward_matches_the_written_out_drop_path_sum(layout: torch.memory_format) -> None:
+    cell = _drop_path_cell().to(memory_format=layout)
+    s0 = torch.randn(8, 4, 6, 6, dtype=torch.float64).contiguous(memory_format=layout)
+    s1 = torch.randn(8, 4, 6, 6, dtype=torch.float64).contiguous(memory_format=layout)
+    upstream = torch.randn(8, 12, 6, 6, dtype=torch.float64)
+    params = list(cell.parameters())
+
+    torch.manual_seed(1)  # both draw the same drop-path masks, in the same order
+    expected = _written_out_forward(cell, s0, s1)
+    expected_grads = torch.autograd.grad(expected, params, upstream)
+    torch.manual_seed(1)
+    got = cell(s0, s1)
+    got_grads = torch.autograd.grad(got, params, upstream)
+
+    cell.set_drop_path_prob(0.0)
+    assert not torch.allclose(cell(s0, s1), expected)  # the masks dropped something
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    for mine, want in zip(got_grads, expected_grads, strict=True):
+        torch.testing.assert_close(mine, want, rtol=1e-10, atol=1e-12)
+
+
+def test_drop_path_sum_rejects_a_mask_count_that_does_not_match() -> None:
+    with pytest.raises(ValueError, match="one mask"):
+        drop_path_sum([torch.zeros(2, 1, 1, 1)] * 2, [None])

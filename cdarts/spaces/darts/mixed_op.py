@@ -8,6 +8,7 @@ from torch import nn
 
 from cdarts.spaces.darts.candidates import NONE_PRIMITIVE
 from cdarts.spaces.darts.operations import after_leading_relu, build_op
+from cdarts.spaces.shared.batch_norm import BatchNorm2d
 
 
 class MixedOp(nn.Module):
@@ -42,7 +43,7 @@ class MixedOp(nn.Module):
         for name in primitives:
             op = build_op(name, channels, stride, affine=False)
             if pool_batchnorm and "pool" in name:
-                op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
+                op = nn.Sequential(op, BatchNorm2d(channels, affine=False))
             self.candidates.append(op)
         self.ops = nn.ModuleList(self.candidates)
         self._active = [k for k, name in enumerate(primitives) if name != NONE_PRIMITIVE]

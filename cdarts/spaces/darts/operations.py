@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from cdarts.spaces.shared.batch_norm import BatchNorm2d
 from cdarts.spaces.shared.conv_blocks import Zero
 from cdarts.spaces.shared.gradient_layout import with_dense_gradient
 
@@ -42,7 +43,7 @@ class DilConv(nn.Sequential):
                 bias=False,
             ),
             nn.Conv2d(c_in, c_out, 1, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
+            BatchNorm2d(c_out, affine=affine),
         )
 
 
@@ -65,7 +66,7 @@ class FactorizedConv(nn.Sequential):
             nn.ReLU(inplace=False),
             nn.Conv2d(c_in, c_in, (1, kernel_size), stride=(1, stride), padding=(0, pad), bias=False),
             nn.Conv2d(c_in, c_out, (kernel_size, 1), stride=(stride, 1), padding=(pad, 0), bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
+            BatchNorm2d(c_out, affine=affine),
         )
 
 
@@ -90,7 +91,7 @@ class FactorizedReduce(nn.Module):
         self.relu = nn.ReLU(inplace=False)
         self.conv_even = nn.Conv2d(c_in, c_out // 2, 1, bias=False)  # applied to x[..., ::2, ::2]
         self.conv_odd = nn.Conv2d(c_in, c_out // 2, 1, bias=False)  # applied to x[..., 1::2, 1::2]
-        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+        self.bn = BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.after_relu(self.relu(x))

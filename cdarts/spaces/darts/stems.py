@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cdarts.spaces.shared.batch_norm import BatchNorm2d
 from cdarts.spaces.shared.retrain_spec import StemKind
 
 
@@ -13,7 +14,7 @@ class CifarStem(nn.Module):
 
     def __init__(self, in_channels: int, channels: int) -> None:
         super().__init__()
-        self.conv = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
+        self.conv = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), BatchNorm2d(channels))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s = self.conv(x)
@@ -27,15 +28,15 @@ class ImageNetStem(nn.Module):
         super().__init__()
         self.stem0 = nn.Sequential(
             nn.Conv2d(in_channels, channels // 2, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(channels // 2),
+            BatchNorm2d(channels // 2),
             nn.ReLU(inplace=True),
             nn.Conv2d(channels // 2, channels, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(channels),
+            BatchNorm2d(channels),
         )
         self.stem1 = nn.Sequential(
             nn.ReLU(inplace=False),
             nn.Conv2d(channels, channels, 3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(channels),
+            BatchNorm2d(channels),
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cdarts.spaces.shared.batch_norm import BatchNorm2d
+
 
 class ReLUConvBN(nn.Sequential):
     """ReLU -> conv (no bias) -> BN; used as the 1x1 cell-input preprocessing."""
@@ -13,7 +15,7 @@ class ReLUConvBN(nn.Sequential):
         super().__init__(
             nn.ReLU(inplace=False),
             nn.Conv2d(c_in, c_out, kernel_size, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
+            BatchNorm2d(c_out, affine=affine),
         )
 
 

@@ -48,13 +48,16 @@ class DilConv(nn.Sequential):
 
 
 class SepConv(nn.Sequential):
-    """Two stacked :class:`DilConv` units with dilation 1; only the first one strides."""
+    """Two stacked :class:`DilConv` units with dilation 1; only the first one strides.
+
+    The second unit rectifies in place: its input is the first unit's BN output, which nothing
+    else reads (BN's backward keeps its input, not its output), so the copy would be wasted.
+    """
 
     def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int, padding: int, affine: bool) -> None:
-        super().__init__(
-            DilConv(c_in, c_in, kernel_size, stride, padding, 1, affine),
-            DilConv(c_in, c_out, kernel_size, 1, padding, 1, affine),
-        )
+        second = DilConv(c_in, c_out, kernel_size, 1, padding, 1, affine)
+        second[0] = nn.ReLU(inplace=True)
+        super().__init__(DilConv(c_in, c_in, kernel_size, stride, padding, 1, affine), second)
 
 
 class FactorizedConv(nn.Sequential):

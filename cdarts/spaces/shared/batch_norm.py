@@ -35,12 +35,6 @@ def _as_rows(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
 
 
-def _from_rows(rows: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """(N*H*W, C) -> an (N, C, H, W) channels-last view shaped like ``like``."""
-    n, c, h, w = like.shape
-    return rows.view(n, h, w, c).permute(0, 3, 1, 2)
-
-
 class _ChannelsLastBatchNorm(torch.autograd.Function):
     @staticmethod
     def forward(
@@ -50,13 +44,18 @@ class _ChannelsLastBatchNorm(torch.autograd.Function):
         count = rows.shape[0]
         mean = _column_sums(rows) / count
         centred = rows - mean
-        variance = _column_sums(centred * centred) / count
+        out = torch.empty_like(x)  # channels-last, and not a view, so that a ReLU may run in place on it
+        out_rows = _as_rows(out)
+        variance = _column_sums(torch.mul(centred, centred, out=out_rows)) / count  # squares in out's memory
         inverse_std = torch.rsqrt(variance + eps)
         scale = inverse_std if weight is None else weight * inverse_std
-        out = centred * scale if bias is None else torch.addcmul(bias, centred, scale)
+        if bias is None:
+            torch.mul(centred, scale, out=out_rows)
+        else:
+            torch.addcmul(bias, centred, scale, out=out_rows)
         ctx.save_for_backward(centred, inverse_std, weight)  # type: ignore[arg-type]  # weight may be None
         ctx.mark_non_differentiable(mean, variance)
-        return _from_rows(out, x), mean, variance
+        return out, mean, variance
 
     @staticmethod
     @once_differentiable
@@ -65,19 +64,20 @@ class _ChannelsLastBatchNorm(torch.autograd.Function):
     ) -> tuple[torch.Tensor | None, ...]:
         centred, inverse_std, weight = ctx.saved_tensors
         count = centred.shape[0]
-        grad_rows = _as_rows(grad.contiguous(memory_format=torch.channels_last))
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        grad_rows = _as_rows(grad)
+        grad_x = torch.empty_like(grad)
+        grad_x_rows = _as_rows(grad_x)
         grad_sum = _column_sums(grad_rows)
-        grad_dot_centred = _column_sums(grad_rows * centred)
+        grad_dot_centred = _column_sums(torch.mul(grad_rows, centred, out=grad_x_rows))  # in grad_x's memory
         scale = inverse_std if weight is None else weight * inverse_std
-        grad_x = None
         if ctx.needs_input_grad[0]:
             # d x = scale * (g - mean(g) - x_hat * mean(g * x_hat)), with x_hat = centred * inverse_std
-            grad_x_rows = torch.addcmul(-scale * grad_sum / count, grad_rows, scale)
+            torch.addcmul(-scale * grad_sum / count, grad_rows, scale, out=grad_x_rows)
             grad_x_rows.addcmul_(centred, -scale * inverse_std.square() * grad_dot_centred / count)
-            grad_x = _from_rows(grad_x_rows, grad)
         grad_weight = grad_dot_centred * inverse_std if ctx.needs_input_grad[1] else None
         grad_bias = grad_sum if ctx.needs_input_grad[2] else None
-        return grad_x, grad_weight, grad_bias, None
+        return grad_x if ctx.needs_input_grad[0] else None, grad_weight, grad_bias, None
 
 
 def _takes_channels_last_path(x: torch.Tensor) -> bool:

@@ -226,8 +226,10 @@ def test_evaluate_refuses_a_model_whose_test_loss_is_not_finite(
     run_retrain(tiny_config, tiny_dataset, GENOTYPE, tmp_path / "model")
     model_file = tmp_path / "model" / "model.pt"
     state = load_checkpoint(model_file)
-    # Finite weights (a model file with NaN weights is refused on load) whose logits overflow.
-    state["state_dict"]["classifier.weight"].fill_(3e38)
+    # Finite weights (a model file with NaN weights is refused on load) whose activations
+    # overflow: the stem's sums of 27 products near float max are +-inf, and the first conv that
+    # mixes them makes NaN. (Overflowing only the classifier depends on the trained features.)
+    state["state_dict"]["stem.conv.0.weight"].fill_(3e38)
     save_checkpoint(state, model_file)
     with pytest.raises(TrainingDivergedError, match=r"^the test loss of .*model is nan: the model's weights diverged"):
         run_evaluate(tiny_config, tiny_dataset, tmp_path / "model", tmp_path / "eval")

@@ -8,7 +8,7 @@ from torch import nn
 from cdarts.spaces.darts.candidates import PRIMITIVES
 from cdarts.spaces.darts.cells import DerivedCell, SearchCell, num_edges
 from cdarts.spaces.darts.mixed_op import MixedOp
-from cdarts.spaces.darts.operations import OPS, FactorizedReduce, build_op
+from cdarts.spaces.darts.operations import OPS, FactorizedReduce, SepConv, build_op
 from cdarts.spaces.shared.drop_path import DropPath, drop_path_sum
 
 
@@ -188,3 +188,18 @@ def test_derived_cell_forward_matches_the_written_out_drop_path_sum(layout: torc
 def test_drop_path_sum_rejects_a_mask_count_that_does_not_match() -> None:
     with pytest.raises(ValueError, match="one mask"):
         drop_path_sum([torch.zeros(2, 1, 1, 1)] * 2, [None])
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_sep_conv_rectifying_in_place_keeps_values_and_gradients(affine: bool) -> None:
+    torch.manual_seed(0)
+    op = build_op("sep_conv_3x3", 4, 1, affine).double()
+    assert isinstance(op, SepConv) and op[1][0].inplace  # the second unit's ReLU reads BN's output
+    x = torch.randn(3, 4, 6, 6, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(3, 4, 6, 6, dtype=torch.float64)
+    params = [x, *op.parameters()]
+    in_place = torch.autograd.grad(op(x), params, upstream)
+    op[1][0].inplace = False
+    copied = torch.autograd.grad(op(x), params, upstream)
+    for got, want in zip(in_place, copied, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)

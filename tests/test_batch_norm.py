@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import nn
 
-from cdarts.spaces.shared.batch_norm import BatchNorm2d
+from cdarts.spaces.shared.batch_norm import BatchNorm2d, _takes_channels_last_path
 
 
 def _pair(channels: int, affine: bool, momentum: float | None) -> tuple[nn.BatchNorm2d, BatchNorm2d]:
@@ -69,3 +71,15 @@ def test_the_folded_path_gets_gradients_only_where_asked() -> None:
     mine(x).square().sum().backward()
     assert x.grad is not None and mine.bias.grad is not None
     assert mine.weight.grad is None
+
+
+def test_only_awkward_channels_last_widths_in_fp32_or_fp64_take_the_folded_path() -> None:
+    def takes(channels: int, layout: torch.memory_format = torch.channels_last, **kwargs: Any) -> bool:
+        x = torch.zeros(2, channels, 3, 3, **kwargs).contiguous(memory_format=layout)
+        return _takes_channels_last_path(x)
+
+    assert takes(36) and takes(12) and takes(108) and takes(36, dtype=torch.float64)
+    assert not takes(16) and not takes(72) and not takes(144)  # PyTorch's kernel is the faster one there
+    assert not takes(36, torch.contiguous_format) and not takes(36, dtype=torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not takes(36)

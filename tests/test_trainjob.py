@@ -333,8 +333,14 @@ def test_an_interrupted_launcher_deletes_its_trainjob(
     fake.on_poll = lambda polls: interrupt() if polls == 3 else None
     handler = signal.getsignal(signal.SIGTERM)
     out = io.StringIO()
-    with pytest.raises(raised) as caught:
-        run_trainjob(_body(), "kubeflow", _api(fake), out=out, **FAST)
+    # What a terminal's ctrl-c reaches, even when the suite itself runs as a background job
+    # (which inherits SIGINT ignored, and then interrupt_main does nothing).
+    sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(raised) as caught:
+            run_trainjob(_body(), "kubeflow", _api(fake), out=out, **FAST)
+    finally:
+        signal.signal(signal.SIGINT, sigint)
     assert [name for name, _ in fake.deleted] == [NAME]
     assert f"interrupted: deleted TrainJob kubeflow/{NAME}" in out.getvalue()
     if raised is TrainJobError:

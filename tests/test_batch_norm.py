@@ -74,12 +74,37 @@ def test_the_folded_path_gets_gradients_only_where_asked() -> None:
 
 
 def test_only_awkward_channels_last_widths_in_fp32_or_fp64_take_the_folded_path() -> None:
-    def takes(channels: int, layout: torch.memory_format = torch.channels_last, **kwargs: Any) -> bool:
-        x = torch.zeros(2, channels, 3, 3, **kwargs).contiguous(memory_format=layout)
+    def takes(channels: int, layout: torch.memory_format = torch.channels_last, size: int = 4, **kwargs: Any) -> bool:
+        x = torch.zeros(2, channels, size, size, **kwargs).contiguous(memory_format=layout)
         return _takes_channels_last_path(x)
 
     assert takes(36) and takes(12) and takes(108) and takes(36, dtype=torch.float64)
+    assert not takes(36, size=3)  # 18 rows do not fold into rows of 4 * 36
     assert not takes(16) and not takes(72) and not takes(144)  # PyTorch's kernel is the faster one there
     assert not takes(36, torch.contiguous_format) and not takes(36, dtype=torch.bfloat16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not takes(36)
+
+
+@pytest.mark.parametrize("offset", [0.0, 10.0])
+def test_fp32_on_the_folded_path_is_as_close_to_fp64_as_pytorchs_kernel(offset: float) -> None:
+    """The input gradient is formed as a * g + b * x + c: a large mean must not cost accuracy."""
+    generator = torch.Generator().manual_seed(3)
+    x64 = torch.randn(8, 36, 8, 8, generator=generator, dtype=torch.float64) + offset
+    x64 = x64.contiguous(memory_format=torch.channels_last)
+    upstream = torch.randn(x64.shape, generator=generator, dtype=torch.float64)
+
+    def run(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.detach().clone().requires_grad_()
+        out = module(x)
+        out.backward(upstream.to(x.dtype))
+        assert x.grad is not None
+        return out.detach().double(), x.grad.double()
+
+    truth = run(nn.BatchNorm2d(36).double(), x64)
+    pytorch_fp32 = run(nn.BatchNorm2d(36), x64.float())
+    mine_fp32 = run(BatchNorm2d(36), x64.float())
+    assert _takes_channels_last_path(x64.float())
+    for mine, theirs, exact in zip(mine_fp32, pytorch_fp32, truth, strict=True):
+        scale = exact.abs().max()
+        assert (mine - exact).abs().max() / scale <= max(2.0 * float((theirs - exact).abs().max() / scale), 1e-6)

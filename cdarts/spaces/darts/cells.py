@@ -8,7 +8,7 @@ so a 4-node cell has 2 + 3 + 4 + 5 = 14 edges, and row e of the alphas belongs t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -52,6 +52,14 @@ def _preprocess(
     return pre0, pre1
 
 
+def _preprocess_tails(pre0: nn.Module, pre1: nn.Module) -> list[Callable[[torch.Tensor], torch.Tensor]]:
+    """Both preprocessors after their leading ReLU (they share the modules; keep them out of the
+    tree), for :meth:`forward_rectified`."""
+    tails = [after_leading_relu(pre0), after_leading_relu(pre1)]
+    assert tails[0] is not None and tails[1] is not None, "every preprocessor starts with a ReLU"
+    return [tails[0], tails[1]]
+
+
 class SearchCell(nn.Module):
     """A cell whose every edge is a :class:`MixedOp`, weighted by alphas passed to forward.
 
@@ -89,6 +97,7 @@ class SearchCell(nn.Module):
         self.aggregation = aggregation
         self.fused_sums = fused_sums
         self.preprocess0, self.preprocess1 = _preprocess(c_prev_prev, c_prev, channels, reduction_prev, affine=False)
+        self.preprocess_tails = _preprocess_tails(self.preprocess0, self.preprocess1)
         self.mixed_ops = [
             MixedOp(channels, 2 if reduction and j < 2 else 1, primitives, pool_batchnorm, shared_relu)
             for i in range(n_nodes)
@@ -103,7 +112,16 @@ class SearchCell(nn.Module):
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """s0, s1: cell inputs; weights: (num_edges, K) softmax(alphas) -> (N, n_nodes*C, H', W')."""
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        return self._nodes([self.preprocess0(s0), self.preprocess1(s1)], weights)
+
+    def forward_rectified(self, r0: torch.Tensor, r1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` on ``relu(s0)``, ``relu(s1)``: both preprocessors begin with that ReLU,
+        so a network can rectify each cell output once for the two cells that read it."""
+        tail0, tail1 = self.preprocess_tails
+        return self._nodes([tail0(r0), tail1(r1)], weights)
+
+    def _nodes(self, states: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+        """The preprocessed inputs -> the concatenated nodes."""
         edge = 0
         for _ in range(self.n_nodes):
             inputs = len(states)
@@ -157,6 +175,7 @@ class DerivedCell(nn.Module):
         self.concat = tuple(concat)
         self.inputs = tuple(tuple(index for _, index in node) for node in nodes)
         self.preprocess0, self.preprocess1 = _preprocess(c_prev_prev, c_prev, channels, reduction_prev, affine)
+        self.preprocess_tails = _preprocess_tails(self.preprocess0, self.preprocess1)
         # Per node, per edge: the op itself (for pool transfers) and the op + drop-path (to run).
         self.edge_ops: list[list[nn.Module]] = []
         self.edge_paths: list[list[nn.Module]] = []
@@ -184,7 +203,15 @@ class DerivedCell(nn.Module):
         return self.edge_ops[node][position]
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        return self._nodes([self.preprocess0(s0), self.preprocess1(s1)])
+
+    def forward_rectified(self, r0: torch.Tensor, r1: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` on ``relu(s0)``, ``relu(s1)`` (see :meth:`SearchCell.forward_rectified`)."""
+        tail0, tail1 = self.preprocess_tails
+        return self._nodes([tail0(r0), tail1(r1)])
+
+    def _nodes(self, states: list[torch.Tensor]) -> torch.Tensor:
+        """The preprocessed inputs -> the concatenated nodes."""
         rectified: dict[int, torch.Tensor] = {}
         for node, inputs in enumerate(self.inputs):
             terms, masks = [], []

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cdarts.spaces.darts.architecture import Genotype
 from cdarts.spaces.darts.cells import DerivedCell
 from cdarts.spaces.darts.layout import CellSpec
-from cdarts.spaces.darts.search_network import stage_last_cells
+from cdarts.spaces.darts.search_network import rectify_pair, stage_last_cells
 from cdarts.spaces.shared.checkpointing import run_checkpointed, should_checkpoint
 
 
@@ -47,6 +48,16 @@ class EvalNetwork(nn.Module):
         """(s0, s1) from the stem -> the output of every stage (last one = final features)."""
         outputs = []
         checkpointed = should_checkpoint(self, self.activation_checkpointing)
+        if not checkpointed:
+            # As in SearchNetwork: each cell output is rectified once for the two cells reading it.
+            r0, r1 = rectify_pair(s0, s1)
+            last = len(self.derived_cells) - 1
+            for index, cell in enumerate(self.derived_cells):
+                out = cell.forward_rectified(r0, r1)
+                r0, r1 = r1, (F.relu(out) if index < last else out)  # no cell reads the last one
+                if index in self.stage_ends:
+                    outputs.append(out)
+            return outputs
         for index, cell in enumerate(self.derived_cells):
             s0, s1 = s1, run_checkpointed(cell, s0, s1) if checkpointed else cell(s0, s1)
             if index in self.stage_ends:

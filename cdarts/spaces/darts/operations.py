@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from cdarts.spaces.shared.batch_norm import BatchNorm2d
-from cdarts.spaces.shared.conv_blocks import Zero
+from cdarts.spaces.shared.conv_blocks import ReLUConvBN, Zero
 from cdarts.spaces.shared.gradient_layout import with_dense_gradient
 
 
@@ -144,7 +144,7 @@ def after_leading_relu(op: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] 
     The returned module shares ``op``'s submodules (and so its parameters), so several conv ops
     of an edge can rectify their common input once. Keep it out of the module tree.
     """
-    if isinstance(op, DilConv | FactorizedConv):
+    if isinstance(op, DilConv | FactorizedConv | ReLUConvBN):
         return nn.Sequential(*list(op.children())[1:])
     if isinstance(op, SepConv):
         first, second = op.children()

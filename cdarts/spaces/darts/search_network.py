@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cdarts.spaces.darts.cells import NodeAggregation, SearchCell, num_edges
@@ -41,6 +42,12 @@ def build_search_cells(
     ]
 
 
+def rectify_pair(s0: torch.Tensor, s1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(relu(s0), relu(s1)), computed once when the stem hands both cells the same tensor."""
+    r1 = F.relu(s1)
+    return (r1 if s0 is s1 else F.relu(s0)), r1
+
+
 def stage_last_cells(plan: list[list[CellSpec]]) -> tuple[int, ...]:
     """Flat index of the last cell of every stage (where stage outputs are taken)."""
     ends, total = [], 0
@@ -71,9 +78,11 @@ class SearchNetwork(nn.Module):
         self.n_nodes = n_nodes
         self.primitives = primitives
         self.activation_checkpointing = False
-        self.cells = nn.ModuleList(
-            build_search_cells(plan, n_nodes, primitives, aggregation, pool_batchnorm, shared_relu, fused_sums)
+        self.shared_relu = shared_relu
+        self.search_cells = build_search_cells(
+            plan, n_nodes, primitives, aggregation, pool_batchnorm, shared_relu, fused_sums
         )
+        self.cells = nn.ModuleList(self.search_cells)
         self.stage_ends = stage_last_cells(plan)
         shape = (num_edges(n_nodes), len(primitives))
         self.alphas_normal = nn.Parameter(1e-3 * torch.randn(shape))
@@ -91,7 +100,18 @@ class SearchNetwork(nn.Module):
         weights_reduce = torch.softmax(self.alphas_reduce, dim=-1)
         outputs = []
         checkpointed = should_checkpoint(self, self.activation_checkpointing)
-        for index, cell in enumerate(self.cells):
+        if self.shared_relu and not checkpointed:
+            # Each cell output feeds the preprocessors of the next two cells, which both begin
+            # with a ReLU: rectify it once (same values and gradients, one pass and tensor less).
+            r0, r1 = rectify_pair(s0, s1)
+            last = len(self.search_cells) - 1
+            for index, cell in enumerate(self.search_cells):
+                out = cell.forward_rectified(r0, r1, weights_reduce if cell.reduction else weights_normal)
+                r0, r1 = r1, (F.relu(out) if index < last else out)  # no cell reads the last one
+                if index in self.stage_ends:
+                    outputs.append(out)
+            return outputs
+        for index, cell in enumerate(self.search_cells):
             weights = weights_reduce if cell.reduction else weights_normal
             s0, s1 = s1, run_checkpointed(cell, s0, s1, weights) if checkpointed else cell(s0, s1, weights)
             if index in self.stage_ends:

@@ -58,6 +58,7 @@ bench-authors: setup
 		{ echo "make bench-authors: set CREAM_DIR to a checkout of https://github.com/microsoft/Cream" >&2; exit 1; }
 	$(PY) bench/vs_authors.py --cream-dir $(CREAM_DIR) --batch-size 32 64 --retrain-batch-size 32 --steps 3 --memory \
 		--json bench/results/vs_authors.json
+	$(PY) bench/report.py --results bench/results
 
 bench-quality: setup
 	$(PY) bench/search_quality.py --$(SIZE) --out bench/results/search-quality-$(SIZE)

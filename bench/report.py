@@ -1,6 +1,9 @@
-"""Turn the benchmark JSON files into the README's table and a PNG plot.
+"""Turn the benchmark JSON files into the README's tables and a PNG plot.
 
 python bench/report.py --results bench/results --plot bench/results/throughput.png
+
+With ``vs_authors.json`` there (``make bench-authors``), the side by side with the authors' code
+is printed too, in the README's layout.
 """
 
 from __future__ import annotations
@@ -109,18 +112,82 @@ def table(search: dict[str, Any] | None, retrain: dict[str, Any] | None, overhea
     return "\n".join(lines + [""] + [f"* {note}" for note in notes])
 
 
+def side_by_side_table(report: dict[str, Any]) -> str:
+    """The README's "side by side with the authors' code" table from ``vs_authors.json``."""
+    sides = ("authors", "ours_fast", "ours_reference")
+    memory = {(m["which"], m["batch_size"]): m["peak_memory_mb"] / 1024 for m in report.get("memory", [])}
+
+    def timing(row: dict[str, Any], side: str) -> str:
+        text = f"{row[side]['median_s']:.2f} s ({row[side]['min_s']:.2f})"
+        if side != "authors":
+            ratio = row["authors"]["median_s"] / row[side]["median_s"]
+            text += f": **{ratio:.2f}x**" if side == "ours_fast" else f": {ratio:.2f}x"
+        return text
+
+    def per_batch(values: list[str]) -> str:
+        return " / ".join(values) if values and all(v != "-" for v in values) else "-"
+
+    searches = report.get("search", [])
+    batches = [row["batch_size"] for row in searches]
+    lines = ["| | authors | ours fast | ours `reference` |", "|---|---|---|---|"]
+    for row in searches:
+        cells = [timing(row, side) if side in row else "-" for side in sides]
+        lines.append(f"| search joint step, batch {row['batch_size']} | " + " | ".join(cells) + " |")
+    if searches:
+        label = " / ".join(str(b) for b in batches)
+        shares = [
+            per_batch([f"{row[side]['fraction_of_matmul']:.1%}".replace("%", " %") for row in searches])
+            for side in sides
+        ]
+        lines.append(f"| share of the matmul rate, batch {label} | " + " | ".join(shares) + " |")
+        memory_names = ("authors_search", "ours_fast", "ours_reference")
+        peaks = [
+            per_batch([f"{memory[(name, b)]:.1f}" if (name, b) in memory else "-" for b in batches])
+            for name in memory_names
+        ]
+        lines.append(
+            f"| peak memory, batch {label} | " + " | ".join(f"{p} GiB" if p != "-" else p for p in peaks) + " |"
+        )
+    for row in report.get("retrain", []):
+        batch = row["batch_size"]
+        lines.append(
+            f"| retrain step (C = 36, 20 cells), batch {batch} | {timing(row, 'authors')} | "
+            f"{timing(row, 'ours_fast')} | |"
+        )
+        if ("authors_retrain", batch) in memory and ("ours_retrain", batch) in memory:
+            lines.append(
+                f"| retrain peak memory, batch {batch} | {memory[('authors_retrain', batch)]:.1f} GiB | "
+                f"{memory[('ours_retrain', batch)]:.1f} GiB | |"
+            )
+    rate = report.get("matmul_flops_per_s")
+    footer = (
+        f"fp32 matmul in the run: {rate / 1e9:.0f} GFLOP/s; torch {report.get('torch', '?')}, "
+        f"{report.get('threads', '?')} threads"
+        if rate
+        else ""
+    )
+    return "\n".join(lines + ([f"\n{footer}"] if footer else []))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=Path("bench/results"))
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args()
     search, retrain = _load(args.results, "search_step"), _load(args.results, "retrain_step")
-    overhead = _load(args.results, "pipeline_overhead")
-    if search is None and retrain is None:
-        raise SystemExit(f"no search_step.json or retrain_step.json in {args.results}; run make bench")
-    if args.plot is not None:
+    overhead, authors = _load(args.results, "pipeline_overhead"), _load(args.results, "vs_authors")
+    if search is None and retrain is None and authors is None:
+        raise SystemExit(
+            f"no search_step.json, retrain_step.json or vs_authors.json in {args.results}; "
+            "run make bench (or make bench-authors)"
+        )
+    if args.plot is not None and (search is not None or retrain is not None):
         plot(search, retrain, args.plot)
-    print(table(search, retrain, overhead))
+    if search is not None or retrain is not None:
+        print(table(search, retrain, overhead))
+    if authors is not None:
+        print("\nSide by side with the authors' code (vs_authors.json):\n")
+        print(side_by_side_table(authors))
 
 
 if __name__ == "__main__":

@@ -208,3 +208,35 @@ def test_search_without_data_prepares_the_configs_data_once(tmp_path: Path) -> N
     again = runner.invoke(app, ["stage", "search", "--config", TINY, "--out", str(tmp_path), "--no-progress"])
     assert again.exit_code == 0, again.output
     assert "prepared" not in again.stdout and f"genotype: {searched.to_string()}" in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["model", "summary", "--channels", "0"], "Invalid value for '--channels'"),
+        (["model", "summary", "--no-such-flag"], "No such option: --no-such-flag"),
+        (["genotype", "show"], "Missing argument"),
+    ],
+)
+def test_usage_errors_of_the_installed_command_are_one_line(args: list[str], fragment: str) -> None:
+    """Click's own errors (range checks, unknown flags) through the console entry point, not the
+    boxed multi-line form typer prints by default."""
+    result = subprocess.run([sys.executable, "-m", "cdarts", *args], capture_output=True, text=True, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("cdarts: error: ") and fragment in lines[0], result.stderr
+    assert lines[0].endswith("--help)")
+
+
+def test_the_installed_command_keeps_exit_codes_and_help() -> None:
+    version = subprocess.run([sys.executable, "-m", "cdarts", "--version"], capture_output=True, text=True, timeout=120)
+    assert version.returncode == 0 and version.stdout.startswith("cdarts ")
+    bare_group = subprocess.run([sys.executable, "-m", "cdarts", "model"], capture_output=True, text=True, timeout=120)
+    assert bare_group.returncode == 2 and "Usage: " in bare_group.stdout and "summary" in bare_group.stdout
+    own_error = subprocess.run(
+        [sys.executable, "-m", "cdarts", "genotype", "show", "NO_SUCH_GENOTYPE"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert own_error.returncode == 2 and own_error.stderr.startswith("cdarts: error: ")

@@ -110,6 +110,7 @@ class ClusterSettings(BaseModel):
     retries: int | None = Field(default=None, ge=0, le=20)
     retry_backoff: str | int | None = None
     enable_caching: bool | None = None
+    baseline_parallelism: int | None = Field(default=None, ge=0, le=1000)
 
     @field_validator("cpu_per_gpu", "cpu_limit_per_gpu", "memory_per_gpu", "memory_limit_per_gpu", "shm_size")
     @classmethod
@@ -191,6 +192,7 @@ def pipeline_options_from(settings: ClusterSettings, base: PipelineOptions | Non
         changes["retry_backoff"] = f"{parse_duration(settings.retry_backoff, 'retry backoff')}s"
     put("retries", settings.retries)
     put("enable_caching", settings.enable_caching)
+    put("baseline_parallelism", settings.baseline_parallelism)
     options = PipelineOptions(**{**base.__dict__, **changes})
     if not settings.allow_unpinned_images:
         check_images_pinned(options)

@@ -24,6 +24,7 @@ from typing import Any
 
 from kfp import local
 
+from pipelines.options import PipelineOptions
 from pipelines.registry import build_pipeline
 
 StageCallback = Callable[[str, str, float], None]
@@ -51,6 +52,11 @@ PIPELINE_STAGES = {
 
 class LocalRunError(Exception):
     """A task of the local pipeline run failed."""
+
+
+# One machine: every baseline's retrain already uses all its CPUs (and its own memory), so running
+# them at once would only oversubscribe; they run one after another.
+LOCAL_OPTIONS = PipelineOptions(baseline_parallelism=1)
 
 
 def new_run_dir(root: Path) -> Path:
@@ -202,7 +208,7 @@ def run_locally(
         enable_caching=cache_root is not None,
         cache_root=str(cache_root) if cache_root is not None else None,
     )
-    pipeline_func = build_pipeline(pipeline)
+    pipeline_func = build_pipeline(pipeline, LOCAL_OPTIONS)
     stop = threading.Event()
     start = time.perf_counter()
     failure: BaseException | None = None

@@ -51,6 +51,8 @@ class PipelineOptions:
     pipeline's run-time parameters of the same names (a run or a retrain request may replace
     them). Timeouts are per task attempt (the pod's ``activeDeadlineSeconds``; 0: none), the
     pipeline deadline and TTL are for the whole run (None: the cluster's defaults).
+    ``baseline_parallelism`` caps how many random baselines run at once (the ParallelFor's
+    parallelism; 0: no cap), for a GPU quota smaller than the baselines asked for.
     """
 
     gpu_image: str = GPU_IMAGE
@@ -83,6 +85,7 @@ class PipelineOptions:
     retries: int = 3
     retry_backoff: str = "60s"
     enable_caching: bool = True
+    baseline_parallelism: int = 0  # random baselines trained at once; 0: all of them
 
 
 def pipeline_config(options: PipelineOptions) -> dsl.PipelineConfig:

@@ -143,7 +143,7 @@ def add_random_baselines(
     the registry."""
     sampled = sample_baselines(config=inputs.config, overrides=inputs.overrides, seed=inputs.seed, count=count)
     configure_cpu_task(sampled, options, "Sample random architectures")
-    with dsl.ParallelFor(sampled.output, name="baseline") as architecture:
+    with dsl.ParallelFor(sampled.output, name="baseline", parallelism=options.baseline_parallelism) as architecture:
         # Inside the loop: KFP 2.17's compiler does not pass an outer task's outputs to the
         # resource fields of the loop's tasks (a cached task of seconds per baseline).
         sizing = add_retrain_sizing(options, inputs)

@@ -123,6 +123,7 @@ def test_a_cluster_settings_file_is_typed_and_flags_override_it(tmp_path: Path) 
                 "pod_labels": {"kueue.x-k8s.io/queue-name": "file-queue"},
                 "gpu_task_timeout": "12h",
                 "mlflow_secret": None,
+                "baseline_parallelism": 2,
             }
         )
     )
@@ -137,11 +138,15 @@ def test_a_cluster_settings_file_is_typed_and_flags_override_it(tmp_path: Path) 
     assert search["podMetadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "file-queue"
     assert search["activeDeadlineSeconds"] == "43200"
     assert {s["secretName"] for s in search["secretAsEnv"]} == {"cdarts-s3"}  # mlflow_secret: null -> none
+    components = next(yaml.safe_load_all(out.read_text()))["components"]
+    loops = [c["dag"]["tasks"][t] for c in components.values() if "dag" in c for t in c["dag"]["tasks"]]
+    assert [t["iteratorPolicy"] for t in loops if t.get("iteratorPolicy")] == [{"parallelismLimit": 2}]
     for content, fragment in (
         ("imagess: {}", "imagess: Extra inputs are not permitted"),
         ("cpu_per_gpu: lots", "not a positive Kubernetes quantity"),
         ("gpu_task_timeout: soon", "is not a duration"),
         ("data_volumes: [datasets]", "CLAIM:/mount/path"),
+        ("baseline_parallelism: -1", "baseline_parallelism: Input should be greater than or equal to 0"),
         ("- a list", "must be a YAML mapping"),
     ):
         settings.write_text(content)

@@ -182,6 +182,7 @@ def test_the_compiled_search_pipeline_fans_the_baselines_out_and_registers_only_
     baseline_tasks = components[gate["componentRef"]["name"]]["dag"]["tasks"]
     loop = next(task for name, task in baseline_tasks.items() if name.startswith("for-loop"))
     assert loop["parameterIterator"]["items"]["inputParameter"].endswith("sample-baselines-Output")
+    assert "iteratorPolicy" not in loop  # a cluster runs them all at once unless baseline_parallelism says
     loop_tasks = components[loop["componentRef"]["name"]]["dag"]["tasks"]
     assert {"import-genotype", "retrain-2", "evaluate-2"} <= set(loop_tasks)
     assert loop_tasks["retrain-2"]["inputs"]["parameters"]["baseline"]["runtimeValue"]["constant"] is True

@@ -58,7 +58,7 @@ def test_rectifying_once_matches_the_plain_cell_chain(kind: str, stem: str) -> N
         network.zero_grad(set_to_none=True)
         for leaf in (s0, s1):
             leaf.grad = None
-        torch.manual_seed(3)  # the same drop-path masks (none here: drop_prob 0) and BN batches
+        torch.manual_seed(3)  # both runs draw the same random numbers (there is no drop-path here)
         outputs = run(s0, s1)
         loss = sum(
             (out * torch.randn(out.shape, generator=upstream.manual_seed(i), dtype=out.dtype)).sum()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cdarts.spaces.darts.architecture import Genotype
 from cdarts.spaces.darts.cells import DerivedCell
 from cdarts.spaces.darts.layout import CellSpec
-from cdarts.spaces.darts.search_network import rectify_pair, stage_last_cells
+from cdarts.spaces.darts.search_network import run_rectified_chain, stage_last_cells
 from cdarts.spaces.shared.checkpointing import run_checkpointed, should_checkpoint
 
 
@@ -46,20 +45,13 @@ class EvalNetwork(nn.Module):
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> list[torch.Tensor]:
         """(s0, s1) from the stem -> the output of every stage (last one = final features)."""
+        if not should_checkpoint(self, self.activation_checkpointing):
+            return run_rectified_chain(
+                self.derived_cells, s0, s1, self.stage_ends, lambda cell, r0, r1: cell.forward_rectified(r0, r1)
+            )
         outputs = []
-        checkpointed = should_checkpoint(self, self.activation_checkpointing)
-        if not checkpointed:
-            # As in SearchNetwork: each cell output is rectified once for the two cells reading it.
-            r0, r1 = rectify_pair(s0, s1)
-            last = len(self.derived_cells) - 1
-            for index, cell in enumerate(self.derived_cells):
-                out = cell.forward_rectified(r0, r1)
-                r0, r1 = r1, (F.relu(out) if index < last else out)  # no cell reads the last one
-                if index in self.stage_ends:
-                    outputs.append(out)
-            return outputs
         for index, cell in enumerate(self.derived_cells):
-            s0, s1 = s1, run_checkpointed(cell, s0, s1) if checkpointed else cell(s0, s1)
+            s0, s1 = s1, run_checkpointed(cell, s0, s1)
             if index in self.stage_ends:
                 outputs.append(s1)
         return outputs

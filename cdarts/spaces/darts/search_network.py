@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +12,8 @@ from torch import nn
 from cdarts.spaces.darts.cells import NodeAggregation, SearchCell, num_edges
 from cdarts.spaces.darts.layout import CellSpec
 from cdarts.spaces.shared.checkpointing import run_checkpointed, should_checkpoint
+
+CellT = TypeVar("CellT")
 
 
 def build_search_cells(
@@ -42,10 +45,28 @@ def build_search_cells(
     ]
 
 
-def rectify_pair(s0: torch.Tensor, s1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(relu(s0), relu(s1)), computed once when the stem hands both cells the same tensor."""
+def run_rectified_chain(
+    cells: Sequence[CellT],
+    s0: torch.Tensor,
+    s1: torch.Tensor,
+    stage_ends: tuple[int, ...],
+    run_cell: Callable[[CellT, torch.Tensor, torch.Tensor], torch.Tensor],
+) -> list[torch.Tensor]:
+    """The cells in order on rectified inputs -> the output of every stage.
+
+    Each cell output feeds the preprocessors of the next two cells, which both begin with a
+    ReLU: it is rectified once here (and the stem's output once, when both cells get the same
+    tensor), and ``run_cell(cell, relu(s0), relu(s1))`` runs the cell without its own ReLUs.
+    """
     r1 = F.relu(s1)
-    return (r1 if s0 is s1 else F.relu(s0)), r1
+    r0 = r1 if s0 is s1 else F.relu(s0)
+    outputs, last = [], len(cells) - 1
+    for index, cell in enumerate(cells):
+        out = run_cell(cell, r0, r1)
+        r0, r1 = r1, (F.relu(out) if index < last else out)  # no cell reads the last one
+        if index in stage_ends:
+            outputs.append(out)
+    return outputs
 
 
 def stage_last_cells(plan: list[list[CellSpec]]) -> tuple[int, ...]:
@@ -100,17 +121,16 @@ class SearchNetwork(nn.Module):
         weights_reduce = torch.softmax(self.alphas_reduce, dim=-1)
         outputs = []
         checkpointed = should_checkpoint(self, self.activation_checkpointing)
-        if self.shared_relu and not checkpointed:
-            # Each cell output feeds the preprocessors of the next two cells, which both begin
-            # with a ReLU: rectify it once (same values and gradients, one pass and tensor less).
-            r0, r1 = rectify_pair(s0, s1)
-            last = len(self.search_cells) - 1
-            for index, cell in enumerate(self.search_cells):
-                out = cell.forward_rectified(r0, r1, weights_reduce if cell.reduction else weights_normal)
-                r0, r1 = r1, (F.relu(out) if index < last else out)  # no cell reads the last one
-                if index in self.stage_ends:
-                    outputs.append(out)
-            return outputs
+        if self.shared_relu and not checkpointed:  # same values and gradients, a pass and a tensor less
+            return run_rectified_chain(
+                self.search_cells,
+                s0,
+                s1,
+                self.stage_ends,
+                lambda cell, r0, r1: cell.forward_rectified(
+                    r0, r1, weights_reduce if cell.reduction else weights_normal
+                ),
+            )
         for index, cell in enumerate(self.search_cells):
             weights = weights_reduce if cell.reduction else weights_normal
             s0, s1 = s1, run_checkpointed(cell, s0, s1, weights) if checkpointed else cell(s0, s1, weights)

@@ -35,6 +35,7 @@ from cdarts.devices import autocast, resolve_device
 from cdarts.spaces.darts.parser import resolve_genotype
 from cdarts.spaces.darts.retrain_network import RetrainNetwork
 from cdarts.spaces.darts.space import PAPER_SIZES
+from cdarts.spaces.shared.depthwise_conv import use_fast_depthwise
 
 VARIANTS = ("eager", "fast", "compiled")
 
@@ -81,6 +82,8 @@ def build_trainer(
     fast = variant != "eager"
     if fast:  # what the retrain stage does with channels_last and fused_optimizer (its defaults)
         model = model.to(memory_format=torch.channels_last)
+        if variant != "compiled":
+            use_fast_depthwise(model)
         images = images.contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4, fused=fast or None)
     forward: torch.nn.Module = torch.compile(model) if variant == "compiled" else model  # type: ignore[assignment]

@@ -11,11 +11,14 @@ import torch.nn.functional as F
 
 from cdarts.config import ExperimentConfig
 from cdarts.distributed import DistributedContext
+from cdarts.kernels.depthwise_weight_grad import depthwise_weight_grad as native_weight_grad
 from cdarts.search.losses import distillation_loss
 from cdarts.search.optimizers import build_cycle_optimizers
 from cdarts.search.steps import SearchStepper
 from cdarts.spaces.darts.joint_network import JointNetwork
 from cdarts.spaces.darts.space import build_joint_network
+from cdarts.spaces.shared import depthwise_conv
+from cdarts.spaces.shared.pointwise_conv import PointwiseConv2d
 from tests.conftest import tiny_batch
 
 RELATIVE_TOLERANCE = 1e-5
@@ -54,7 +57,16 @@ def _assert_same_gradients(fast: JointNetwork, reference: JointNetwork) -> None:
         assert _relative_difference(fast_grads[name], grad) < RELATIVE_TOLERANCE, name
 
 
-def test_fast_and_reference_have_the_same_losses_and_gradients(tiny_config: ExperimentConfig) -> None:
+def test_fast_and_reference_have_the_same_losses_and_gradients(
+    tiny_config: ExperimentConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    native_calls = []
+
+    def counted_native_weight_grad(*args: object) -> torch.Tensor | None:
+        native_calls.append(args)
+        return native_weight_grad(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(depthwise_conv, "depthwise_weight_grad", counted_native_weight_grad)
     reference = _network(tiny_config, impl="reference")
     fast = _network(tiny_config, impl="fast")
     assert fast.state_dict().keys() == reference.state_dict().keys()  # checkpoints interchange
@@ -65,6 +77,9 @@ def test_fast_and_reference_have_the_same_losses_and_gradients(tiny_config: Expe
     loss_fast = _step_a_loss(fast, images, labels)
     assert _relative_difference(loss_fast, loss_reference) < RELATIVE_TOLERANCE
     _assert_same_gradients(fast, reference)
+    # The fast kernels were part of what agreed: the 1x1 convolutions as matrix products and the
+    # native weight gradient of the 5x5 depthwise ones.
+    assert any(isinstance(m, PointwiseConv2d) for m in fast.modules()) and native_calls
     conv = next(m for m in fast.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1)
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
 

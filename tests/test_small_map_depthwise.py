@@ -7,7 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cdarts.spaces.shared.small_map_depthwise import covers_map, depthwise_conv2d
+from cdarts.spaces.shared.depthwise_conv import depthwise_conv2d, weight_gradient_kind
+from cdarts.spaces.shared.small_map_depthwise import covers_map
 
 
 @pytest.mark.parametrize(("kernel", "size"), [(5, (4, 4)), (5, (3, 2)), (7, (6, 4)), (5, (1, 1))])
@@ -25,8 +26,8 @@ def test_value_and_gradients_are_those_of_the_plain_convolution(
     weight.requires_grad_(True)
     padding = kernel // 2
     expected = F.conv2d(x, weight, None, 1, padding, 1, 5)
-    got = depthwise_conv2d(x, weight, padding)
-    assert got.grad_fn is not None and "SmallMapDepthwise" in type(got.grad_fn).__name__
+    assert weight_gradient_kind(x, weight, 1, padding, 1) == "gram"
+    got = depthwise_conv2d(x, weight, 1, padding)
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
     upstream = torch.randn(expected.shape, generator=generator, dtype=torch.float64)
     want = torch.autograd.grad(expected, (x, weight), upstream)
@@ -38,18 +39,16 @@ def test_value_and_gradients_are_those_of_the_plain_convolution(
 def test_larger_maps_small_kernels_and_frozen_weights_take_the_plain_convolution() -> None:
     assert not covers_map(5, 8, 8) and not covers_map(3, 2, 2) and not covers_map(5, 4, 5)
     weight = torch.randn(2, 1, 5, 5, requires_grad=True)
-    plain_kinds = {
-        type(depthwise_conv2d(torch.randn(1, 2, 8, 8), weight, 2).grad_fn).__name__,
-        type(depthwise_conv2d(torch.randn(1, 2, 4, 4), weight.detach(), 2).grad_fn).__name__,
-    }
-    assert not any("SmallMapDepthwise" in kind for kind in plain_kinds)
+    assert weight_gradient_kind(torch.randn(1, 2, 8, 8), weight, 1, 2, 1) != "gram"
+    assert weight_gradient_kind(torch.randn(1, 2, 4, 4), weight.detach(), 1, 2, 1) is None
+    assert weight_gradient_kind(torch.randn(1, 2, 4, 4), weight, 2, 2, 1) != "gram"  # stride 2
 
 
 def test_bf16_outputs_give_gradients_in_the_dtypes_of_the_inputs() -> None:
     x = torch.randn(4, 3, 4, 4, requires_grad=True)
     weight = torch.randn(3, 1, 5, 5, requires_grad=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = depthwise_conv2d(x, weight, 2)
+        out = depthwise_conv2d(x, weight, 1, 2)
     assert out.dtype == torch.bfloat16
     out.float().sum().backward()  # type: ignore[no-untyped-call]
     assert x.grad is not None and x.grad.dtype == torch.float32

@@ -42,6 +42,7 @@ from cdarts.search.cyclic_search import ProgressCallback
 from cdarts.seeding import capture_rng_state
 from cdarts.serving import example_images, serving_contract
 from cdarts.spaces.registry import build_retrain_network, space_of
+from cdarts.spaces.shared.depthwise_conv import use_fast_depthwise
 from cdarts.spaces.shared.retrain_spec import RetrainSpec
 from cdarts.tracking import FanOutTracker, JsonlTracker, Tracker
 from cdarts.train.loops import TrainSettings, evaluate, train_one_epoch
@@ -129,7 +130,11 @@ class _RetrainRun:
         self.params, self.params_without_aux = model.parameter_counts()
         self.weight_decay, self.max_drop_path = space.retrain_regularisation(config, self.params_without_aux)
         model = model.to(setup.device)
-        self.model = model.to(memory_format=torch.channels_last) if cfg.channels_last else model
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            if not cfg.compile:  # the native weight gradient is a ctypes call: a graph break
+                use_fast_depthwise(model)
+        self.model = model
         self.optimizer = torch.optim.SGD(
             self.model.parameters(),
             lr=cfg.weight_lr,

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cdarts.spaces.shared.small_map_depthwise import depthwise_conv2d
+from cdarts.spaces.shared.depthwise_conv import depthwise_conv2d, use_fast_depthwise
+from cdarts.spaces.shared.pointwise_conv import use_pointwise_matmul
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -41,7 +42,10 @@ class PhaseSplitConv2d(nn.Conv2d):
         if not x.is_contiguous(memory_format=torch.channels_last):
             return super().forward(x)
         padding = (self.padding[0] // 2, self.padding[1] // 2)  # type: ignore[operator]
+        plain_weight = self.bias is None and padding[0] == padding[1]
         if self.stride == (2, 2):
+            if plain_weight:  # the native weight gradient reads the strided view in place
+                return depthwise_conv2d(x[:, :, ::2, ::2], self.weight, 1, padding[0])
             return F.conv2d(x[:, :, ::2, ::2], self.weight, self.bias, 1, padding, 1, self.groups)
         n, c, h, w = x.shape
         if h % 2 or w % 2:
@@ -51,8 +55,8 @@ class PhaseSplitConv2d(nn.Conv2d):
         # the two parities in front of the batch, still channels-last.
         phases = x.permute(0, 2, 3, 1).reshape(n, h2, 2, w2, 2, c).permute(2, 4, 0, 1, 3, 5)
         phases = phases.reshape(4 * n, h2, w2, c).permute(0, 3, 1, 2)
-        if self.bias is None and padding[0] == padding[1]:
-            y = depthwise_conv2d(phases, self.weight, padding[0])  # fast on the tiny phases of small maps
+        if plain_weight:
+            y = depthwise_conv2d(phases, self.weight, 1, padding[0])  # a faster weight gradient where oneDNN's is slow
         else:
             y = F.conv2d(phases, self.weight, self.bias, 1, padding, 1, self.groups)
         out = y.permute(0, 2, 3, 1).reshape(2, 2, n, h2, w2, c).permute(2, 3, 0, 4, 1, 5)
@@ -83,8 +87,12 @@ def split_dilated_convs(module: nn.Module) -> int:
 
 
 def to_channels_last(module: M) -> M:
-    """``module`` with channels-last weights and its dilated depthwise convolutions phase-split:
-    the layout the fast search trains in (inputs must be channels-last too)."""
+    """``module`` with channels-last weights, its dilated depthwise convolutions phase-split, its
+    large undilated ones on the faster weight gradient (depthwise_conv.py) and its 1x1 ones as
+    matrix products (pointwise_conv.py): the layout the fast search trains in (inputs must be
+    channels-last too)."""
     module = module.to(memory_format=torch.channels_last)
     split_dilated_convs(module)
+    use_fast_depthwise(module)
+    use_pointwise_matmul(module)
     return module

@@ -11,17 +11,15 @@ batch by one batched matmul and then gathered into kernel taps:
     dW[c, i, j] = sum over pixels p = (a, b) of M[c, p, (a + i - pad, b + j - pad)] (in range)
 
 The same products, summed in another order: 0.5 ms instead of 7.5. On 8x8 maps the two are even,
-so only maps no larger than the kernel take this path. Forward and input gradient stay oneDNN's.
+so only maps no larger than the kernel take this path (depthwise_conv.py chooses; forward and
+input gradient stay oneDNN's).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch.autograd.function import FunctionCtx
 
 
 def covers_map(kernel_size: int, height: int, width: int) -> bool:
@@ -47,7 +45,7 @@ def _tap_selection(
     return selection.to(device)
 
 
-def _gram_weight_gradient(grad: torch.Tensor, x: torch.Tensor, kernel_size: int, padding: int) -> torch.Tensor:
+def gram_weight_gradient(grad: torch.Tensor, x: torch.Tensor, kernel_size: int, padding: int) -> torch.Tensor:
     """grad, x: (N, C, H, W) -> (C, 1, k, k) weight gradient of a stride-1 depthwise convolution."""
     n, c, h, w = x.shape
     grad_rows = grad.permute(1, 2, 3, 0).reshape(c, h * w, n).contiguous()  # (C, HW, N)
@@ -55,41 +53,3 @@ def _gram_weight_gradient(grad: torch.Tensor, x: torch.Tensor, kernel_size: int,
     gram = torch.bmm(grad_rows, x_cols).reshape(c, h * w * h * w)
     selection = _tap_selection(h, w, kernel_size, padding, x.device, x.dtype)
     return (gram @ selection).reshape(c, 1, kernel_size, kernel_size)
-
-
-class _SmallMapDepthwiseConv(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: FunctionCtx, x: torch.Tensor, weight: torch.Tensor, padding: int) -> torch.Tensor:
-        ctx.save_for_backward(x, weight)
-        ctx.padding = padding  # type: ignore[attr-defined]
-        return F.conv2d(x, weight, None, 1, padding, 1, weight.shape[0])
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
-        x, weight = ctx.saved_tensors
-        padding: int = ctx.padding
-        # Under autocast the output (and so grad) may be bf16 while x or the weight are fp32.
-        x_compute, weight_compute = x.to(grad.dtype), weight.to(grad.dtype)
-        grad_input = grad_weight = None
-        if ctx.needs_input_grad[0]:
-            grad_input = torch.ops.aten.convolution_backward(
-                grad, x_compute, weight_compute, None, [1, 1], [padding, padding], [1, 1], False, [0, 0],
-                weight.shape[0], [True, False, False],
-            )[0].to(x.dtype)  # fmt: skip
-        if ctx.needs_input_grad[1]:
-            grad_weight = _gram_weight_gradient(grad, x_compute, weight.shape[-1], padding).to(weight.dtype)
-        return grad_input, grad_weight, None
-
-
-def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, padding: int) -> torch.Tensor:
-    """Stride-1, undilated, bias-free depthwise convolution with square ``weight`` (C, 1, k, k):
-    x (N, C, H, W) -> (N, C, H', W'), with the Gram weight gradient on CPU maps the kernel covers
-    at "same" padding (see the module docstring) and plain ``F.conv2d`` everywhere else."""
-    kernel_size = weight.shape[-1]
-    same = 2 * padding == kernel_size - 1
-    # Measured on oneDNN (CPU) only; cuDNN keeps its own kernel.
-    gram = same and x.device.type == "cpu" and covers_map(kernel_size, x.shape[2], x.shape[3])
-    if gram and torch.is_grad_enabled() and weight.requires_grad:
-        result: torch.Tensor = _SmallMapDepthwiseConv.apply(x, weight, padding)
-        return result
-    return F.conv2d(x, weight, None, 1, padding, 1, weight.shape[0])

@@ -1,0 +1,1 @@
+"""Native CPU kernels where PyTorch's own are slow, built at run time (see native_library)."""

@@ -3,7 +3,7 @@
 oneDNN's weight gradient of a depthwise convolution with a 5x5 (or larger) or dilated kernel is
 slow on CPUs: 1.8-2.0 ms at (32, 16, 32, 32) for a 5x5 kernel on a 2-core Xeon, 12x its 3x3
 counterpart for 2.8x the work. The native kernel computes the same sums (in another order) in
-0.38 ms there. It reads the tensors in place (any batch and spatial strides, channels dense),
+0.34 ms there. It reads the tensors in place (any batch and spatial strides, channels dense),
 so the subsampled and phase-split views of the fast search need no copy.
 """
 

@@ -1,9 +1,9 @@
 """Build and load the C++ kernels in this folder, at run time, for the machine they run on.
 
 A kernel is compiled once per (source, compiler, CPU) with ``-O3 -march=native -fopenmp`` into a
-cache folder and loaded with ctypes; the OpenMP runtime it links is the ``libgomp.so.1`` torch has
-already loaded, so both share one thread pool (callers import torch before they load a kernel, as they must
-to have tensors to pass it). Anything that goes wrong (no compiler, a failed
+cache folder and loaded with ctypes; the OpenMP runtime it links is the ``libgomp.so.1`` torch
+has already loaded, so both share one thread pool (callers import torch before they load a
+kernel, as they must to have tensors to pass it). Anything that goes wrong (no compiler, a failed
 build, an unwritable cache, ``CDARTS_NATIVE_KERNELS=0``) leaves the kernel unavailable, with one
 log line, and callers keep PyTorch's own operators: the kernels change speed, never results.
 

@@ -21,6 +21,7 @@ from torch import nn
 from torch.autograd.function import FunctionCtx
 
 from cdarts.kernels.depthwise_weight_grad import depthwise_weight_grad, native_weight_grad_available
+from cdarts.spaces.shared.module_swap import swap_class
 from cdarts.spaces.shared.small_map_depthwise import covers_map, gram_weight_gradient
 
 WeightGradient = Literal["gram", "native"]
@@ -131,9 +132,4 @@ def _replaceable(module: nn.Module) -> bool:
 def use_fast_depthwise(module: nn.Module) -> int:
     """Turn every plain depthwise ``nn.Conv2d`` of ``module`` with a square kernel of 5 or more taps
     into a :class:`FastDepthwiseConv2d` (in place, keeping its parameters); returns how many."""
-    count = 0
-    for child in module.modules():
-        if _replaceable(child):
-            child.__class__ = FastDepthwiseConv2d
-            count += 1
-    return count
+    return swap_class(module, _replaceable, FastDepthwiseConv2d)

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cdarts.spaces.shared.depthwise_conv import depthwise_conv2d, use_fast_depthwise
+from cdarts.spaces.shared.module_swap import swap_class
 from cdarts.spaces.shared.pointwise_conv import use_pointwise_matmul
 
 M = TypeVar("M", bound=nn.Module)
@@ -78,12 +79,7 @@ def _splittable(module: nn.Module) -> bool:
 def split_dilated_convs(module: nn.Module) -> int:
     """Turn every dilation-2 depthwise ``nn.Conv2d`` with "same" padding inside ``module`` into a
     :class:`PhaseSplitConv2d` (in place, keeping its parameters); returns how many."""
-    count = 0
-    for child in module.modules():
-        if _splittable(child):
-            child.__class__ = PhaseSplitConv2d
-            count += 1
-    return count
+    return swap_class(module, _splittable, PhaseSplitConv2d)
 
 
 def to_channels_last(module: M) -> M:

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.autograd.function import FunctionCtx
 
+from cdarts.spaces.shared.module_swap import swap_class
+
 
 def _as_rows(x: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) dense channels-last -> the (N*H*W, C) view of its memory."""
@@ -86,9 +88,4 @@ def _replaceable(module: nn.Module) -> bool:
 def use_pointwise_matmul(module: nn.Module) -> int:
     """Turn every plain 1x1 ``nn.Conv2d`` of ``module`` that qualifies into a
     :class:`PointwiseConv2d` (in place, keeping its parameters); returns how many."""
-    count = 0
-    for child in module.modules():
-        if _replaceable(child):
-            child.__class__ = PointwiseConv2d
-            count += 1
-    return count
+    return swap_class(module, _replaceable, PointwiseConv2d)

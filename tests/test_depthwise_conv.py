@@ -20,6 +20,7 @@ from cdarts.spaces.shared.depthwise_conv import (
     use_fast_depthwise,
     weight_gradient_kind,
 )
+from tests.gradient_checks import assert_same_values_and_gradients
 
 CHANNELS_LAST = torch.channels_last
 
@@ -103,12 +104,7 @@ def test_depthwise_conv2d_has_the_values_and_gradients_of_the_plain_convolution(
     assert weight_gradient_kind(x, weight, stride, 2, 1) == "native"
     expected = F.conv2d(x, weight, None, stride, 2, 1, 36)
     got = depthwise_conv2d(x, weight, stride, 2)
-    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
-    upstream = torch.randn(expected.shape, generator=generator, dtype=torch.float64)
-    want = torch.autograd.grad(expected, (x, weight), upstream)
-    have = torch.autograd.grad(got, (x, weight), upstream)
-    for a, b in zip(have, want, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert_same_values_and_gradients(got, expected, (x, weight), generator)
 
 
 def test_the_result_does_not_depend_on_the_thread_count() -> None:

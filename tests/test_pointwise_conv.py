@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cdarts.spaces.shared.pointwise_conv import PointwiseConv2d, pointwise_applies, use_pointwise_matmul
+from tests.gradient_checks import assert_same_values_and_gradients
 
 CHANNELS_LAST = torch.channels_last
 
@@ -24,13 +25,8 @@ def test_values_and_gradients_are_those_of_the_convolution(c_in: int, c_out: int
     got = conv(x)
     assert got.grad_fn is not None and "PointwiseConv" in type(got.grad_fn).__name__
     assert got.is_contiguous(memory_format=CHANNELS_LAST)
-    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
-    # An upstream gradient in NCHW (not the output's layout) is read correctly too.
-    upstream = torch.randn(expected.shape, generator=generator, dtype=torch.float64)
-    want = torch.autograd.grad(F.conv2d(x, conv.weight), (x, conv.weight), upstream)
-    have = torch.autograd.grad(got, (x, conv.weight), upstream)
-    for a, b in zip(have, want, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    # The random upstream gradient is NCHW, not the output's layout: it is read correctly too.
+    assert_same_values_and_gradients(got, expected, (x, conv.weight), generator)
 
 
 def test_other_inputs_take_the_convolution() -> None:

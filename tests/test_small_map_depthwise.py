@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from cdarts.spaces.shared.depthwise_conv import depthwise_conv2d, weight_gradient_kind
 from cdarts.spaces.shared.small_map_depthwise import covers_map
+from tests.gradient_checks import assert_same_values_and_gradients
 
 
 @pytest.mark.parametrize(("kernel", "size"), [(5, (4, 4)), (5, (3, 2)), (7, (6, 4)), (5, (1, 1))])
@@ -28,12 +29,7 @@ def test_value_and_gradients_are_those_of_the_plain_convolution(
     expected = F.conv2d(x, weight, None, 1, padding, 1, 5)
     assert weight_gradient_kind(x, weight, 1, padding, 1) == "gram"
     got = depthwise_conv2d(x, weight, 1, padding)
-    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
-    upstream = torch.randn(expected.shape, generator=generator, dtype=torch.float64)
-    want = torch.autograd.grad(expected, (x, weight), upstream)
-    have = torch.autograd.grad(got, (x, weight), upstream)
-    for a, b in zip(have, want, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert_same_values_and_gradients(got, expected, (x, weight), generator)
 
 
 def test_larger_maps_small_kernels_and_frozen_weights_take_the_plain_convolution() -> None:

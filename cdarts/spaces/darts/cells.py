@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cdarts.spaces.darts.edge_input import EdgeInput
 from cdarts.spaces.darts.mixed_op import MixedOp
 from cdarts.spaces.darts.operations import FactorizedReduce, after_leading_relu, build_op, is_identity
 from cdarts.spaces.shared.conv_blocks import ReLUConvBN
@@ -122,26 +123,28 @@ class SearchCell(nn.Module):
 
     def _nodes(self, states: list[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
         """The preprocessed inputs -> the concatenated nodes."""
+        # One EdgeInput per state: the edges leaving a state share what they derive from it.
+        sources = [EdgeInput(state) for state in states]
         edge = 0
         for _ in range(self.n_nodes):
-            inputs = len(states)
+            inputs = len(sources)
             node_edges = self.mixed_ops[edge : edge + inputs]
             if self.fused_sums:
-                terms = [out for op, x in zip(node_edges, states, strict=True) for out in op.candidate_outputs(x)]
+                terms = [out for op, x in zip(node_edges, sources, strict=True) for out in op.candidate_outputs(x)]
                 # (inputs, active ops) flattened edge-major: the order of ``terms``.
                 node_weights = weights[edge : edge + inputs, self._active_columns].reshape(-1)
                 if self.aggregation == "mean":
                     node_weights = node_weights / inputs
                 node = weighted_sum(node_weights, terms)
             else:
-                node = node_edges[0](states[0], weights[edge])
+                node = node_edges[0](sources[0], weights[edge])
                 for j in range(1, inputs):
-                    node = node + node_edges[j](states[j], weights[edge + j])
+                    node = node + node_edges[j](sources[j], weights[edge + j])
                 if self.aggregation == "mean":
                     node = node / inputs
             edge += inputs
-            states.append(with_dense_gradient(node))  # its gradient comes back as a slice of the cat's
-        return torch.cat(states[2:], dim=1)
+            sources.append(EdgeInput(with_dense_gradient(node)))  # its gradient comes back as a slice of the cat's
+        return torch.cat([source.state for source in sources[2:]], dim=1)
 
 
 class DerivedCell(nn.Module):

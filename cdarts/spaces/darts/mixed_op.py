@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cdarts.spaces.darts.candidates import NONE_PRIMITIVE
-from cdarts.spaces.darts.operations import after_leading_relu, build_op
+from cdarts.spaces.darts.edge_input import EdgeInput
+from cdarts.spaces.darts.operations import DilConv, after_leading_relu, build_op
 from cdarts.spaces.shared.batch_norm import BatchNorm2d
+from cdarts.spaces.shared.phase_split_conv import PhaseSplitConv2d
 
 
 class MixedOp(nn.Module):
@@ -19,14 +20,17 @@ class MixedOp(nn.Module):
 
     With ``shared_relu`` the ops that begin with a ReLU (the separable and dilated convs, the
     stride-2 skip) share one rectified copy of ``x`` instead of computing four or five: the same
-    values, so the same losses and gradients, with less work and memory.
+    values, so the same losses and gradients, with less work and memory. Given an
+    :class:`EdgeInput` (the cell passes one per state), that copy, the pooled maps and the
+    dilated convs' polyphase components are shared with every other edge leaving the same state.
 
     Args:
         channels: input and output width of the edge.
         stride: 2 on reduction-cell edges that leave a cell input, else 1.
         primitives: candidate op names, in alpha-column order.
         pool_batchnorm: append a non-affine BN to the pooling ops (DARTS does; CDARTS does not).
-        shared_relu: rectify the input once for every op that starts with a ReLU.
+        shared_relu: rectify the input once for every op that starts with a ReLU, and share what
+            the ops derive from the input alone with the other edges of an :class:`EdgeInput`.
     """
 
     def __init__(
@@ -47,26 +51,45 @@ class MixedOp(nn.Module):
             self.candidates.append(op)
         self.ops = nn.ModuleList(self.candidates)
         self._active = [k for k, name in enumerate(primitives) if name != NONE_PRIMITIVE]
+        self.stride = stride
+        self.shared_relu = shared_relu
         # Plain list, not a ModuleList: these share the candidates' modules.
         self._after_relu = [after_leading_relu(op) if shared_relu else None for op in self.candidates]
-        self._shares_relu = any(tail is not None for tail in self._after_relu)
 
     @property
     def active_columns(self) -> list[int]:
         """Alpha columns of the ops that run (all but ``none``), in the order of :meth:`candidate_outputs`."""
         return list(self._active)
 
-    def candidate_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """x: (N, C, H, W) -> the output of every op in :attr:`active_columns`, (N, C, H/s, W/s) each."""
-        rectified = F.relu(x) if self._shares_relu else None
-        outputs = []
-        for k in self._active:
-            tail = self._after_relu[k]
-            outputs.append(tail(rectified) if tail is not None and rectified is not None else self.candidates[k](x))
-        return outputs
+    def candidate_outputs(self, x: torch.Tensor | EdgeInput) -> list[torch.Tensor]:
+        """x: (N, C, H, W), or an :class:`EdgeInput` of it -> the output of every op in
+        :attr:`active_columns`, (N, C, H/s, W/s) each."""
+        source = x if isinstance(x, EdgeInput) else EdgeInput(x)
+        if not self.shared_relu:
+            return [self.candidates[k](source.state) for k in self._active]
+        return [self._shared_output(k, source) for k in self._active]
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """x: (N, C, H, W); weights: (K,) softmax over the candidate ops -> (N, C, H/s, W/s)."""
+    def _shared_output(self, k: int, source: EdgeInput) -> torch.Tensor:
+        """Op ``k`` on ``source``, from what it shares with the other ops and edges of ``source``."""
+        op = self.candidates[k]
+        if isinstance(op, nn.MaxPool2d | nn.AvgPool2d):
+            # No parameters, one configuration per primitive: the same map on every edge.
+            pooled = source.derived(("pool", self.primitives[k], self.stride), lambda: op(source.state))
+            assert pooled is not None
+            return pooled
+        if isinstance(op, DilConv) and isinstance(op[1], PhaseSplitConv2d):
+            phases = source.rectified_phases(self.stride)
+            if phases is not None:
+                return op[3](op[2](op[1].forward_phases(phases)))  # type: ignore[no-any-return]
+        tail = self._after_relu[k]
+        if tail is not None:
+            return tail(source.rectified())
+        result: torch.Tensor = op(source.state)
+        return result
+
+    def forward(self, x: torch.Tensor | EdgeInput, weights: torch.Tensor) -> torch.Tensor:
+        """x: (N, C, H, W) or its :class:`EdgeInput`; weights: (K,) softmax over the candidate
+        ops -> (N, C, H/s, W/s)."""
         out: torch.Tensor | None = None
         for k, result in zip(self._active, self.candidate_outputs(x), strict=True):
             term = weights[k] * result

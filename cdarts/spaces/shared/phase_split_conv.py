@@ -33,6 +33,38 @@ from cdarts.spaces.shared.pointwise_conv import use_pointwise_matmul
 M = TypeVar("M", bound=nn.Module)
 
 
+def polyphase_components(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) channels-last, H and W even -> (4N, C, H/2, W/2) channels-last: the four
+    parity components ``x[:, :, i::2, j::2]`` stacked along the batch, (i, j) = (0, 0), (0, 1),
+    (1, 0), (1, 1) (a copy)."""
+    n, c, h, w = x.shape
+    # (N, C, H, W) channels-last is (N, H, W, C) in memory: split H and W by parity and move
+    # the two parities in front of the batch, still channels-last.
+    phases = x.permute(0, 2, 3, 1).reshape(n, h // 2, 2, w // 2, 2, c).permute(2, 4, 0, 1, 3, 5)
+    return phases.reshape(4 * n, h // 2, w // 2, c).permute(0, 3, 1, 2)
+
+
+def interleave_phases(y: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`polyphase_components`: (4N, C, H, W) -> (N, C, 2H, 2W) channels-last."""
+    four_n, c, h, w = y.shape
+    n = four_n // 4
+    out = y.permute(0, 2, 3, 1).reshape(2, 2, n, h, w, c).permute(2, 3, 0, 4, 1, 5)
+    return out.reshape(n, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
+
+
+def phase_split_input(x: torch.Tensor, stride: int) -> torch.Tensor | None:
+    """What a :class:`PhaseSplitConv2d` of ``stride`` convolves for the input ``x``: the even
+    component ``x[:, :, ::2, ::2]`` (a view) at stride 2, the four stacked components at stride 1;
+    None where the identity does not apply (not channels-last, odd H or W at stride 1)."""
+    if not x.is_contiguous(memory_format=torch.channels_last):
+        return None
+    if stride == 2:
+        return x[:, :, ::2, ::2]
+    if stride != 1 or x.shape[2] % 2 or x.shape[3] % 2:
+        return None
+    return polyphase_components(x)
+
+
 class PhaseSplitConv2d(nn.Conv2d):
     """An ``nn.Conv2d`` (depthwise, dilation 2) whose forward uses the polyphase identity on
     channels-last inputs; other inputs (contiguous NCHW, odd sizes at stride 1) take the plain
@@ -40,28 +72,22 @@ class PhaseSplitConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (N, C, H, W) -> (N, C, H / stride, W / stride)."""
-        if not x.is_contiguous(memory_format=torch.channels_last):
+        phases = phase_split_input(x, self.stride[0]) if self.stride[0] == self.stride[1] else None
+        if phases is None:
             return super().forward(x)
+        return self.forward_phases(phases)
+
+    def forward_phases(self, phases: torch.Tensor) -> torch.Tensor:
+        """The output from :func:`phase_split_input` of the input (which several convolutions
+        of one input may share): (N, C, H / stride, W / stride)."""
         padding = (self.padding[0] // 2, self.padding[1] // 2)  # type: ignore[operator]
-        plain_weight = self.bias is None and padding[0] == padding[1]
-        if self.stride == (2, 2):
-            if plain_weight:  # the native weight gradient reads the strided view in place
-                return depthwise_conv2d(x[:, :, ::2, ::2], self.weight, 1, padding[0])
-            return F.conv2d(x[:, :, ::2, ::2], self.weight, self.bias, 1, padding, 1, self.groups)
-        n, c, h, w = x.shape
-        if h % 2 or w % 2:
-            return super().forward(x)
-        h2, w2 = h // 2, w // 2
-        # (N, C, H, W) channels-last is (N, H, W, C) in memory: split H and W by parity and move
-        # the two parities in front of the batch, still channels-last.
-        phases = x.permute(0, 2, 3, 1).reshape(n, h2, 2, w2, 2, c).permute(2, 4, 0, 1, 3, 5)
-        phases = phases.reshape(4 * n, h2, w2, c).permute(0, 3, 1, 2)
-        if plain_weight:
-            y = depthwise_conv2d(phases, self.weight, 1, padding[0])  # a faster weight gradient where oneDNN's is slow
+        if self.bias is None and padding[0] == padding[1]:
+            # The native weight gradient reads the strided view of stride 2 in place, and is
+            # faster where oneDNN's is slow.
+            y = depthwise_conv2d(phases, self.weight, 1, padding[0])
         else:
             y = F.conv2d(phases, self.weight, self.bias, 1, padding, 1, self.groups)
-        out = y.permute(0, 2, 3, 1).reshape(2, 2, n, h2, w2, c).permute(2, 3, 0, 4, 1, 5)
-        return out.reshape(n, h, w, c).permute(0, 3, 1, 2)
+        return y if self.stride == (2, 2) else interleave_phases(y)
 
 
 def _splittable(module: nn.Module) -> bool:

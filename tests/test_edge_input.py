@@ -1,6 +1,7 @@
 """Search cells share what the edges leaving one state derive from it (its ReLU, its pooled maps,
-the polyphase components of its ReLU): the same values and gradients as every edge computing its
-own, and each of those computed once per state."""
+the polyphase components of its ReLU) and fold their ops' final BatchNorms into the node sums:
+the same values, gradients and BN statistics as every edge computing its own, and each shared
+tensor computed once per state."""
 
 from __future__ import annotations
 
@@ -62,6 +63,10 @@ def test_sharing_across_edges_gives_the_plain_cells_values_and_gradients(reducti
     s0, s1, weights = _inputs(size)
     for got, expected in zip(_run(sharing, s0, s1, weights), _run(plain, s0, s1, weights), strict=True):
         torch.testing.assert_close(got, expected.to(memory_format=torch.contiguous_format), rtol=1e-10, atol=1e-12)
+    # The BatchNorms folded into the node sums still track their running statistics.
+    expected_buffers = dict(plain.named_buffers())
+    for name, buffer in sharing.named_buffers():
+        torch.testing.assert_close(buffer, expected_buffers[name], rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("reduction", [False, True])

@@ -130,7 +130,7 @@ class SearchCell(nn.Module):
             inputs = len(sources)
             node_edges = self.mixed_ops[edge : edge + inputs]
             if self.fused_sums:
-                terms = [out for op, x in zip(node_edges, sources, strict=True) for out in op.candidate_outputs(x)]
+                terms = [out for op, x in zip(node_edges, sources, strict=True) for out in op.candidate_terms(x)]
                 # (inputs, active ops) flattened edge-major: the order of ``terms``.
                 node_weights = weights[edge : edge + inputs, self._active_columns].reshape(-1)
                 if self.aggregation == "mean":

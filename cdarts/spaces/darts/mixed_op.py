@@ -7,9 +7,10 @@ from torch import nn
 
 from cdarts.spaces.darts.candidates import NONE_PRIMITIVE
 from cdarts.spaces.darts.edge_input import EdgeInput
-from cdarts.spaces.darts.operations import DilConv, after_leading_relu, build_op
+from cdarts.spaces.darts.operations import DilConv, after_leading_relu, build_op, split_final_batch_norm
 from cdarts.spaces.shared.batch_norm import BatchNorm2d
 from cdarts.spaces.shared.phase_split_conv import PhaseSplitConv2d
+from cdarts.spaces.shared.weighted_sum import NormalisedTerm, folds_into_sum
 
 
 class MixedOp(nn.Module):
@@ -55,6 +56,7 @@ class MixedOp(nn.Module):
         self.shared_relu = shared_relu
         # Plain list, not a ModuleList: these share the candidates' modules.
         self._after_relu = [after_leading_relu(op) if shared_relu else None for op in self.candidates]
+        self._before_norm = [split_final_batch_norm(op) if shared_relu else None for op in self.candidates]
 
     @property
     def active_columns(self) -> list[int]:
@@ -67,9 +69,19 @@ class MixedOp(nn.Module):
         source = x if isinstance(x, EdgeInput) else EdgeInput(x)
         if not self.shared_relu:
             return [self.candidates[k](source.state) for k in self._active]
-        return [self._shared_output(k, source) for k in self._active]
+        outputs = [self._shared_output(k, source, fold_norm=False) for k in self._active]
+        assert all(isinstance(out, torch.Tensor) for out in outputs)
+        return outputs  # type: ignore[return-value]
 
-    def _shared_output(self, k: int, source: EdgeInput) -> torch.Tensor:
+    def candidate_terms(self, x: torch.Tensor | EdgeInput) -> list[torch.Tensor | NormalisedTerm]:
+        """:meth:`candidate_outputs`, except that with ``shared_relu`` an op ending in a BatchNorm
+        that :func:`weighted_sum` can apply itself hands over that BN's input instead."""
+        source = x if isinstance(x, EdgeInput) else EdgeInput(x)
+        if not self.shared_relu:
+            return [self.candidates[k](source.state) for k in self._active]
+        return [self._shared_output(k, source, fold_norm=True) for k in self._active]
+
+    def _shared_output(self, k: int, source: EdgeInput, fold_norm: bool) -> torch.Tensor | NormalisedTerm:
         """Op ``k`` on ``source``, from what it shares with the other ops and edges of ``source``."""
         op = self.candidates[k]
         if isinstance(op, nn.MaxPool2d | nn.AvgPool2d):
@@ -77,10 +89,20 @@ class MixedOp(nn.Module):
             pooled = source.derived(("pool", self.primitives[k], self.stride), lambda: op(source.state))
             assert pooled is not None
             return pooled
-        if isinstance(op, DilConv) and isinstance(op[1], PhaseSplitConv2d):
-            phases = source.rectified_phases(self.stride)
-            if phases is not None:
-                return op[3](op[2](op[1].forward_phases(phases)))  # type: ignore[no-any-return]
+        split = self._before_norm[k]
+        if split is not None:
+            body, batch_norm = split
+            convs = _phase_split_convs(op)
+            phases = source.rectified_phases(self.stride) if convs is not None else None
+            if convs is not None and phases is not None:
+                depthwise, pointwise = convs
+                before_norm = pointwise(depthwise.forward_phases(phases))
+            else:
+                before_norm = body(source.rectified())
+            if fold_norm and folds_into_sum(batch_norm, before_norm):
+                return NormalisedTerm(before_norm, batch_norm)
+            normalised: torch.Tensor = batch_norm(before_norm)
+            return normalised
         tail = self._after_relu[k]
         if tail is not None:
             return tail(source.rectified())
@@ -100,3 +122,11 @@ class MixedOp(nn.Module):
     def op(self, index: int) -> nn.Module:
         """The candidate op in alpha column ``index``."""
         return self.candidates[index]
+
+
+def _phase_split_convs(op: nn.Module) -> tuple[PhaseSplitConv2d, nn.Module] | None:
+    """The depthwise and 1x1 convolutions of a dilated conv op whose depthwise one runs on
+    polyphase components (see phase_split_conv.py); None for any other op."""
+    if isinstance(op, DilConv) and isinstance(op[1], PhaseSplitConv2d):
+        return op[1], op[2]
+    return None

@@ -101,11 +101,14 @@ class FactorizedReduce(nn.Module):
 
     def after_relu(self, x: torch.Tensor) -> torch.Tensor:
         """Everything but the leading ReLU, on an input that is already rectified."""
+        normalised: torch.Tensor = self.bn(self.reduced(x))
+        return normalised
+
+    def reduced(self, x: torch.Tensor) -> torch.Tensor:
+        """The two convolutions, concatenated (the BN's input), on a rectified input."""
         # The subsampling's backward scatters into new tensors: keep that gradient in x's layout.
         x = with_dense_gradient(x)
-        out = torch.cat([self.conv_even(x[:, :, ::2, ::2]), self.conv_odd(x[:, :, 1::2, 1::2])], dim=1)
-        normalised: torch.Tensor = self.bn(out)
-        return normalised
+        return torch.cat([self.conv_even(x[:, :, ::2, ::2]), self.conv_odd(x[:, :, 1::2, 1::2])], dim=1)
 
 
 OpFactory = Callable[[int, int, bool], nn.Module]
@@ -157,3 +160,22 @@ def after_leading_relu(op: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] 
 def is_identity(op: nn.Module) -> bool:
     """True for the stride-1 ``skip_connect`` (no drop-path, no parameters)."""
     return isinstance(op, nn.Identity)
+
+
+def split_final_batch_norm(
+    op: nn.Module,
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], BatchNorm2d] | None:
+    """For an op that begins with a ReLU and ends in a BatchNorm: the part in between (on an
+    input that is already rectified; it shares ``op``'s modules) and that BatchNorm, so that
+    ``bn(body(relu(x))) == op(x)``; None for any other op."""
+    if isinstance(op, DilConv | FactorizedConv | ReLUConvBN):
+        *body, bn = list(op.children())[1:]
+    elif isinstance(op, SepConv):
+        first, second = op.children()
+        *second_body, bn = second.children()
+        body = [*list(first.children())[1:], *second_body]
+    elif isinstance(op, FactorizedReduce):
+        return op.reduced, op.bn
+    else:
+        return None
+    return (nn.Sequential(*body), bn) if isinstance(bn, BatchNorm2d) else None

@@ -144,12 +144,12 @@ class BatchNorm2d(nn.BatchNorm2d):
             return super().forward(x)
         out, mean, variance = _FoldedBatchNorm.apply(x, self.weight, self.bias, self.eps)
         if self.training and self.track_running_stats:
-            self._update_running_statistics(mean, variance, count=x.numel() // x.shape[1])
+            self.update_running_statistics(mean, variance, count=x.numel() // x.shape[1])
         result: torch.Tensor = out
         return result
 
     @torch.no_grad()
-    def _update_running_statistics(self, mean: torch.Tensor, variance: torch.Tensor, count: int) -> None:
+    def update_running_statistics(self, mean: torch.Tensor, variance: torch.Tensor, count: int) -> None:
         """What PyTorch's kernel does: an exponential (or, with momentum None, cumulative) average
         of the batch mean and of the unbiased batch variance."""
         assert self.running_mean is not None and self.running_var is not None

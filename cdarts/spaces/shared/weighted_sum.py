@@ -6,15 +6,45 @@ just to reduce it to the scalar gradient of ``w_m``. Here the forward accumulate
 one output, and the weight gradients are dot products that write nothing. The values and
 gradients are the same (up to the order of floating-point sums); the memory kept for backward is
 the same too (the terms, which the products would have saved as well).
+
+Most candidate ops of a search cell end in a BatchNorm without affine parameters, in training
+mode: ``t_m = (x_m - mean_m) * invstd_m`` per channel. Such a term can be handed over as its BN
+input (:class:`NormalisedTerm`) and is then normalised inside the sum, ``w_m * invstd_m`` times
+``x_m`` accumulated in place plus one per-channel shift for all of them: the normalised tensor is
+never written, nor kept for backward (the BN input is, as BatchNorm keeps it). In backward, one
+BatchNorm backward per such term, given ``w_m`` as its per-channel scale, yields both the input
+gradient and, as its weight gradient ``sum(grad * t_m)`` per channel, the gradient of ``w_m``:
+the products ``grad * w_m`` and the dot products of those terms go away. The BN modules' running
+statistics are updated as their own forward would.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch.autograd.function import FunctionCtx
+
+from cdarts.spaces.shared.batch_norm import BatchNorm2d
+
+
+@dataclass(frozen=True)
+class NormalisedTerm:
+    """The term ``batch_norm(x)`` of a training-mode :class:`BatchNorm2d` without affine
+    parameters, given by the BN's input x (N, C, H, W)."""
+
+    x: torch.Tensor
+    batch_norm: BatchNorm2d
+
+
+def folds_into_sum(batch_norm: BatchNorm2d, x: torch.Tensor) -> bool:
+    """True where ``batch_norm(x)`` may be handed to :func:`weighted_sum` as a
+    :class:`NormalisedTerm`: no affine parameters, batch statistics (training mode or no running
+    statistics), outside autocast (which would run the BN in another precision)."""
+    uses_batch_statistics = batch_norm.training or not batch_norm.track_running_stats
+    return uses_batch_statistics and not batch_norm.affine and not torch.is_autocast_enabled(x.device.type)
 
 
 def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -29,32 +59,110 @@ def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum()
 
 
+def _per_channel(v: torch.Tensor) -> torch.Tensor:
+    """(C,) -> (1, C, 1, 1), to broadcast over an (N, C, H, W) tensor."""
+    return v.view(1, -1, 1, 1)
+
+
+def _layout_of(x: torch.Tensor) -> torch.memory_format:
+    channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 class _WeightedSum(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: FunctionCtx, weights: torch.Tensor, *terms: torch.Tensor) -> torch.Tensor:
-        out = torch.mul(terms[0], weights[0])
-        for weight, term in zip(weights[1:], terms[1:], strict=True):
-            out.addcmul_(term, weight)
-        ctx.save_for_backward(weights, *terms)
-        return out
+    """weights (M,), then the plain terms, then the BN inputs of the normalised terms; the
+    positions of the plain ones among the M and one eps per normalised one are arguments."""
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        weights, *terms = ctx.saved_tensors
-        grad_weights = None
-        if ctx.needs_input_grad[0]:
-            dots = [_dot(grad, term).to(weights.dtype) for term in terms]
-            grad_weights = torch.stack(dots)
-        grad_terms = [
-            grad * weight.to(grad.dtype) if needed else None
-            for weight, needed in zip(weights, ctx.needs_input_grad[1:], strict=True)
-        ]
-        return (grad_weights, *grad_terms)
+    def forward(
+        ctx: FunctionCtx,
+        weights: torch.Tensor,
+        plain_positions: tuple[int, ...],
+        epsilons: tuple[float, ...],
+        *tensors: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        plain, inputs = tensors[: len(plain_positions)], tensors[len(plain_positions) :]
+        normalised_positions = tuple(m for m in range(weights.shape[0]) if m not in plain_positions)
+        out: torch.Tensor | None = None
+        for position, term in zip(plain_positions, plain, strict=True):
+            if out is None:
+                out = torch.mul(term, weights[position])
+            else:
+                out.addcmul_(term, weights[position])
+        means, variances, inverse_stds = [], [], []
+        shift: torch.Tensor | None = None
+        for position, x, eps in zip(normalised_positions, inputs, epsilons, strict=True):
+            mean, variance = torch.batch_norm_update_stats(x, None, None, 0.0)
+            inverse_std = torch.rsqrt(variance + eps)
+            scale = inverse_std * weights[position].to(x.dtype)
+            # w * (x - mean) * invstd as PyTorch's CPU kernel forms it: x * scale + shift.
+            if out is None:
+                out = torch.mul(x, _per_channel(scale))
+            else:
+                out.addcmul_(x, _per_channel(scale))
+            shift = -scale * mean if shift is None else shift.sub_(scale * mean)
+            means.append(mean)
+            variances.append(variance)
+            inverse_stds.append(inverse_std)
+        assert out is not None
+        if shift is not None:
+            out.add_(_per_channel(shift))
+        ctx.plain_positions = plain_positions  # type: ignore[attr-defined]
+        ctx.epsilons = epsilons  # type: ignore[attr-defined]
+        empty = weights.new_empty(0)
+        mean_rows, variance_rows, inverse_std_rows = (
+            torch.stack(v) if v else empty for v in (means, variances, inverse_stds)
+        )
+        ctx.save_for_backward(weights, mean_rows, inverse_std_rows, *tensors)
+        # The (biased) batch statistics, for the BN modules' running statistics.
+        ctx.mark_non_differentiable(mean_rows, variance_rows)
+        return out, mean_rows, variance_rows
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor, *_: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+        weights, mean_rows, inverse_std_rows, *tensors = ctx.saved_tensors
+        plain_positions, epsilons = ctx.plain_positions, ctx.epsilons
+        plain, inputs = tensors[: len(plain_positions)], tensors[len(plain_positions) :]
+        normalised_positions = [m for m in range(weights.shape[0]) if m not in plain_positions]
+        plain_needs = ctx.needs_input_grad[3 : 3 + len(plain)]
+        normalised_needs = ctx.needs_input_grad[3 + len(plain) :]
+        weight_grads: list[torch.Tensor] = [weights.new_zeros(())] * weights.shape[0]
+        tensor_grads: list[torch.Tensor | None] = []
+        for position, term, needed in zip(plain_positions, plain, plain_needs, strict=True):
+            if ctx.needs_input_grad[0]:
+                weight_grads[position] = _dot(grad, term).to(weights.dtype)
+            tensor_grads.append(grad * weights[position].to(grad.dtype) if needed else None)
+        if inputs:
+            grad = grad.contiguous(memory_format=_layout_of(inputs[0]))
+        for index, (position, x, needed) in enumerate(zip(normalised_positions, inputs, normalised_needs, strict=True)):
+            channels = x.shape[1]
+            scale = weights[position].to(x.dtype).expand(channels).contiguous()
+            # Training-mode BN backward with w as its per-channel weight: the input gradient of
+            # w * bn(x), and sum(grad * bn(x)) per channel as the "weight" gradient.
+            grad_x, grad_scale, _ = torch.ops.aten.native_batch_norm_backward(
+                grad, x, scale, None, None, mean_rows[index], inverse_std_rows[index], True,
+                epsilons[index], [needed, ctx.needs_input_grad[0], False],
+            )  # fmt: skip
+            if ctx.needs_input_grad[0]:
+                weight_grads[position] = grad_scale.sum().to(weights.dtype)
+            tensor_grads.append(grad_x if needed else None)
+        grad_weights = torch.stack(weight_grads) if ctx.needs_input_grad[0] else None
+        return (grad_weights, None, None, *tensor_grads)
 
 
-def weighted_sum(weights: torch.Tensor, terms: Sequence[torch.Tensor]) -> torch.Tensor:
-    """weights: (M,); terms: M tensors of one shape -> ``sum_m weights[m] * terms[m]``."""
+def weighted_sum(weights: torch.Tensor, terms: Sequence[torch.Tensor | NormalisedTerm]) -> torch.Tensor:
+    """weights: (M,); terms: M tensors of one shape, or :class:`NormalisedTerm` of BN inputs of
+    that shape -> ``sum_m weights[m] * terms[m]``."""
     if weights.shape != (len(terms),):
         raise ValueError(f"weighted_sum needs one weight per term, got {tuple(weights.shape)} for {len(terms)}")
-    result: torch.Tensor = _WeightedSum.apply(weights, *terms)
+    plain_positions = tuple(m for m, term in enumerate(terms) if not isinstance(term, NormalisedTerm))
+    normalised = [term for term in terms if isinstance(term, NormalisedTerm)]
+    tensors = [term for term in terms if not isinstance(term, NormalisedTerm)] + [term.x for term in normalised]
+    epsilons = tuple(term.batch_norm.eps for term in normalised)
+    out, means, variances = _WeightedSum.apply(weights, plain_positions, epsilons, *tensors)
+    for index, term in enumerate(normalised):
+        if term.batch_norm.track_running_stats:
+            count = term.x.numel() // term.x.shape[1]
+            term.batch_norm.update_running_statistics(means[index], variances[index], count)
+    result: torch.Tensor = out
     return result

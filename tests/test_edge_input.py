@@ -14,6 +14,7 @@ from torch import nn
 from cdarts.spaces.darts import edge_input
 from cdarts.spaces.darts.candidates import PRIMITIVES
 from cdarts.spaces.darts.cells import SearchCell
+from cdarts.spaces.darts.operations import FactorizedReduce
 from cdarts.spaces.shared.phase_split_conv import PhaseSplitConv2d, to_channels_last
 
 CHANNELS = 6
@@ -70,7 +71,7 @@ def test_sharing_across_edges_gives_the_plain_cells_values_and_gradients(reducti
 
 
 @pytest.mark.parametrize("reduction", [False, True])
-def test_each_state_is_pooled_and_phase_split_once(reduction: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_each_state_is_pooled_phase_split_and_subsampled_once(reduction: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     sharing, _ = _cells(reduction)
     pool_calls: dict[type, int] = {nn.MaxPool2d: 0, nn.AvgPool2d: 0}
 
@@ -88,12 +89,23 @@ def test_each_state_is_pooled_and_phase_split_once(reduction: bool, monkeypatch:
         return split(x, stride)
 
     monkeypatch.setattr(edge_input, "phase_split_input", counted_split)
+    subsamples_read: list[tuple[int, int]] = []
+    reduce_from = FactorizedReduce.reduced_from_subsamples
+
+    def recorded_reduce(op: FactorizedReduce, even: torch.Tensor, odd: torch.Tensor) -> torch.Tensor:
+        subsamples_read.append((id(even), id(odd)))
+        return reduce_from(op, even, odd)
+
+    monkeypatch.setattr(FactorizedReduce, "reduced_from_subsamples", recorded_reduce)
     s0, s1, weights = _inputs(8)
     sharing(s0.to(memory_format=torch.channels_last), s1.to(memory_format=torch.channels_last), weights)
     # 14 edges leave the first five states: once per state, not once per edge (or per op).
     assert pool_calls == {nn.MaxPool2d: STATES - 1, nn.AvgPool2d: STATES - 1}
-    # The two cell inputs feed the stride-2 edges of a reduction cell: their even component.
-    assert sorted(phase_strides) == ([1, 1, 1, 2, 2] if reduction else [1] * (STATES - 1))
+    # The two cell inputs feed the stride-2 edges of a reduction cell, which read subsamples.
+    assert phase_strides == [1] * (STATES - 1 - (2 if reduction else 0))
+    # There, the 8 stride-2 skips (FactorizedReduce) read each input's two subsamples, shared.
+    assert len(subsamples_read) == (8 if reduction else 0)
+    assert len(set(subsamples_read)) == (2 if reduction else 0)
 
 
 def test_nothing_shared_outlives_a_forward_pass() -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Hashable
 import torch
 import torch.nn.functional as F
 
+from cdarts.spaces.shared.gradient_layout import with_dense_gradient
 from cdarts.spaces.shared.phase_split_conv import phase_split_input
 
 
@@ -47,4 +48,17 @@ class EdgeInput:
     def rectified_phases(self, stride: int) -> torch.Tensor | None:
         """What a phase-split dilated convolution of ``stride`` reads of ``relu(state)``
         (:func:`phase_split_input`), or None where it takes the plain convolution."""
+        if stride == 2:
+            return self.rectified_subsample(0)
         return self.derived(("phases", stride), lambda: phase_split_input(self.rectified(), stride))
+
+    def rectified_subsample(self, offset: int) -> torch.Tensor:
+        """``relu(state)[:, :, offset::2, offset::2]`` (a view; offset 0 or 1), as the
+        stride-2 skip (FactorizedReduce) and the stride-2 dilated convs read it."""
+        # One dense-gradient node for both views: their backward scatters into new tensors,
+        # summed there and turned back into the state's layout once.
+        dense = self.derived("dense_rectified", lambda: with_dense_gradient(self.rectified()))
+        assert dense is not None
+        result = self.derived(("subsample", offset), lambda: dense[:, :, offset::2, offset::2])
+        assert result is not None
+        return result

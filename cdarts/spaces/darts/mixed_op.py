@@ -7,7 +7,13 @@ from torch import nn
 
 from cdarts.spaces.darts.candidates import NONE_PRIMITIVE
 from cdarts.spaces.darts.edge_input import EdgeInput
-from cdarts.spaces.darts.operations import DilConv, after_leading_relu, build_op, split_final_batch_norm
+from cdarts.spaces.darts.operations import (
+    DilConv,
+    FactorizedReduce,
+    after_leading_relu,
+    build_op,
+    split_final_batch_norm,
+)
 from cdarts.spaces.shared.batch_norm import BatchNorm2d
 from cdarts.spaces.shared.phase_split_conv import PhaseSplitConv2d
 from cdarts.spaces.shared.weighted_sum import NormalisedTerm, folds_into_sum
@@ -97,6 +103,8 @@ class MixedOp(nn.Module):
             if convs is not None and phases is not None:
                 depthwise, pointwise = convs
                 before_norm = pointwise(depthwise.forward_phases(phases))
+            elif isinstance(op, FactorizedReduce) and _even_map(source.state):
+                before_norm = op.reduced_from_subsamples(source.rectified_subsample(0), source.rectified_subsample(1))
             else:
                 before_norm = body(source.rectified())
             if fold_norm and folds_into_sum(batch_norm, before_norm):
@@ -130,3 +138,7 @@ def _phase_split_convs(op: nn.Module) -> tuple[PhaseSplitConv2d, nn.Module] | No
     if isinstance(op, DilConv) and isinstance(op[1], PhaseSplitConv2d):
         return op[1], op[2]
     return None
+
+
+def _even_map(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0

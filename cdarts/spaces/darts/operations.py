@@ -108,7 +108,12 @@ class FactorizedReduce(nn.Module):
         """The two convolutions, concatenated (the BN's input), on a rectified input."""
         # The subsampling's backward scatters into new tensors: keep that gradient in x's layout.
         x = with_dense_gradient(x)
-        return torch.cat([self.conv_even(x[:, :, ::2, ::2]), self.conv_odd(x[:, :, 1::2, 1::2])], dim=1)
+        return self.reduced_from_subsamples(x[:, :, ::2, ::2], x[:, :, 1::2, 1::2])
+
+    def reduced_from_subsamples(self, even: torch.Tensor, odd: torch.Tensor) -> torch.Tensor:
+        """:meth:`reduced` from the rectified input's two diagonal subsamples, ``x[:, :, ::2, ::2]``
+        and ``x[:, :, 1::2, 1::2]`` (which several ops of one input may share)."""
+        return torch.cat([self.conv_even(even), self.conv_odd(odd)], dim=1)
 
 
 OpFactory = Callable[[int, int, bool], nn.Module]

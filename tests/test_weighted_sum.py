@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from cdarts.spaces.shared.batch_norm import BatchNorm2d
+from cdarts.spaces.shared.phase_split_conv import interleave_phases, polyphase_components
 from cdarts.spaces.shared.weighted_sum import NormalisedTerm, folds_into_sum, weighted_sum
 
 
@@ -130,3 +131,28 @@ def test_only_training_mode_batch_norms_without_affine_parameters_fold() -> None
     assert folds_into_sum(BatchNorm2d(3, affine=False, track_running_stats=False).eval(), x)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not folds_into_sum(BatchNorm2d(3, affine=False), x)
+
+
+@pytest.mark.parametrize("polyphase_first", [False, True])
+def test_polyphase_terms_are_normalised_and_interleaved_in_the_sum(polyphase_first: bool) -> None:
+    """A term given by its polyphase components (4N, C, H/2, W/2) is summed as the interleaved
+    image, without an interleaved copy; its gradient comes back as components too."""
+    weights, _, batch_norms, _ = _normalised_case("channels_last")
+    image = torch.randn(3, 4, 6, 6, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    components = polyphase_components(image).detach().requires_grad_()
+    plain = torch.randn_like(image).requires_grad_()
+    twin = copy.deepcopy(batch_norms[0])
+    upstream = torch.randn_like(image)
+    mix = weights[:2].detach().requires_grad_()
+
+    expected = mix[0] * twin(interleave_phases(components)) + mix[1] * plain
+    expected_grads = torch.autograd.grad(expected, [mix, components, plain], upstream)
+    term = NormalisedTerm(components, batch_norms[0], polyphase=True)
+    fused = weighted_sum(mix, [term, plain]) if polyphase_first else weighted_sum(mix.flip(0), [plain, term])
+    fused_grads = torch.autograd.grad(fused, [mix, components, plain], upstream)
+
+    torch.testing.assert_close(fused, expected, rtol=1e-12, atol=1e-12)
+    assert fused.is_contiguous(memory_format=torch.channels_last)
+    for got, want in zip(fused_grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(batch_norms[0].running_var, twin.running_var, rtol=1e-12, atol=1e-12)

@@ -102,6 +102,11 @@ class MixedOp(nn.Module):
             phases = source.rectified_phases(self.stride) if convs is not None else None
             if convs is not None and phases is not None:
                 depthwise, pointwise = convs
+                if fold_norm and self.stride == 1 and folds_into_sum(batch_norm, phases):
+                    # The 1x1 conv and the BN are the same per pixel: they run on the polyphase
+                    # components, which the node sum reads in place (never interleaved).
+                    components = pointwise(depthwise.forward_phases(phases, interleave=False))
+                    return NormalisedTerm(components, batch_norm, polyphase=True)
                 before_norm = pointwise(depthwise.forward_phases(phases))
             elif isinstance(op, FactorizedReduce) and _even_map(source.state):
                 before_norm = op.reduced_from_subsamples(source.rectified_subsample(0), source.rectified_subsample(1))

@@ -44,12 +44,24 @@ def polyphase_components(x: torch.Tensor) -> torch.Tensor:
     return phases.reshape(4 * n, h // 2, w // 2, c).permute(0, 3, 1, 2)
 
 
+def interleaved_view(y: torch.Tensor) -> torch.Tensor:
+    """(4N, C, H, W) channels-last polyphase components -> the (N, H, 2, W, 2, C) view of them
+    whose element [n, h, i, w, j, c] is pixel (2h + i, 2w + j) of the image they came from."""
+    four_n, c, h, w = y.shape
+    return y.permute(0, 2, 3, 1).view(2, 2, four_n // 4, h, w, c).permute(2, 3, 0, 4, 1, 5)
+
+
+def parity_view(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) dense channels-last, H and W even -> the (N, H/2, 2, W/2, 2, C) view of it,
+    indexed as :func:`interleaved_view`."""
+    n, c, h, w = x.shape
+    return x.permute(0, 2, 3, 1).view(n, h // 2, 2, w // 2, 2, c)
+
+
 def interleave_phases(y: torch.Tensor) -> torch.Tensor:
     """The inverse of :func:`polyphase_components`: (4N, C, H, W) -> (N, C, 2H, 2W) channels-last."""
     four_n, c, h, w = y.shape
-    n = four_n // 4
-    out = y.permute(0, 2, 3, 1).reshape(2, 2, n, h, w, c).permute(2, 3, 0, 4, 1, 5)
-    return out.reshape(n, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
+    return interleaved_view(y).reshape(four_n // 4, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
 
 
 def phase_split_input(x: torch.Tensor, stride: int) -> torch.Tensor | None:
@@ -77,9 +89,11 @@ class PhaseSplitConv2d(nn.Conv2d):
             return super().forward(x)
         return self.forward_phases(phases)
 
-    def forward_phases(self, phases: torch.Tensor) -> torch.Tensor:
+    def forward_phases(self, phases: torch.Tensor, interleave: bool = True) -> torch.Tensor:
         """The output from :func:`phase_split_input` of the input (which several convolutions
-        of one input may share): (N, C, H / stride, W / stride)."""
+        of one input may share): (N, C, H / stride, W / stride); at stride 1 with ``interleave``
+        False, its polyphase components instead, (4N, C, H/2, W/2) (for ops that are the same
+        per pixel, up to a consumer that reads them in place)."""
         padding = (self.padding[0] // 2, self.padding[1] // 2)  # type: ignore[operator]
         if self.bias is None and padding[0] == padding[1]:
             # The native weight gradient reads the strided view of stride 2 in place, and is
@@ -87,7 +101,7 @@ class PhaseSplitConv2d(nn.Conv2d):
             y = depthwise_conv2d(phases, self.weight, 1, padding[0])
         else:
             y = F.conv2d(phases, self.weight, self.bias, 1, padding, 1, self.groups)
-        return y if self.stride == (2, 2) else interleave_phases(y)
+        return y if self.stride == (2, 2) or not interleave else interleave_phases(y)
 
 
 def _splittable(module: nn.Module) -> bool:

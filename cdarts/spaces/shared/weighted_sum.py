@@ -28,15 +28,20 @@ import torch
 from torch.autograd.function import FunctionCtx
 
 from cdarts.spaces.shared.batch_norm import BatchNorm2d
+from cdarts.spaces.shared.phase_split_conv import interleaved_view, parity_view, polyphase_components
 
 
 @dataclass(frozen=True)
 class NormalisedTerm:
     """The term ``batch_norm(x)`` of a training-mode :class:`BatchNorm2d` without affine
-    parameters, given by the BN's input x (N, C, H, W)."""
+    parameters, given by the BN's input x (N, C, H, W); with ``polyphase``, x holds the term's
+    polyphase components instead, (4N, C, H/2, W/2) channels-last (phase_split_conv.py): the
+    sum reads them in place, so the term is never interleaved (BatchNorm is the same per pixel,
+    so normalising the components is normalising the term)."""
 
     x: torch.Tensor
     batch_norm: BatchNorm2d
+    polyphase: bool = False
 
 
 def folds_into_sum(batch_norm: BatchNorm2d, x: torch.Tensor) -> bool:
@@ -71,7 +76,8 @@ def _layout_of(x: torch.Tensor) -> torch.memory_format:
 
 class _WeightedSum(torch.autograd.Function):
     """weights (M,), then the plain terms, then the BN inputs of the normalised terms; the
-    positions of the plain ones among the M and one eps per normalised one are arguments."""
+    positions of the plain ones among the M, one eps and one polyphase flag per normalised one
+    are arguments."""
 
     @staticmethod
     def forward(
@@ -79,6 +85,7 @@ class _WeightedSum(torch.autograd.Function):
         weights: torch.Tensor,
         plain_positions: tuple[int, ...],
         epsilons: tuple[float, ...],
+        polyphase: tuple[bool, ...],
         *tensors: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         plain, inputs = tensors[: len(plain_positions)], tensors[len(plain_positions) :]
@@ -89,30 +96,40 @@ class _WeightedSum(torch.autograd.Function):
                 out = torch.mul(term, weights[position])
             else:
                 out.addcmul_(term, weights[position])
-        means, variances, inverse_stds = [], [], []
         shift: torch.Tensor | None = None
-        for position, x, eps in zip(normalised_positions, inputs, epsilons, strict=True):
+        # The polyphase terms last: they accumulate into an output that exists.
+        order = sorted(range(len(inputs)), key=lambda index: polyphase[index])
+        statistics: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # mean, variance, invstd
+        for index in order:
+            x, eps = inputs[index], epsilons[index]
             mean, variance = torch.batch_norm_update_stats(x, None, None, 0.0)
             inverse_std = torch.rsqrt(variance + eps)
-            scale = inverse_std * weights[position].to(x.dtype)
+            scale = inverse_std * weights[normalised_positions[index]].to(x.dtype)
             # w * (x - mean) * invstd as PyTorch's CPU kernel forms it: x * scale + shift.
-            if out is None:
+            if polyphase[index]:
+                if out is None:
+                    four_n, c, h, w = x.shape
+                    shape = (four_n // 4, c, 2 * h, 2 * w)
+                    out = torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last).zero_()
+                parity_view(out).addcmul_(interleaved_view(x), scale)
+            elif out is None:
                 out = torch.mul(x, _per_channel(scale))
             else:
                 out.addcmul_(x, _per_channel(scale))
             shift = -scale * mean if shift is None else shift.sub_(scale * mean)
-            means.append(mean)
-            variances.append(variance)
-            inverse_stds.append(inverse_std)
+            statistics[index] = (mean, variance, inverse_std)
         assert out is not None
         if shift is not None:
             out.add_(_per_channel(shift))
         ctx.plain_positions = plain_positions  # type: ignore[attr-defined]
         ctx.epsilons = epsilons  # type: ignore[attr-defined]
+        ctx.polyphase = polyphase  # type: ignore[attr-defined]
         empty = weights.new_empty(0)
-        mean_rows, variance_rows, inverse_std_rows = (
-            torch.stack(v) if v else empty for v in (means, variances, inverse_stds)
-        )
+        rows = [statistics[index] for index in range(len(inputs))]
+        if rows:
+            mean_rows, variance_rows, inverse_std_rows = (torch.stack(v) for v in zip(*rows, strict=True))
+        else:
+            mean_rows = variance_rows = inverse_std_rows = empty
         ctx.save_for_backward(weights, mean_rows, inverse_std_rows, *tensors)
         # The (biased) batch statistics, for the BN modules' running statistics.
         ctx.mark_non_differentiable(mean_rows, variance_rows)
@@ -124,8 +141,8 @@ class _WeightedSum(torch.autograd.Function):
         plain_positions, epsilons = ctx.plain_positions, ctx.epsilons
         plain, inputs = tensors[: len(plain_positions)], tensors[len(plain_positions) :]
         normalised_positions = [m for m in range(weights.shape[0]) if m not in plain_positions]
-        plain_needs = ctx.needs_input_grad[3 : 3 + len(plain)]
-        normalised_needs = ctx.needs_input_grad[3 + len(plain) :]
+        plain_needs = ctx.needs_input_grad[4 : 4 + len(plain)]
+        normalised_needs = ctx.needs_input_grad[4 + len(plain) :]
         weight_grads: list[torch.Tensor] = [weights.new_zeros(())] * weights.shape[0]
         tensor_grads: list[torch.Tensor | None] = []
         for position, term, needed in zip(plain_positions, plain, plain_needs, strict=True):
@@ -134,20 +151,24 @@ class _WeightedSum(torch.autograd.Function):
             tensor_grads.append(grad * weights[position].to(grad.dtype) if needed else None)
         if inputs:
             grad = grad.contiguous(memory_format=_layout_of(inputs[0]))
+        grad_phases: torch.Tensor | None = None  # the gradient's polyphase components, for all such terms
         for index, (position, x, needed) in enumerate(zip(normalised_positions, inputs, normalised_needs, strict=True)):
+            if ctx.polyphase[index] and grad_phases is None:
+                grad_phases = polyphase_components(grad.contiguous(memory_format=torch.channels_last))
+            term_grad = grad_phases if ctx.polyphase[index] else grad
             channels = x.shape[1]
             scale = weights[position].to(x.dtype).expand(channels).contiguous()
             # Training-mode BN backward with w as its per-channel weight: the input gradient of
             # w * bn(x), and sum(grad * bn(x)) per channel as the "weight" gradient.
             grad_x, grad_scale, _ = torch.ops.aten.native_batch_norm_backward(
-                grad, x, scale, None, None, mean_rows[index], inverse_std_rows[index], True,
+                term_grad, x, scale, None, None, mean_rows[index], inverse_std_rows[index], True,
                 epsilons[index], [needed, ctx.needs_input_grad[0], False],
             )  # fmt: skip
             if ctx.needs_input_grad[0]:
                 weight_grads[position] = grad_scale.sum().to(weights.dtype)
             tensor_grads.append(grad_x if needed else None)
         grad_weights = torch.stack(weight_grads) if ctx.needs_input_grad[0] else None
-        return (grad_weights, None, None, *tensor_grads)
+        return (grad_weights, None, None, None, *tensor_grads)
 
 
 def weighted_sum(weights: torch.Tensor, terms: Sequence[torch.Tensor | NormalisedTerm]) -> torch.Tensor:
@@ -159,7 +180,8 @@ def weighted_sum(weights: torch.Tensor, terms: Sequence[torch.Tensor | Normalise
     normalised = [term for term in terms if isinstance(term, NormalisedTerm)]
     tensors = [term for term in terms if not isinstance(term, NormalisedTerm)] + [term.x for term in normalised]
     epsilons = tuple(term.batch_norm.eps for term in normalised)
-    out, means, variances = _WeightedSum.apply(weights, plain_positions, epsilons, *tensors)
+    polyphase = tuple(term.polyphase for term in normalised)
+    out, means, variances = _WeightedSum.apply(weights, plain_positions, epsilons, polyphase, *tensors)
     for index, term in enumerate(normalised):
         if term.batch_norm.track_running_stats:
             count = term.x.numel() // term.x.shape[1]

@@ -75,7 +75,9 @@ class SearchCell(nn.Module):
         pool_batchnorm: DARTS-style BN after pooling ops.
         shared_relu: see :class:`MixedOp`.
         fused_sums: sum each node's weighted candidate outputs (every op of every edge into it)
-            with one :func:`weighted_sum` instead of a product and a sum per op (same values).
+            with one :func:`weighted_sum` instead of a product and a sum per op (same values);
+            with ``shared_relu`` the final BatchNorm of each conv op is applied inside that sum
+            (see :meth:`MixedOp.candidate_terms`).
     """
 
     def __init__(

@@ -29,7 +29,9 @@ class MixedOp(nn.Module):
     stride-2 skip) share one rectified copy of ``x`` instead of computing four or five: the same
     values, so the same losses and gradients, with less work and memory. Given an
     :class:`EdgeInput` (the cell passes one per state), that copy, the pooled maps and the
-    dilated convs' polyphase components are shared with every other edge leaving the same state.
+    dilated convs' polyphase components are shared with every other edge leaving the same state;
+    :meth:`candidate_terms` also leaves the final BatchNorm of each conv op to the node's
+    :func:`weighted_sum`, which applies it without storing its output.
 
     Args:
         channels: input and output width of the edge.

@@ -46,8 +46,10 @@ class EdgeInput:
         return result
 
     def rectified_phases(self, stride: int) -> torch.Tensor | None:
-        """What a phase-split dilated convolution of ``stride`` reads of ``relu(state)``
-        (:func:`phase_split_input`), or None where it takes the plain convolution."""
+        """What a phase-split dilated convolution of ``stride`` reads of ``relu(state)``: at
+        stride 2 its even subsample (shared with the stride-2 skips; the identity holds in any
+        layout), at stride 1 :func:`phase_split_input`'s components, or None where the
+        convolution runs undivided."""
         if stride == 2:
             return self.rectified_subsample(0)
         return self.derived(("phases", stride), lambda: phase_split_input(self.rectified(), stride))

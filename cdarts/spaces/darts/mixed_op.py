@@ -110,7 +110,7 @@ class MixedOp(nn.Module):
                     components = pointwise(depthwise.forward_phases(phases, interleave=False))
                     return NormalisedTerm(components, batch_norm, polyphase=True)
                 before_norm = pointwise(depthwise.forward_phases(phases))
-            elif isinstance(op, FactorizedReduce) and _even_map(source.state):
+            elif isinstance(op, FactorizedReduce):
                 before_norm = op.reduced_from_subsamples(source.rectified_subsample(0), source.rectified_subsample(1))
             else:
                 before_norm = body(source.rectified())
@@ -145,7 +145,3 @@ def _phase_split_convs(op: nn.Module) -> tuple[PhaseSplitConv2d, nn.Module] | No
     if isinstance(op, DilConv) and isinstance(op[1], PhaseSplitConv2d):
         return op[1], op[2]
     return None
-
-
-def _even_map(x: torch.Tensor) -> bool:
-    return x.dim() == 4 and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0

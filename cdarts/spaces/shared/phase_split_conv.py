@@ -38,9 +38,9 @@ def polyphase_components(x: torch.Tensor) -> torch.Tensor:
     parity components ``x[:, :, i::2, j::2]`` stacked along the batch, (i, j) = (0, 0), (0, 1),
     (1, 0), (1, 1) (a copy)."""
     n, c, h, w = x.shape
-    # (N, C, H, W) channels-last is (N, H, W, C) in memory: split H and W by parity and move
-    # the two parities in front of the batch, still channels-last.
-    phases = x.permute(0, 2, 3, 1).reshape(n, h // 2, 2, w // 2, 2, c).permute(2, 4, 0, 1, 3, 5)
+    # Move the two parities of the (N, H/2, 2, W/2, 2, C) view in front of the batch, still
+    # channels-last.
+    phases = parity_view(x).permute(2, 4, 0, 1, 3, 5)
     return phases.reshape(4 * n, h // 2, w // 2, c).permute(0, 3, 1, 2)
 
 
